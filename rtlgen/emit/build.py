@@ -1,0 +1,164 @@
+"""Build folders: Verilog, manifest and quantized model, written atomically.
+
+A build folder holds
+
+``<top>.v``
+    the core, generated from the Amaranth description;
+``manifest.json``
+    top name, ports and widths, element types, latency, II and a summary
+    per layer (what simulation, reports and users read);
+``model.json``
+    the quantized model (integer weight codes and types), from which
+    ``rtlgen predict`` runs the bit-exact golden model.
+
+Everything is written into a temporary folder beside the destination and
+moved into place only when complete, so a failed build leaves nothing
+behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import RtlgenError
+from ..hw.network import Network
+from ..ir.model import QActivation, QDense, QModel
+from .verilog import network_verilog
+
+__all__ = ["build_core", "write_build", "load_build", "manifest_for", "MANIFEST", "MODEL"]
+
+MANIFEST = "manifest.json"
+MODEL = "model.json"
+FORMAT = 1
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VERILOG_KEYWORDS = {"module", "input", "output", "wire", "reg", "begin", "end", "always", "assign",
+                     "initial", "case", "default", "if", "else", "for", "function", "task", "integer"}
+
+
+def top_name(name: str) -> str:
+    """A valid Verilog module name derived from ``name``."""
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "core"
+    if ident[0].isdigit():
+        ident = "m_" + ident
+    if ident in _VERILOG_KEYWORDS:
+        ident += "_core"
+    return ident
+
+
+def _layer_entry(layer, hw) -> dict:
+    entry = {"name": layer.name, "latency": hw.latency, "ii": hw.ii,
+             "in_type": str(layer.in_type), "result": str(layer.result_type),
+             "shape": [layer.n_in, layer.n_out]}
+    if isinstance(layer, QDense):
+        entry.update({
+            "op": "dense", "weight": str(layer.weight_type), "bias": str(layer.bias_type),
+            "accum": str(layer.accum_type) if layer.accum_type else None,
+            "reuse_factor": layer.reuse_factor, "adder_levels": layer.adder_levels,
+            "weights": layer.n_in * layer.n_out, "nonzero_weights": layer.nonzero,
+            "multipliers": hw.multipliers,
+        })
+    elif isinstance(layer, QActivation):
+        entry.update({"op": layer.kind, "multipliers": 0, "reuse_factor": 1})
+    return entry
+
+
+def manifest_for(model: QModel, core: Network, top: str) -> dict:
+    tin, tout = model.input_type, model.output_type
+    return {
+        "format": FORMAT,
+        "kind": "mlp",
+        "top": top,
+        "verilog": f"{top}.v",
+        "model": MODEL,
+        "ports": {"clk": 1, "rst": 1, "in_valid": 1, "in_ready": 1,
+                  "in_data": tin.width * model.n_in, "out_valid": 1,
+                  "out_data": tout.width * model.n_out},
+        "input": {"type": str(tin), "count": model.n_in, "width": tin.width, "signed": tin.signed,
+                  "layout": "element k at bits [k*width, (k+1)*width)"},
+        "output": {"type": str(tout), "count": model.n_out, "width": tout.width, "signed": tout.signed,
+                   "layout": "element k at bits [k*width, (k+1)*width)"},
+        "latency": core.latency,
+        "ii": core.ii,
+        "multipliers": sum(hw.multipliers for hw in core.layers),
+        "layers": [_layer_entry(layer, hw) for layer, hw in zip(model.layers, core.layers)],
+    }
+
+
+def build_core(model: QModel, top: str | None = None) -> tuple[str, dict]:
+    """Generate (verilog text, manifest) for a quantized model."""
+    top = top or top_name(model.name)
+    if not _IDENT.match(top) or top in _VERILOG_KEYWORDS:
+        raise RtlgenError(f"--name {top!r} is not a valid Verilog module name: use letters, digits and _")
+    core = Network(model)
+    verilog_text = network_verilog(core, top)
+    return verilog_text, manifest_for(model, core, top)
+
+
+def _is_replaceable(outdir: Path) -> bool:
+    if not outdir.exists():
+        return True
+    if not outdir.is_dir():
+        return False
+    return not any(outdir.iterdir()) or (outdir / MANIFEST).is_file()
+
+
+def write_build(outdir, files: dict[str, str]) -> Path:
+    """Write ``files`` (name -> text) as the folder ``outdir``, atomically.
+
+    An existing ``outdir`` is replaced only if it is empty or a previous
+    build folder (it holds a manifest).
+    """
+    outdir = Path(outdir)
+    if not _is_replaceable(outdir):
+        raise RtlgenError(f"output folder {outdir} exists and is not an rtlgen build folder "
+                          "(no manifest.json): choose another -o or remove it")
+    parent = outdir.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise RtlgenError(f"cannot create the output folder {outdir}: {exc.strerror or exc}") from None
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        old = None
+        if outdir.exists():
+            old = parent / f".{outdir.name}.old.{os.getpid()}"
+            os.replace(outdir, old)
+        os.replace(tmp, outdir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return outdir
+
+
+def save_build(model: QModel, outdir, top: str | None = None) -> dict:
+    """Generate the core for ``model`` and write its build folder."""
+    verilog_text, manifest = build_core(model, top)
+    write_build(outdir, {
+        manifest["verilog"]: verilog_text,
+        MANIFEST: json.dumps(manifest, indent=2) + "\n",
+        MODEL: json.dumps(model.to_dict()) + "\n",
+    })
+    return manifest
+
+
+def load_build(outdir) -> tuple[dict, QModel]:
+    """Read a build folder's manifest and quantized model."""
+    outdir = Path(outdir)
+    mpath = outdir / MANIFEST
+    if not mpath.is_file():
+        raise RtlgenError(f"{outdir} is not a build folder (no {MANIFEST}); run 'rtlgen build' first")
+    try:
+        manifest = json.loads(mpath.read_text())
+        model = QModel.from_dict(json.loads((outdir / manifest.get("model", MODEL)).read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise RtlgenError(f"build folder {outdir} is damaged ({exc}); rebuild it with 'rtlgen build'") from None
+    return manifest, model

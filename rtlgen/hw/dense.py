@@ -1,0 +1,257 @@
+"""Dense (fully connected) layer with a reuse factor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..ir.model import QDense
+from ..numerics.fixed import product_range, requantize
+from .arith import (Operand, adder_tree, cast_operand, const_operand, range_shape, shape_of,
+                    tree_depth, tree_stages)
+
+__all__ = ["DenseSchedule", "DenseLayer"]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One use of a multiplier: ``x[i] * w[i, j]`` in phase ``phase``."""
+    i: int
+    j: int
+    phase: int
+
+
+class DenseSchedule:
+    """How the nonzero weights of a dense layer map onto shared multipliers.
+
+    Nonzero weights are ordered by output, then input.  With reuse factor
+    R, multiplier ``m`` computes weights ``m*R .. m*R+R-1`` of that order in
+    phases ``0 .. R-1``; there are ``ceil(nonzero / R)`` multipliers.  Since
+    consecutive weights mostly feed the same output, each multiplier feeds
+    few outputs and each output sums few multipliers.
+    """
+
+    def __init__(self, weights: np.ndarray, reuse_factor: int):
+        self.reuse = reuse_factor
+        n_in, n_out = weights.shape
+        order = [(i, j) for j in range(n_out) for i in range(n_in) if int(weights[i, j]) != 0]
+        self.nonzero = len(order)
+        self.n_mult = -(-self.nonzero // reuse_factor) if self.nonzero else 0
+        self.slots: list[list[Slot]] = []
+        for mult in range(self.n_mult):
+            k0 = mult * reuse_factor
+            self.slots.append([Slot(i, j, k - k0) for k, (i, j) in enumerate(order[k0:k0 + reuse_factor], k0)])
+        # output j -> list of (multiplier, first phase, last phase)
+        self.feeds: list[list[tuple[int, int, int]]] = [[] for _ in range(n_out)]
+        for mult, slots in enumerate(self.slots):
+            by_out: dict[int, list[int]] = {}
+            for s in slots:
+                by_out.setdefault(s.j, []).append(s.phase)
+            for j, phases in by_out.items():
+                self.feeds[j].append((mult, min(phases), max(phases)))
+
+    def exclusive(self, mult: int) -> bool:
+        """True when every phase of ``mult`` feeds one output (no mask needed)."""
+        return len({s.j for s in self.slots[mult]}) == 1
+
+
+class DenseLayer(wiring.Component):
+    """A dense layer ``y = cast_result(x @ W + b)`` with exact sums.
+
+    Ports
+    -----
+    ``i``: In(stream.Signature(ArrayLayout(in codes, n_in), always_ready=True))
+        the input vector.  The payload must stay unchanged for
+        ``reuse_factor`` cycles after ``i.valid`` (every rtlgen layer holds
+        its output until its next ``o.valid``, and the network never feeds a
+        layer faster than its II).
+    ``o``: Out(stream.Signature(ArrayLayout(result codes, n_out), always_ready=True))
+        the result; ``o.payload`` holds its value until the next ``o.valid``.
+
+    Latency ``self.latency`` cycles from ``i.valid`` to ``o.valid``;
+    initiation interval ``II = reuse_factor``.  There is no back-pressure.
+
+    Structure: multipliers (``ceil(nonzero / R)`` of them, each used R times;
+    zero weights generate nothing) feed a product register, a pipelined
+    adder tree per output (a register every ``adder_levels`` levels), an
+    accumulator over the R phases when R > 1, and a registered output cast.
+    Weights are constants; :meth:`weight_value` is the single place that
+    provides them, so storage in registers can replace it.
+    """
+
+    def __init__(self, layer: QDense):
+        self.layer = layer
+        self.schedule = DenseSchedule(layer.weights, layer.reuse_factor)
+        self.in_shape = shape_of(layer.in_type)
+        self.out_shape = shape_of(layer.result_type)
+        self.prod_frac = layer.in_type.frac + layer.weight_type.frac
+        if layer.accum_type is not None:
+            self.sum_frac = layer.accum_type.frac
+        else:
+            self.sum_frac = max(self.prod_frac, layer.bias_type.frac)
+        leaves = max([len(f) + (1 if self._bias_leaf(j) else 0) for j, f in enumerate(self.schedule.feeds)] or [1])
+        self.tree_stages = tree_stages(tree_depth(leaves), layer.adder_levels)
+        r = layer.reuse_factor
+        # product register + tree registers + (accumulator if R > 1) + output register
+        self.latency = (r - 1) + 1 + self.tree_stages + (1 if r > 1 else 0) + 1
+        self.ii = r
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(self.in_shape, layer.n_in), always_ready=True)),
+            "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, layer.n_out), always_ready=True)),
+        })
+
+    # -- numbers shared with reports ------------------------------------
+
+    @property
+    def multipliers(self) -> int:
+        return self.schedule.n_mult
+
+    def _bias_leaf(self, j: int) -> bool:
+        return self.layer.reuse_factor == 1 and self._bias_code(j) != 0
+
+    def _bias_code(self, j: int) -> int:
+        """The bias of output j, aligned to the sum's fractional bits."""
+        layer = self.layer
+        b = int(layer.bias[j])
+        if layer.accum_type is not None:
+            return int(requantize(np.array([b], dtype=object), layer.bias_type.frac, layer.accum_type)[0])
+        return b << (self.sum_frac - layer.bias_type.frac)
+
+    def weight_value(self, i: int, j: int):
+        """The weight ``w[i, j]`` as a hardware value (a constant here)."""
+        w = int(self.layer.weights[i, j])
+        return Const(w, range_shape(w, w))
+
+    # -- elaboration ------------------------------------------------------
+
+    def _product_range(self, slot: Slot) -> tuple[int, int]:
+        t = self.layer.in_type
+        w = int(self.layer.weights[slot.i, slot.j])
+        return product_range(t.min_code, t.max_code, w, w)
+
+    def _leaf(self, prod: Operand) -> Operand:
+        """Bring a product to the sum's format (shift, or cast to accum)."""
+        acc = self.layer.accum_type
+        if acc is None:
+            return prod.shifted(self.sum_frac - self.prod_frac)
+        return cast_operand(prod, self.prod_frac, acc)
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, sched, r = self.layer, self.schedule, self.layer.reuse_factor
+        x = self.i.payload
+
+        # Phase sequencing (R > 1): phase 0 is the cycle of i.valid.
+        if r > 1:
+            count = Signal(range(r), name="phase_count")
+            running = Signal(name="running")
+            phase = Signal(range(r), name="phase")
+            active = Signal(name="active")
+            m.d.comb += [phase.eq(Mux(self.i.valid, 0, count)), active.eq(self.i.valid | running)]
+            with m.If(active):
+                m.d.sync += count.eq(Mux(phase == r - 1, 0, phase + 1))
+                m.d.sync += running.eq(phase != r - 1)
+        else:
+            phase = Const(0, 1)
+            active = self.i.valid
+
+        # Product stage (registered).
+        p_valid, p_first, p_last = Signal(name="p_valid"), Signal(name="p_first"), Signal(name="p_last")
+        p_phase = Signal(range(max(r, 2)), name="p_phase")
+        m.d.sync += [p_valid.eq(active), p_first.eq(active & (phase == 0)),
+                     p_last.eq(active & (phase == r - 1)), p_phase.eq(phase)]
+        products: list[Operand] = []
+        for mult, slots in enumerate(sched.slots):
+            ranges = [self._product_range(s) for s in slots]
+            lo = min([0] + [a for a, _ in ranges]) if len(slots) < r else min(a for a, _ in ranges)
+            hi = max([0] + [b for _, b in ranges]) if len(slots) < r else max(b for _, b in ranges)
+            prod = Signal(range_shape(lo, hi), name=f"prod{mult}")
+            if r == 1:
+                s = slots[0]
+                m.d.sync += prod.eq(x[s.i] * self.weight_value(s.i, s.j))
+            else:
+                wshape = shape_of(layer.weight_type)
+                xs = Signal(self.in_shape, name=f"mx{mult}")
+                ws = Signal(wshape, name=f"mw{mult}")
+                with m.Switch(phase):
+                    for s in slots:
+                        with m.Case(s.phase):
+                            m.d.comb += [xs.eq(x[s.i]), ws.eq(self.weight_value(s.i, s.j))]
+                    with m.Default():
+                        m.d.comb += [xs.eq(0), ws.eq(0)]
+                m.d.sync += prod.eq(xs * ws)
+            products.append(Operand(prod, lo, hi))
+
+        # One adder tree per output over its (masked) products.
+        roots: list[Operand] = []
+        for j, feeds in enumerate(sched.feeds):
+            leaves = []
+            for mult, first, last in feeds:
+                prod = products[mult]
+                if r > 1 and not sched.exclusive(mult):
+                    own = [s for s in sched.slots[mult] if s.j == j]
+                    ranges = [self._product_range(s) for s in own]
+                    lo = min([0] + [a for a, _ in ranges])
+                    hi = max([0] + [b for _, b in ranges])
+                    if first == last:
+                        sel = p_phase == first
+                    else:
+                        sel = (p_phase >= first) & (p_phase <= last)
+                    prod = Operand(Mux(sel, prod.value, 0), lo, hi)
+                leaves.append(self._leaf(prod))
+            if self._bias_leaf(j):
+                leaves.append(const_operand(self._bias_code(j)))
+            roots.append(adder_tree(m, leaves, levels_per_stage=layer.adder_levels,
+                                    stages=self.tree_stages, name=f"sum{j}",
+                                    wrap=layer.accum_type))
+        # Flags follow the tree registers.
+        for stage in range(self.tree_stages):
+            nv, nf, nl = (Signal(name=f"t{stage}_valid"), Signal(name=f"t{stage}_first"),
+                          Signal(name=f"t{stage}_last"))
+            m.d.sync += [nv.eq(p_valid), nf.eq(p_first), nl.eq(p_last)]
+            p_valid, p_first, p_last = nv, nf, nl
+
+        # Accumulate over phases (R > 1); the bias enters on the first phase.
+        totals: list[Operand] = []
+        if r > 1:
+            done = Signal(name="acc_done")
+            m.d.sync += done.eq(p_valid & p_last)
+            for j, root in enumerate(roots):
+                bias = self._bias_code(j)
+                acc_t = layer.accum_type
+                if acc_t is not None:
+                    lo, hi = acc_t.min_code, acc_t.max_code
+                else:
+                    # every partial sum lies between the sums of the
+                    # negative and of the positive product bounds
+                    neg = sum(min(0, self._product_range(s)[0]) for mult, _, _ in sched.feeds[j]
+                              for s in sched.slots[mult] if s.j == j) << (self.sum_frac - self.prod_frac)
+                    pos = sum(max(0, self._product_range(s)[1]) for mult, _, _ in sched.feeds[j]
+                              for s in sched.slots[mult] if s.j == j) << (self.sum_frac - self.prod_frac)
+                    lo, hi = min(bias, bias + neg), max(bias, bias + pos)
+                acc = Signal(range_shape(lo, hi), name=f"acc{j}")
+                start = Mux(p_first, bias, acc)
+                nxt = start + root.value
+                if acc_t is not None:
+                    nxt = nxt[:acc_t.width].as_signed() if acc_t.signed else nxt[:acc_t.width]
+                with m.If(p_valid):
+                    m.d.sync += acc.eq(nxt)
+                totals.append(Operand(acc, lo, hi))
+            p_valid = done
+        else:
+            totals = roots
+
+        # Registered output cast.
+        m.d.sync += self.o.valid.eq(p_valid)
+        with m.If(p_valid):
+            for j, total in enumerate(totals):
+                if layer.accum_type is not None:
+                    src_frac = layer.accum_type.frac
+                else:
+                    src_frac = self.sum_frac
+                m.d.sync += self.o.payload[j].eq(cast_operand(total, src_frac, layer.result_type).value)
+        return m

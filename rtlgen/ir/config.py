@@ -1,0 +1,171 @@
+"""Precision configuration: turns a float IR into the quantized IR.
+
+The configuration is a YAML or JSON mapping::
+
+    input: fixed<9,2,RND,SAT>          # element type of the input vector
+    default:                           # applies to every layer unless overridden
+      weight: fixed<8,3,RND,SAT>
+      bias: fixed<8,3,RND,SAT>
+      result: fixed<16,6,RND,SAT>
+      reuse_factor: 1
+    layers:                            # overrides keyed by layer (ONNX node) name
+      "/0/Gemm": {reuse_factor: 4, result: fixed<12,4,RND,SAT>}
+
+Per-layer keys:
+
+``weight``, ``bias``
+    types the weights and biases are quantized to (dense layers).
+``result``
+    type of the layer's output (every layer).
+``accum``
+    optional accumulator type (WRAP overflow only): products and bias are
+    cast to it and the sum wraps in it, as hls4ml's Latency strategy does.
+    Without it the sum is exact.
+``reuse_factor``
+    1 .. number of nonzero weights, or ``full`` (one multiplier).  Each
+    multiplier is used R times per inference; II = R.
+``adder_levels``
+    adder-tree levels between pipeline registers (default 2, at least 1).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RtlgenError
+from ..numerics.fixed import Overflow, parse_type, quantize
+from .model import Activation, Dense, FloatModel, QActivation, QDense, QModel
+
+DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels"}
+ACTIVATION_KEYS = {"result"}
+TOP_KEYS = {"input", "default", "layers", "name"}
+
+
+def load_config(source) -> dict:
+    """Read a configuration from a path (YAML or JSON) or accept a dict."""
+    if isinstance(source, dict):
+        return source
+    path = Path(source)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RtlgenError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
+        raise RtlgenError(f"config file {path} is not valid YAML/JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RtlgenError(f"config file {path} must hold a mapping with at least an 'input' key")
+    return data
+
+
+def _type(value, where: str):
+    try:
+        return parse_type(value)
+    except RtlgenError as exc:
+        raise RtlgenError(f"{where}: {exc}") from None
+
+
+def _reuse(value, nonzero: int, where: str) -> int:
+    upper = max(1, nonzero)
+    if isinstance(value, str) and value.strip().lower() in ("full", "max"):
+        return upper
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise RtlgenError(f"{where}: reuse_factor must be an integer from 1 to {upper} or 'full', got {value!r}")
+    if not 1 <= int(value) <= upper:
+        raise RtlgenError(
+            f"{where}: reuse_factor {value} is out of range: use 1 to {upper} "
+            f"(the layer has {nonzero} nonzero weights) or 'full'")
+    return int(value)
+
+
+def _quantize_param(values: np.ndarray, typ, where: str) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        bad = np.argwhere(~np.isfinite(values))[0]
+        raise RtlgenError(f"{where} contains a NaN or inf value at index {tuple(int(i) for i in bad)}: "
+                          "retrain or clean the model")
+    return quantize(values, typ)
+
+
+def apply_config(model: FloatModel, config) -> QModel:
+    """Quantize ``model`` under ``config``; every problem is an RtlgenError."""
+    cfg = load_config(config)
+    unknown = set(cfg) - TOP_KEYS
+    if unknown:
+        raise RtlgenError(f"config: unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+    if "input" not in cfg:
+        raise RtlgenError("config: missing 'input' (the element type of the input vector, e.g. fixed<9,2,RND,SAT>)")
+    input_type = _type(cfg["input"], "config 'input'")
+    default = cfg.get("default") or {}
+    overrides = cfg.get("layers") or {}
+    if not isinstance(default, dict) or not isinstance(overrides, dict):
+        raise RtlgenError("config: 'default' and 'layers' must be mappings")
+    bad_default = set(default) - DENSE_KEYS
+    if bad_default:
+        raise RtlgenError(f"config 'default': unknown key(s) {sorted(bad_default)}; allowed: {sorted(DENSE_KEYS)}")
+    names = model.layer_names()
+    for key in overrides:
+        if key not in names:
+            raise RtlgenError(
+                f"config 'layers' names {key!r}, which is not a layer of the model; "
+                f"the layers are: {', '.join(names)}")
+
+    layers = []
+    in_type = input_type
+    size = model.n_in
+    for layer in model.layers:
+        own = overrides.get(layer.name) or {}
+        if not isinstance(own, dict):
+            raise RtlgenError(f"config 'layers' entry {layer.name!r} must be a mapping")
+        allowed = DENSE_KEYS if isinstance(layer, Dense) else ACTIVATION_KEYS
+        extra = set(own) - allowed
+        if extra:
+            raise RtlgenError(
+                f"config for layer {layer.name!r}: key(s) {sorted(extra)} do not apply to this "
+                f"layer; allowed: {sorted(allowed)}")
+        merged = {**default, **own}
+        where = f"layer {layer.name!r}"
+        if "result" not in merged:
+            raise RtlgenError(f"config: no 'result' type for {where}: set default.result or layers.{layer.name}.result")
+        result_type = _type(merged["result"], f"{where} result")
+        if isinstance(layer, Dense):
+            if layer.n_in != size:
+                raise RtlgenError(f"{where}: expects {layer.n_in} inputs but the previous layer gives {size}")
+            for key in ("weight", "bias"):
+                if key not in merged:
+                    raise RtlgenError(f"config: no '{key}' type for {where}: set default.{key} or layers.{layer.name}.{key}")
+            weight_type = _type(merged["weight"], f"{where} weight")
+            bias_type = _type(merged["bias"], f"{where} bias")
+            accum_type = None
+            if merged.get("accum") is not None:
+                accum_type = _type(merged["accum"], f"{where} accum")
+                if accum_type.overflow is not Overflow.WRAP:
+                    raise RtlgenError(f"{where}: the accum type must use WRAP overflow, got {accum_type}")
+            w = _quantize_param(layer.weight, weight_type, f"{where} weights")
+            b = _quantize_param(layer.bias, bias_type, f"{where} bias")
+            nonzero = int(np.count_nonzero(w))
+            reuse = _reuse(merged.get("reuse_factor", 1), nonzero, where)
+            levels = merged.get("adder_levels", 2)
+            if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+                raise RtlgenError(f"{where}: adder_levels must be an integer >= 1, got {levels!r}")
+            q = QDense(name=layer.name, in_type=in_type, weight_type=weight_type, bias_type=bias_type,
+                       result_type=result_type, weights=w, bias=b, reuse_factor=reuse,
+                       accum_type=accum_type, adder_levels=levels)
+            size = layer.n_out
+        elif isinstance(layer, Activation):
+            q = QActivation(name=layer.name, kind=layer.kind, size=size, in_type=in_type,
+                            result_type=result_type)
+        else:  # pragma: no cover - front ends only produce the above
+            raise RtlgenError(f"{where}: unsupported layer type {type(layer).__name__}")
+        layers.append(q)
+        in_type = result_type
+    name = cfg.get("name") or model.name
+    return QModel(name=name, input_type=input_type, n_in=model.n_in, layers=layers)
