@@ -67,3 +67,25 @@ def test_dense_schedule_covers_every_weight_once(reuse):
     assert sched.n_mult == -(-np.count_nonzero(w) // reuse)
     assert all(len(slots) <= reuse and len({s.phase for s in slots}) == len(slots) for slots in sched.slots)
     assert sched.feeds[2] == []
+
+
+@pytest.mark.parametrize("n_values,index_width", [(1, 2), (3, 2), (4, 2), (5, 3), (9, 4)])
+def test_select_reads_default_past_the_end(n_values, index_width):
+    from amaranth.hdl import Const, Module, Signal
+    from rtlgen.hw.arith import select
+    m = Module()
+    index = Signal(index_width)
+    out = Signal(signed(8))
+    values = [Const(v, signed(8)) for v in range(-3, -3 + n_values)]
+    m.d.comb += out.eq(select(values, index, default=Const(99, signed(8))))
+    got = {}
+
+    async def bench(ctx):
+        for k in range(1 << index_width):
+            ctx.set(index, k)
+            got[k] = ctx.get(out)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == {k: (k - 3 if k < n_values else 99) for k in range(1 << index_width)}

@@ -124,6 +124,24 @@ def adder_tree(m: Module, leaves: list[Operand], *, levels_per_stage: int, stage
     return nodes[0]
 
 
+def select(values: list, index: Value, *, default=0):
+    """``values[index]`` as a balanced tree of two-way muxes on the bits of ``index``.
+
+    Every index past the end of ``values`` reads as ``default``.  Built from
+    continuous expressions (no procedural case statement), so every simulator
+    evaluates it from time zero.
+    """
+    width = max(len(index), (len(values) - 1).bit_length())
+    padded = list(values) + [default] * ((1 << width) - len(values))
+
+    def build(items, bit):
+        if bit < 0:
+            return items[0]
+        half = len(items) // 2
+        return Mux(index[bit], build(items[half:], bit - 1), build(items[:half], bit - 1))
+    return build(padded, width - 1)
+
+
 def tree_depth(n_leaves: int) -> int:
     """Adder levels of a balanced binary tree over ``n_leaves`` inputs."""
     depth = 0

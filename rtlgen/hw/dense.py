@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir.model import QDense
 from ..numerics.fixed import product_range, requantize
-from .arith import (Operand, adder_tree, cast_operand, const_operand, range_shape, shape_of,
+from .arith import (Operand, adder_tree, cast_operand, const_operand, range_shape, select, shape_of,
                     tree_depth, tree_stages)
 
 __all__ = ["DenseSchedule", "DenseLayer"]
@@ -177,12 +177,8 @@ class DenseLayer(wiring.Component):
                 wshape = shape_of(layer.weight_type)
                 xs = Signal(self.in_shape, name=f"mx{mult}")
                 ws = Signal(wshape, name=f"mw{mult}")
-                with m.Switch(phase):
-                    for s in slots:
-                        with m.Case(s.phase):
-                            m.d.comb += [xs.eq(x[s.i]), ws.eq(self.weight_value(s.i, s.j))]
-                    with m.Default():
-                        m.d.comb += [xs.eq(0), ws.eq(0)]
+                m.d.comb += [xs.eq(select([x[s.i] for s in slots], phase)),
+                             ws.eq(select([self.weight_value(s.i, s.j) for s in slots], phase))]
                 m.d.sync += prod.eq(xs * ws)
             products.append(Operand(prod, lo, hi))
 
