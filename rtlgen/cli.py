@@ -35,10 +35,20 @@ def _save_npy(path: str, arr: np.ndarray) -> None:
 
 
 def _inputs_as_codes(model, arr: np.ndarray, raw: bool) -> np.ndarray:
-    from .golden.mlp import check_codes, quantize_inputs
+    from .golden.mlp import check_codes
+    from .numerics.fixed import quantize
     if raw:
         return check_codes(model, arr)
-    return quantize_inputs(model, arr)
+    x = np.asarray(arr)
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise RtlgenError(f"inputs must be numbers, got dtype {x.dtype}")
+    x = x.astype(np.float64)
+    if x.ndim != 2 or x.shape[1] != model.n_in:
+        raise RtlgenError(f"inputs must have shape [N, {model.n_in}] for model {model.name!r}, got {list(x.shape)}")
+    if np.isnan(x).any():
+        idx = tuple(int(i) for i in np.argwhere(np.isnan(x))[0])
+        raise RtlgenError(f"input value at index {idx} is NaN: clean the data first")
+    return quantize(x, model.input_type)
 
 
 def _outputs(model, codes: np.ndarray, raw: bool) -> np.ndarray:
