@@ -281,7 +281,10 @@ def _as_int_array(x) -> np.ndarray:
 
 def _to_object(x: np.ndarray) -> np.ndarray:
     out = np.empty(x.shape, dtype=object)
-    out[...] = [int(v) for v in x.flat] if x.ndim else int(x)
+    if x.ndim:
+        out.reshape(-1)[:] = [int(v) for v in x.flat]
+    else:
+        out[()] = int(x)
     return out
 
 

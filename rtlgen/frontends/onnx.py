@@ -1,0 +1,543 @@
+"""ONNX front end: a chain of dense layers and activations to the float IR.
+
+:func:`load_onnx` reads the ONNX written by ``torch.onnx.export`` (both the
+TorchScript exporter, ``dynamo=False``, and the ``torch.export`` based one,
+``dynamo=True``) for an ``nn.Sequential`` of ``Linear``, ``ReLU``,
+``Flatten`` and ``Identity`` modules, and hand-written graphs of the same
+shape.
+
+Supported graphs have one input of shape ``[batch, n]`` (``batch`` may be
+symbolic) or ``[n]``, one output, and a single chain of nodes from the input
+to the output.  Along that chain these operators are understood:
+
+``Gemm``
+    ``alpha * A @ B' + beta * C`` with the data as ``A`` (``transA = 0``), a
+    constant ``B`` (``transB`` 0 or 1) and an optional constant ``C`` that
+    broadcasts over the batch; becomes one :class:`~rtlgen.ir.model.Dense`.
+``MatMul``
+    data times a constant ``[n_in, n_out]`` matrix; a dense layer with a
+    zero bias.
+``Add``
+    of a constant directly after a ``Gemm``/``MatMul``: folded into that
+    layer's bias (so ``MatMul`` + ``Add`` is one dense layer named after
+    the ``MatMul`` node).
+``Relu``
+    an :class:`~rtlgen.ir.model.Activation` of kind ``relu``.
+``Flatten``, ``Identity``, ``Reshape`` to ``[batch, -1]``/``[1, n]``, ``Cast`` between float types
+    no-ops on a flat vector.
+
+Weights come from initializers or ``Constant`` nodes (constant sub-graphs of
+``Identity``, ``Cast``, ``Transpose``, ``Reshape``, ``Flatten``,
+``Squeeze`` and ``Unsqueeze`` are evaluated).  Tensors stored as external
+data are read from beside the model file.
+
+Layer names are the ONNX node names (a node without a name is called
+``<OpType>_<index>``, its position in the graph); they key the per-layer
+configuration.  Every problem raises :class:`~rtlgen.errors.RtlgenError`
+naming the node and its operator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RtlgenError
+from ..ir.model import Activation, Dense, FloatModel
+
+__all__ = ["load_onnx", "SUPPORTED_OPS"]
+
+#: Operators allowed on the data path.
+SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Identity", "Reshape", "Cast", "Constant")
+
+#: Operators evaluated when all their inputs are constants (weight preprocessing).
+_CONST_OPS = ("Constant", "Identity", "Cast", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - onnx is a dependency
+        raise RtlgenError("reading ONNX models needs the 'onnx' package: pip install onnx") from None
+    return onnx
+
+
+def _float_types(onnx) -> set:
+    tp = onnx.TensorProto
+    return {tp.FLOAT, tp.DOUBLE, tp.FLOAT16, tp.BFLOAT16}
+
+
+def _read_model(source):
+    """Return ``(ModelProto, default name)``; errors name the file."""
+    onnx = _onnx()
+    if isinstance(source, onnx.ModelProto):
+        return source, (source.graph.name or "model")
+    if not isinstance(source, (str, Path)):
+        raise RtlgenError(f"expected an ONNX file path or an onnx.ModelProto, got {type(source).__name__}")
+    path = Path(source)
+    if not path.exists():
+        raise RtlgenError(f"cannot read model file {path}: no such file")
+    if not path.is_file():
+        raise RtlgenError(f"cannot read model file {path}: not a regular file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except OSError as exc:
+        raise RtlgenError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise RtlgenError(f"model file {path} is not a valid ONNX model ({type(exc).__name__}: {exc})") from None
+    if not model.HasField("graph") or not (len(model.graph.node) or len(model.graph.input)):
+        raise RtlgenError(f"model file {path} is not a valid ONNX model: it holds no graph")
+    try:
+        from onnx.external_data_helper import load_external_data_for_model
+        load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:
+        raise RtlgenError(
+            f"model file {path}: cannot read its external weight data ({type(exc).__name__}: {exc}); "
+            "keep the data file next to the .onnx file") from None
+    return model, path.stem
+
+
+class _Graph:
+    """Index of one ONNX graph: producers, consumers and constant folding."""
+
+    def __init__(self, graph, onnx):
+        self.onnx = onnx
+        from onnx import numpy_helper
+        self.numpy_helper = numpy_helper
+        self.graph = graph
+        self.names = self._node_names(graph)
+        self.producer = {}
+        self.consumers = {}
+        for index, node in enumerate(graph.node):
+            for out in node.output:
+                if out:
+                    self.producer[out] = index
+            for inp in node.input:
+                if inp:
+                    self.consumers.setdefault(inp, []).append(index)
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.data_tensors = set()
+        self._const_cache = {}
+        self._visiting = set()
+
+    @staticmethod
+    def _node_names(graph) -> list:
+        names, used = [], set()
+        explicit = {node.name for node in graph.node if node.name}
+        for index, node in enumerate(graph.node):
+            base = node.name or f"{node.op_type}_{index}"
+            name = base
+            k = 1
+            # a generated name must not steal an explicit one; duplicates get a suffix
+            while name in used or (not node.name and name in explicit):
+                name = f"{base}_{k}"
+                k += 1
+            used.add(name)
+            names.append(name)
+        return names
+
+    def mark_data(self, source: str) -> None:
+        """Record every tensor computed from ``source`` (the graph input)."""
+        todo = [source]
+        while todo:
+            name = todo.pop()
+            if name in self.data_tensors:
+                continue
+            self.data_tensors.add(name)
+            for index in self.consumers.get(name, []):
+                todo.extend(o for o in self.graph.node[index].output if o)
+
+    def where(self, index: int) -> str:
+        node = self.graph.node[index]
+        return f"node {self.names[index]!r} ({node.op_type})"
+
+    # -- constants -----------------------------------------------------------
+
+    def is_const(self, name: str) -> bool:
+        if not name:
+            return False
+        if name in self.initializers:
+            return True
+        index = self.producer.get(name)
+        if index is None:
+            return False
+        node = self.graph.node[index]
+        if node.op_type not in _CONST_OPS or name in self._visiting:
+            return False
+        self._visiting.add(name)
+        try:
+            return all(self.is_const(i) for i in node.input if i)
+        finally:
+            self._visiting.discard(name)
+
+    def const(self, name: str, user: str) -> np.ndarray:
+        """The value of a constant tensor, as float64 (or int64 for shapes)."""
+        if name in self._const_cache:
+            return self._const_cache[name]
+        if name in self.initializers:
+            value = self._tensor(self.initializers[name], f"initializer {name!r} used by {user}")
+        else:
+            index = self.producer.get(name)
+            if index is None:
+                raise RtlgenError(
+                    f"{user}: input {name!r} must be a constant (an initializer or a Constant node) "
+                    "but it is a graph input; rtlgen supports one data input")
+            node = self.graph.node[index]
+            if node.op_type not in _CONST_OPS:
+                raise RtlgenError(
+                    f"{user}: its input {name!r} comes from {self.where(index)}, which is not supported "
+                    f"for computing weights; supported ops: {', '.join(SUPPORTED_OPS)}")
+            if name in self._visiting:
+                raise RtlgenError(f"{user}: the graph has a cycle through {name!r}")
+            self._visiting.add(name)
+            try:
+                value = self._eval(index)
+            finally:
+                self._visiting.discard(name)
+        self._const_cache[name] = value
+        return value
+
+    def _tensor(self, tensor, what: str) -> np.ndarray:
+        try:
+            arr = self.numpy_helper.to_array(tensor)
+        except Exception as exc:
+            raise RtlgenError(f"cannot read {what}: {type(exc).__name__}: {exc}") from None
+        return _as_number_array(arr, what)
+
+    def _attr(self, node, name, default=None):
+        for a in node.attribute:
+            if a.name == name:
+                return self.onnx.helper.get_attribute_value(a)
+        return default
+
+    def _eval(self, index: int) -> np.ndarray:
+        node = self.graph.node[index]
+        where = self.where(index)
+        op = node.op_type
+        if op == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    return self._tensor(a.t, where)
+                if a.name in ("value_float", "value_int"):
+                    return np.asarray(self.onnx.helper.get_attribute_value(a),
+                                      dtype=np.float64 if a.name == "value_float" else np.int64)
+                if a.name in ("value_floats", "value_ints"):
+                    return np.asarray(list(self.onnx.helper.get_attribute_value(a)),
+                                      dtype=np.float64 if a.name == "value_floats" else np.int64)
+            raise RtlgenError(f"{where}: only Constant nodes holding a tensor or numbers are supported")
+        args = [self.const(i, where) if i else None for i in node.input]
+        try:
+            if op == "Identity" or op == "Cast":
+                return args[0]
+            if op == "Transpose":
+                perm = self._attr(node, "perm")
+                return np.transpose(args[0], None if perm is None else list(perm))
+            if op == "Reshape":
+                shape = [int(s) for s in np.asarray(args[1]).reshape(-1)]
+                if not self._attr(node, "allowzero", 0):
+                    shape = [args[0].shape[i] if s == 0 else s for i, s in enumerate(shape)]
+                return np.reshape(args[0], shape)
+            if op == "Flatten":
+                axis = int(self._attr(node, "axis", 1))
+                x = args[0]
+                axis = axis + x.ndim if axis < 0 else axis
+                return x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1)
+            if op in ("Squeeze", "Unsqueeze"):
+                axes = self._attr(node, "axes")
+                if axes is None and len(args) > 1 and args[1] is not None:
+                    axes = [int(a) for a in np.asarray(args[1]).reshape(-1)]
+                if op == "Squeeze":
+                    return np.squeeze(args[0], axis=None if axes is None else tuple(axes))
+                x = args[0]
+                out_rank = x.ndim + len(axes)
+                for a in sorted(a + out_rank if a < 0 else a for a in axes):
+                    x = np.expand_dims(x, a)
+                return x
+        except RtlgenError:
+            raise
+        except Exception as exc:
+            raise RtlgenError(f"{where}: cannot evaluate this constant expression ({exc})") from None
+        raise AssertionError(op)  # pragma: no cover
+
+
+def _as_number_array(arr: np.ndarray, what: str) -> np.ndarray:
+    if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.int64)
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr.astype(np.float64)
+    try:
+        return arr.astype(np.float64)   # float16/bfloat16 extension types
+    except (TypeError, ValueError):
+        raise RtlgenError(f"{what}: unsupported tensor element type {arr.dtype}") from None
+
+
+def _dims(value_info) -> list:
+    """Static dims as ints, symbolic/unknown dims as None."""
+    t = value_info.type
+    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    dims = []
+    for d in t.tensor_type.shape.dim:
+        dims.append(int(d.dim_value) if d.HasField("dim_value") else None)
+    return dims
+
+
+def _check_finite(arr: np.ndarray, where: str, what: str) -> None:
+    if not np.isfinite(arr).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise RtlgenError(f"{where}: the {what} contains a NaN or inf value at index {bad}; "
+                          "retrain or clean the model")
+
+
+class _Walker:
+    """Follows the data path and builds the layer list."""
+
+    def __init__(self, g: _Graph, n: int, rank: int, batch):
+        self.g = g
+        self.n = n            # elements of the flat feature vector
+        self.rank = rank      # 1 for [n], 2 for [batch, n]
+        self.batch = batch    # static batch size, or None
+        self.layers = []
+        self.last_dense = None  # the Dense whose output is the current tensor
+
+    def data_and_consts(self, index: int, cur: str):
+        node = self.g.graph.node[index]
+        where = self.g.where(index)
+        positions = [k for k, name in enumerate(node.input) if name == cur]
+        others = [name for name in node.input if name and name != cur and not self.g.is_const(name)]
+        for name in others:
+            if name not in self.g.data_tensors:
+                self.g.const(name, where)   # raises: names the node that computes it
+        if others:
+            raise RtlgenError(
+                f"{where} combines the data path with other computed tensors ({', '.join(others)}); "
+                "rtlgen supports a single chain of layers (no branches, no residual connections)")
+        if len(positions) != 1:
+            raise RtlgenError(f"{where} uses the data tensor {cur!r} more than once; not supported")
+        return positions[0]
+
+    def step(self, index: int, cur: str) -> None:
+        g = self.g
+        node = g.graph.node[index]
+        op = node.op_type
+        where = g.where(index)
+        name = g.names[index]
+        if op not in SUPPORTED_OPS or op == "Constant":
+            raise RtlgenError(
+                f"{where} is not supported: rtlgen handles chains of "
+                f"{', '.join(o for o in SUPPORTED_OPS if o != 'Constant')} (plus Constant weights)")
+        pos = self.data_and_consts(index, cur)
+        if len([o for o in node.output if o]) != 1:
+            raise RtlgenError(f"{where}: expected exactly one output, found {len(node.output)}")
+        if op in ("Gemm", "MatMul"):
+            self._dense(index, pos)
+            return
+        if op == "Add":
+            self._add(index, pos)
+            return
+        if pos != 0:
+            raise RtlgenError(f"{where}: the data tensor must be its first input")
+        if op == "Relu":
+            self.layers.append(Activation(name=name, kind="relu", size=self.n))
+            self.last_dense = None
+        elif op == "Identity":
+            pass
+        elif op == "Cast":
+            to = g._attr(node, "to")
+            if to not in _float_types(g.onnx):
+                target = g.onnx.TensorProto.DataType.Name(to) if to is not None else "?"
+                raise RtlgenError(f"{where}: casts to {target} are not supported; only float-to-float "
+                                  "casts (no-ops here) are accepted")
+        elif op == "Flatten":
+            axis = int(g._attr(node, "axis", 1))
+            axis = axis + self.rank if axis < 0 else axis
+            if self.rank == 2 and axis == 1:
+                pass
+            elif self.rank == 1 and axis == 0:
+                self.rank = 2
+                self.batch = 1
+            else:
+                raise RtlgenError(f"{where}: Flatten with axis={g._attr(node, 'axis', 1)} would change "
+                                  f"the feature vector of {self.n} elements; only flattening to "
+                                  "[batch, features] is supported")
+        elif op == "Reshape":
+            self._reshape(index)
+        else:  # pragma: no cover
+            raise AssertionError(op)
+
+    def _reshape(self, index: int) -> None:
+        g = self.g
+        node = g.graph.node[index]
+        where = g.where(index)
+        if len(node.input) < 2 or not g.is_const(node.input[1]):
+            raise RtlgenError(f"{where}: the target shape must be a constant; export with a fixed "
+                              "shape such as x.reshape(-1, n) or use nn.Flatten")
+        shape = [int(s) for s in np.asarray(g.const(node.input[1], where)).reshape(-1)]
+        allowzero = int(g._attr(node, "allowzero", 0))
+        n = self.n
+
+        def feat_ok(s):
+            return s in (n, -1)
+
+        ok = False
+        if len(shape) == 2 and feat_ok(shape[1]):
+            first = shape[0]
+            if first in (-1, 1) or (first == 0 and not allowzero and self.rank == 2):
+                ok = True
+            elif self.batch is not None and first == self.batch and self.rank == 2:
+                ok = True
+            if shape == [-1, -1]:
+                ok = False
+            if ok:
+                if self.rank == 1:
+                    self.batch = 1
+                self.rank = 2
+        elif len(shape) == 1 and feat_ok(shape[0]) and (self.rank == 1 or self.batch == 1):
+            ok = True
+            self.rank = 1
+        if not ok:
+            raise RtlgenError(f"{where}: reshape to {shape} is not supported on a vector of {n} "
+                              f"features; only [batch, -1], [-1, {n}] or [1, {n}] are accepted")
+
+    def _dense(self, index: int, pos: int) -> None:
+        g = self.g
+        node = g.graph.node[index]
+        op = node.op_type
+        where = g.where(index)
+        if pos != 0:
+            raise RtlgenError(f"{where}: the data must be the first input (A) of {op}; "
+                              "a constant times the data is not supported")
+        if len(node.input) < 2 or not node.input[1]:
+            raise RtlgenError(f"{where}: missing weight input")
+        b = g.const(node.input[1], where)
+        if b.ndim != 2:
+            raise RtlgenError(f"{where}: the weight must be a 2-D matrix, got shape {list(b.shape)}")
+        b = b.astype(np.float64)
+        _check_finite(b, where, f"weight tensor {node.input[1]!r}")
+        bias = None
+        if op == "Gemm":
+            if int(g._attr(node, "transA", 0)) != 0:
+                raise RtlgenError(f"{where}: transA=1 is not supported (the data would be transposed)")
+            if self.rank != 2:
+                raise RtlgenError(f"{where}: Gemm needs a [batch, features] input, got a 1-D vector")
+            alpha = float(g._attr(node, "alpha", 1.0))
+            beta = float(g._attr(node, "beta", 1.0))
+            weight = (b.T if int(g._attr(node, "transB", 0)) else b) * alpha
+            if len(node.input) > 2 and node.input[2]:
+                c = g.const(node.input[2], where).astype(np.float64)
+                _check_finite(c, where, f"bias tensor {node.input[2]!r}")
+                bias = self._broadcast_bias(c, weight.shape[1], where) * beta
+        else:
+            weight = b
+        if weight.shape[0] != self.n:
+            raise RtlgenError(
+                f"{where}: shape mismatch: the weight expects {weight.shape[0]} inputs but the "
+                f"previous layer gives {self.n} (weight shape {list(b.shape)})")
+        if bias is None:
+            bias = np.zeros(weight.shape[1], dtype=np.float64)
+        _check_finite(weight, where, "weight")
+        _check_finite(bias, where, "bias")
+        dense = Dense(name=g.names[index], weight=np.ascontiguousarray(weight), bias=bias)
+        self.layers.append(dense)
+        self.last_dense = dense
+        self.n = dense.n_out
+
+    @staticmethod
+    def _broadcast_bias(c: np.ndarray, n_out: int, where: str) -> np.ndarray:
+        try:
+            shape = np.broadcast_shapes((1, n_out), c.shape)
+        except ValueError:
+            shape = None
+        if shape != (1, n_out):
+            raise RtlgenError(f"{where}: bias of shape {list(c.shape)} does not broadcast to "
+                              f"[batch, {n_out}]")
+        return np.broadcast_to(c, (1, n_out)).reshape(n_out).astype(np.float64)
+
+    def _add(self, index: int, pos: int) -> None:
+        g = self.g
+        node = g.graph.node[index]
+        where = g.where(index)
+        if len(node.input) != 2:
+            raise RtlgenError(f"{where}: Add needs exactly two inputs")
+        if self.last_dense is None:
+            raise RtlgenError(
+                f"{where}: adding a constant is only supported directly after a dense layer "
+                "(Gemm or MatMul), where it becomes the bias")
+        const_name = node.input[1 - pos]
+        c = g.const(const_name, where).astype(np.float64)
+        _check_finite(c, where, f"bias tensor {const_name!r}")
+        dense = self.last_dense
+        bias = self._broadcast_bias(c, dense.n_out, where)
+        _check_finite(bias, where, "bias")
+        dense.bias = dense.bias + bias
+
+
+def load_onnx(source, name=None) -> FloatModel:
+    """Read an ONNX model (a path or an ``onnx.ModelProto``) into the float IR.
+
+    ``name`` defaults to the file stem (the graph name for a ModelProto).
+    """
+    onnx = _onnx()
+    model, default_name = _read_model(source)
+    label = f"model file {source}" if isinstance(source, (str, Path)) else "ONNX model"
+    graph = model.graph
+    g = _Graph(graph, onnx)
+
+    inputs = [vi for vi in graph.input if vi.name not in g.initializers]
+    if len(inputs) != 1:
+        listed = ", ".join(repr(vi.name) for vi in inputs) or "none"
+        raise RtlgenError(f"{label}: expected exactly one graph input, found {len(inputs)} ({listed}); "
+                          "rtlgen supports models with one flat input vector")
+    if len(graph.output) != 1:
+        listed = ", ".join(repr(vi.name) for vi in graph.output) or "none"
+        raise RtlgenError(f"{label}: expected exactly one graph output, found {len(graph.output)} ({listed})")
+    inp = inputs[0]
+    out_name = graph.output[0].name
+    elem = inp.type.tensor_type.elem_type if inp.type.HasField("tensor_type") else None
+    if elem not in _float_types(onnx):
+        kind = onnx.TensorProto.DataType.Name(elem) if elem else "not a tensor"
+        raise RtlgenError(f"{label}: input {inp.name!r} must be a float tensor, got {kind}")
+    dims = _dims(inp)
+    if dims is None or len(dims) not in (1, 2) or dims[-1] is None or dims[-1] < 1:
+        raise RtlgenError(
+            f"{label}: input {inp.name!r} has shape {_show(dims)}; expected [batch, n] or [n] with a "
+            "fixed number n of features (flatten images before exporting)")
+    n_in = dims[-1]
+    g.mark_data(inp.name)
+    walker = _Walker(g, n_in, len(dims), dims[0] if len(dims) == 2 else None)
+
+    cur = inp.name
+    seen = set()
+    while cur != out_name:
+        users = [i for i in g.consumers.get(cur, [])]
+        if not users:
+            raise RtlgenError(f"{label}: the data path stops at tensor {cur!r}, which no node uses and "
+                              f"which is not the graph output {out_name!r}")
+        if len(users) > 1:
+            listed = ", ".join(g.where(i) for i in users)
+            raise RtlgenError(f"{label}: tensor {cur!r} feeds several nodes ({listed}); rtlgen supports "
+                              "a single chain of layers (no branches)")
+        index = users[0]
+        if index in seen:  # pragma: no cover - a cycle, invalid ONNX
+            raise RtlgenError(f"{label}: the graph has a cycle at {g.where(index)}")
+        seen.add(index)
+        walker.step(index, cur)
+        cur = g.graph.node[index].output[0]
+    if g.consumers.get(out_name):
+        listed = ", ".join(g.where(i) for i in g.consumers[out_name])
+        raise RtlgenError(f"{label}: the graph output {out_name!r} also feeds {listed}; not supported")
+
+    out_dims = _dims(graph.output[0])
+    if out_dims and out_dims[-1] is not None and out_dims[-1] != walker.n:
+        raise RtlgenError(f"{label}: the graph output {out_name!r} is declared with {out_dims[-1]} "
+                          f"features but the layers produce {walker.n}")
+    if not walker.layers:
+        raise RtlgenError(f"{label}: the graph has no dense or activation layer")
+    return FloatModel(name=name or default_name, n_in=n_in, layers=walker.layers)
+
+
+def _show(dims) -> str:
+    if dims is None:
+        return "unknown"
+    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"

@@ -1,0 +1,456 @@
+"""Front ends: ONNX files from both PyTorch exporters and onnx.helper, the
+``load_model`` dispatcher and the numpy (Python API) builder.
+
+The fixtures and their reference outputs (``tests/fixtures/reference.npz``)
+are written by ``scripts/make_models.py``; these tests only read them.
+"""
+
+from pathlib import Path
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from rtlgen.errors import RtlgenError
+from rtlgen.frontends import SUPPORTED_FORMATS, load_model
+from rtlgen.frontends.onnx import SUPPORTED_OPS, load_onnx
+from rtlgen.frontends.python_api import from_layers, mlp
+from rtlgen.ir.model import Activation, Dense, FloatModel
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "tests" / "fixtures"
+MODELS = ROOT / "models"
+
+
+@pytest.fixture(scope="module")
+def ref():
+    with np.load(FIX / "reference.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def forward(model: FloatModel, x) -> np.ndarray:
+    """Float64 forward pass of the float IR."""
+    y = np.asarray(x, dtype=np.float64)
+    for layer in model.layers:
+        if isinstance(layer, Dense):
+            y = y @ layer.weight + layer.bias
+        elif layer.kind == "relu":
+            y = np.maximum(y, 0.0)
+    return y
+
+
+def summary(model: FloatModel):
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, Dense):
+            out.append((layer.name, "dense", layer.n_in, layer.n_out))
+        else:
+            out.append((layer.name, layer.kind, layer.size))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# fixtures written by the exporters
+# ---------------------------------------------------------------------------
+
+EXPECTED = {
+    "tiny_torchscript": [("/0/Gemm", "dense", 6, 8), ("/1/Relu", "relu", 8), ("/2/Gemm", "dense", 8, 4)],
+    "tiny_dynamo": [("node_linear", "dense", 6, 8), ("node_relu", "relu", 8),
+                    ("node_linear_1", "dense", 8, 4)],
+    "tiny_dynamo_ext": [("node_linear", "dense", 6, 8), ("node_relu", "relu", 8),
+                        ("node_linear_1", "dense", 8, 4)],
+    "vec_torchscript": [("/0/MatMul", "dense", 6, 8), ("/1/Relu", "relu", 8),
+                        ("/2/MatMul", "dense", 8, 4)],
+    "vec_dynamo": [("node_MatMul_1", "dense", 6, 8), ("node_relu", "relu", 8),
+                   ("node_MatMul_3", "dense", 8, 4)],
+    "flatten_identity_torchscript": [("/1/Gemm", "dense", 6, 8), ("/3/Relu", "relu", 8),
+                                     ("/5/Gemm", "dense", 8, 4)],
+    "flatten_identity_dynamo": [("node_linear", "dense", 6, 8), ("node_relu", "relu", 8),
+                                ("node_linear_1", "dense", 8, 4)],
+    "helper_ops": [("fc1", "dense", 5, 7), ("Relu_4", "relu", 7), ("fc2", "dense", 7, 6),
+                   ("relu2", "relu", 6), ("MatMul_11", "dense", 6, 3)],
+    "matmul_add": [("dense_mm", "dense", 4, 3)],
+}
+
+
+@pytest.mark.parametrize("stem", sorted(EXPECTED))
+def test_fixture_structure_and_numerics(stem, ref):
+    model = load_onnx(FIX / f"{stem}.onnx")
+    assert model.name == stem
+    assert summary(model) == EXPECTED[stem]
+    assert model.n_in == EXPECTED[stem][0][2]
+    x, y = ref[f"{stem}__x"], ref[f"{stem}__y"]
+    got = forward(model, x)
+    assert got.shape == y.shape
+    np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-5)
+
+
+def test_both_exporters_give_the_same_weights():
+    ts = load_onnx(FIX / "tiny_torchscript.onnx")
+    dy = load_onnx(FIX / "tiny_dynamo.onnx")
+    for a, b in zip(ts.layers, dy.layers):
+        assert type(a) is type(b)
+        if isinstance(a, Dense):
+            np.testing.assert_array_equal(a.weight, b.weight)
+            np.testing.assert_array_equal(a.bias, b.bias)
+
+
+def test_matmul_add_fused_into_one_dense():
+    onnx_model = onnx.load(str(FIX / "vec_torchscript.onnx"))
+    assert [n.op_type for n in onnx_model.graph.node] == ["MatMul", "Add", "Relu", "MatMul", "Add"]
+    model = load_onnx(FIX / "vec_torchscript.onnx")
+    dense = [layer for layer in model.layers if isinstance(layer, Dense)]
+    assert len(dense) == 2
+    assert np.any(dense[0].bias != 0)   # the Add became the bias
+    bias = numpy_helper.to_array(next(t for t in onnx_model.graph.initializer if t.name == "0.bias"))
+    np.testing.assert_array_equal(dense[0].bias, bias.astype(np.float64))
+
+
+def test_matmul_without_add_has_zero_bias():
+    model = load_onnx(FIX / "helper_ops.onnx")
+    assert np.all(model.layers[-1].bias == 0)
+
+
+def test_gemm_alpha_beta_transb0_and_constant_nodes():
+    m = onnx.load(str(FIX / "helper_ops.onnx"))
+    w1 = numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == "w1")).astype(np.float64)
+    c1 = next(n for n in m.graph.node if n.name == "c1_const")
+    c1 = numpy_helper.to_array(c1.attribute[0].t).astype(np.float64)
+    model = load_onnx(m)
+    np.testing.assert_array_equal(model.layers[0].weight, 0.5 * w1)
+    np.testing.assert_array_equal(model.layers[0].bias, 2.0 * c1.reshape(-1))
+
+
+def test_external_data_is_read(tmp_path):
+    assert (FIX / "tiny_dynamo_ext.onnx.data").stat().st_size > 0
+    raw = onnx.load(str(FIX / "tiny_dynamo_ext.onnx"), load_external_data=False)
+    assert any(t.data_location == TensorProto.EXTERNAL for t in raw.graph.initializer)
+    # missing data file: the error names the model file and says what to do
+    lonely = tmp_path / "lonely.onnx"
+    shutil.copy(FIX / "tiny_dynamo_ext.onnx", lonely)
+    with pytest.raises(RtlgenError, match=r"lonely\.onnx.*external weight data"):
+        load_onnx(lonely)
+
+
+def test_jet_model():
+    model = load_model(MODELS / "jet_mlp.onnx")
+    assert model.name == "jet_mlp"
+    assert summary(model) == [
+        ("/0/Gemm", "dense", 16, 64), ("/1/Relu", "relu", 64), ("/2/Gemm", "dense", 64, 32),
+        ("/3/Relu", "relu", 32), ("/4/Gemm", "dense", 32, 32), ("/5/Relu", "relu", 32),
+        ("/6/Gemm", "dense", 32, 5)]
+    zeros = [float(np.mean(layer.weight == 0)) for layer in model.layers if isinstance(layer, Dense)]
+    assert all(0.25 <= z <= 0.40 for z in zeros), zeros
+
+
+def test_jet_model_numerics(ref):
+    model = load_model(MODELS / "jet_mlp.onnx")
+    np.testing.assert_allclose(forward(model, ref["jet_mlp__x"]), ref["jet_mlp__y"], rtol=1e-5, atol=1e-5)
+
+
+def test_name_override_and_modelproto():
+    model = load_model(FIX / "tiny_torchscript.onnx", name="custom")
+    assert model.name == "custom"
+    proto = onnx.load(str(FIX / "tiny_torchscript.onnx"))
+    assert load_model(proto).layer_names() == ["/0/Gemm", "/1/Relu", "/2/Gemm"]
+
+
+# ---------------------------------------------------------------------------
+# bad models
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stem, pattern", [
+    ("bad_sigmoid", r"'act_sigmoid' \(Sigmoid\) is not supported.*Gemm, MatMul"),
+    ("bad_conv", r"'conv_layer' \(Conv\) is not supported"),
+    ("bad_shape", r"'fc2_mismatch' \(Gemm\).*shape mismatch.*expects 7 inputs.*gives 8"),
+    ("bad_nan", r"'fc2_nan' \(Gemm\).*NaN or inf"),
+    ("bad_two_inputs", r"bad_two_inputs\.onnx.*one graph input.*'x', 'x2'"),
+    ("bad_residual", r"feeds several nodes.*'fc2' \(Gemm\).*'residual_add' \(Add\)"),
+    ("bad_transa", r"'fc_transposed' \(Gemm\).*transA"),
+])
+def test_bad_fixture(stem, pattern):
+    with pytest.raises(RtlgenError, match=pattern):
+        load_onnx(FIX / f"{stem}.onnx")
+
+
+def test_garbage_file(tmp_path):
+    bad = tmp_path / "garbage.onnx"
+    bad.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(RtlgenError, match=r"garbage\.onnx.*not a valid ONNX model"):
+        load_model(bad)
+
+
+def test_empty_file(tmp_path):
+    bad = tmp_path / "empty.onnx"
+    bad.write_bytes(b"")
+    with pytest.raises(RtlgenError, match=r"empty\.onnx.*no graph"):
+        load_onnx(bad)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(RtlgenError, match=r"nothere\.onnx: no such file"):
+        load_model(tmp_path / "nothere.onnx")
+    with pytest.raises(RtlgenError, match=r"nothere\.onnx: no such file"):
+        load_onnx(tmp_path / "nothere.onnx")
+
+
+def test_directory_is_not_a_model(tmp_path):
+    d = tmp_path / "dir.onnx"
+    d.mkdir()
+    with pytest.raises(RtlgenError, match=r"dir\.onnx: not a regular file"):
+        load_model(d)
+
+
+def test_unknown_suffix(tmp_path):
+    f = tmp_path / "model.h5"
+    f.write_bytes(b"\x89HDF")
+    with pytest.raises(RtlgenError, match=r"model\.h5.*'\.h5'.*supported formats: \.onnx"):
+        load_model(f)
+    assert ".onnx" in SUPPORTED_FORMATS
+
+
+def test_unsupported_object():
+    with pytest.raises(RtlgenError, match=r"cannot load a model from a int"):
+        load_model(42)
+
+
+# ---------------------------------------------------------------------------
+# hand-built graphs for the rarer rules
+# ---------------------------------------------------------------------------
+
+def _vi(name, dims, elem=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, dims)
+
+
+def _init(name, arr):
+    return numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name)
+
+
+def _proto(nodes, inputs, outputs, inits, opset=13):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+W34 = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+
+
+def test_unnamed_nodes_get_optype_index_names_and_are_unique():
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("Relu", ["h"], ["a"]),
+             helper.make_node("MatMul", ["a", "w2"], ["b"], name="Relu_1"),
+             helper.make_node("Relu", ["b"], ["y"], name="Relu_1")]
+    proto = _proto(nodes, [_vi("x", ["n", 3])], [_vi("y", ["n", 2])],
+                   [_init("w", W34), _init("w2", np.ones((4, 2)))])
+    names = load_onnx(proto).layer_names()
+    assert names[0] == "MatMul_0"
+    assert len(set(names)) == 4
+    assert "Relu_1" in names
+
+
+def test_add_before_any_dense_is_rejected():
+    nodes = [helper.make_node("Add", ["x", "c"], ["y"], name="shift_input")]
+    proto = _proto(nodes, [_vi("x", [1, 3])], [_vi("y", [1, 3])], [_init("c", np.ones(3))])
+    with pytest.raises(RtlgenError, match=r"'shift_input' \(Add\).*directly after a dense layer"):
+        load_onnx(proto)
+
+
+def test_gemm_bias_that_does_not_broadcast():
+    nodes = [helper.make_node("Gemm", ["x", "w", "c"], ["y"], name="fc")]
+    proto = _proto(nodes, [_vi("x", [1, 3])], [_vi("y", [1, 4])],
+                   [_init("w", W34), _init("c", np.ones((4, 1)))])
+    with pytest.raises(RtlgenError, match=r"'fc' \(Gemm\).*does not broadcast"):
+        load_onnx(proto)
+
+
+def test_scalar_bias_broadcasts():
+    nodes = [helper.make_node("Gemm", ["x", "w", "c"], ["y"], name="fc")]
+    proto = _proto(nodes, [_vi("x", [1, 3])], [_vi("y", [1, 4])],
+                   [_init("w", W34), _init("c", np.array(0.5))])
+    model = load_onnx(proto)
+    np.testing.assert_array_equal(model.layers[0].bias, np.full(4, 0.5))
+
+
+def test_cast_to_int_rejected():
+    nodes = [helper.make_node("Cast", ["x"], ["xi"], to=TensorProto.INT32, name="to_int"),
+             helper.make_node("Cast", ["xi"], ["y"], to=TensorProto.FLOAT, name="back")]
+    proto = _proto(nodes, [_vi("x", [1, 3])], [_vi("y", [1, 3])], [])
+    with pytest.raises(RtlgenError, match=r"'to_int' \(Cast\).*INT32"):
+        load_onnx(proto)
+
+
+def test_input_shape_must_be_flat():
+    nodes = [helper.make_node("Flatten", ["x"], ["y"], name="flat")]
+    proto = _proto(nodes, [_vi("x", ["n", 2, 3])], [_vi("y", ["n", 6])], [])
+    with pytest.raises(RtlgenError, match=r"input 'x' has shape \[\?, 2, 3\]"):
+        load_onnx(proto)
+
+
+def test_integer_input_rejected():
+    nodes = [helper.make_node("Identity", ["x"], ["y"])]
+    proto = _proto(nodes, [_vi("x", [1, 3], TensorProto.INT64)], [_vi("y", [1, 3], TensorProto.INT64)], [])
+    with pytest.raises(RtlgenError, match=r"must be a float tensor, got INT64"):
+        load_onnx(proto)
+
+
+def test_weight_from_a_computed_tensor_is_rejected():
+    nodes = [helper.make_node("Sigmoid", ["w"], ["ws"], name="squash_weights"),
+             helper.make_node("MatMul", ["x", "ws"], ["y"], name="mm")]
+    proto = _proto(nodes, [_vi("x", [1, 3])], [_vi("y", [1, 4])], [_init("w", W34)])
+    with pytest.raises(RtlgenError, match=r"'mm' \(MatMul\).*'squash_weights' \(Sigmoid\)"):
+        load_onnx(proto)
+
+
+def test_reshape_that_changes_features_rejected():
+    shape = numpy_helper.from_array(np.array([2, -1], np.int64), "s")
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["y"], name="bad_reshape")]
+    proto = _proto(nodes, [_vi("x", ["n", 4])], [_vi("y", [2, 2])], [shape])
+    with pytest.raises(RtlgenError, match=r"'bad_reshape' \(Reshape\).*\[2, -1\]"):
+        load_onnx(proto)
+
+
+def test_data_as_second_matmul_operand_rejected():
+    nodes = [helper.make_node("MatMul", ["w", "x"], ["y"], name="left_mul")]
+    proto = _proto(nodes, [_vi("x", ["n", 3])], [_vi("y", [4, 3])], [_init("w", np.ones((4, 4)))])
+    with pytest.raises(RtlgenError, match=r"'left_mul' \(MatMul\).*first input"):
+        load_onnx(proto)
+
+
+def test_inf_bias_rejected_with_node_name():
+    nodes = [helper.make_node("Gemm", ["x", "w", "c"], ["y"], name="fc_inf")]
+    proto = _proto(nodes, [_vi("x", [1, 3])], [_vi("y", [1, 4])],
+                   [_init("w", W34), _init("c", [0, np.inf, 0, 0])])
+    with pytest.raises(RtlgenError, match=r"'fc_inf' \(Gemm\).*bias tensor 'c'.*NaN or inf"):
+        load_onnx(proto)
+
+
+def test_dangling_data_path_rejected():
+    nodes = [helper.make_node("Relu", ["x"], ["h"], name="r"),
+             helper.make_node("Identity", ["w"], ["y"], name="const_out")]
+    proto = _proto(nodes, [_vi("x", [1, 3])], [_vi("y", [3, 4])], [_init("w", W34)])
+    with pytest.raises(RtlgenError, match=r"stops at tensor 'h'"):
+        load_onnx(proto)
+
+
+def test_declared_output_size_checked():
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
+    proto = _proto(nodes, [_vi("x", ["n", 3])], [_vi("y", ["n", 5])], [_init("w", W34)])
+    with pytest.raises(RtlgenError, match=r"declared with 5 features.*produce 4"):
+        load_onnx(proto)
+
+
+def test_supported_ops_listed():
+    for op in ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Identity", "Reshape", "Cast", "Constant"):
+        assert op in SUPPORTED_OPS
+
+
+# ---------------------------------------------------------------------------
+# Python API
+# ---------------------------------------------------------------------------
+
+def test_mlp_names_shapes_and_forward():
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(size=(5, 7)), rng.normal(size=(7, 2))
+    b1, b2 = rng.normal(size=7), rng.normal(size=2)
+    model = mlp([w1, w2], [b1, b2])
+    assert model.layer_names() == ["dense_0", "relu_0", "dense_1"]
+    assert model.n_in == 5 and model.layers[1].size == 7
+    x = rng.normal(size=(4, 5))
+    np.testing.assert_allclose(forward(model, x), np.maximum(x @ w1 + b1, 0) @ w2 + b2)
+
+
+def test_mlp_out_in_layout_matches_torch_convention():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(3, 5))            # [n_out, n_in] like nn.Linear.weight
+    model = mlp([w], layout="out_in", activations=None)
+    assert model.n_in == 5
+    np.testing.assert_array_equal(model.layers[0].weight, w.T)
+    np.testing.assert_array_equal(model.layers[0].bias, np.zeros(3))
+
+
+def test_mlp_explicit_activations():
+    w = [np.ones((2, 3)), np.ones((3, 1))]
+    model = mlp(w, activations=["relu", "linear"])
+    assert model.layer_names() == ["dense_0", "relu_0", "dense_1", "linear_1"]
+    assert [getattr(layer, "kind", "dense") for layer in model.layers] == ["dense", "relu", "dense", "linear"]
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(weights=[np.ones((2, 3)), np.ones((4, 1))]), r"'dense_1'.*expects 4 inputs.*gives 3"),
+    (dict(weights=[np.ones((2, 3))], biases=[np.ones(2)]), r"'dense_0'.*bias must have shape \[3\]"),
+    (dict(weights=[np.ones(3)]), r"'dense_0'.*2-D"),
+    (dict(weights=[np.ones((2, 3))], n_in=4), r"expects 2 inputs but the previous layer gives 4"),
+    (dict(weights=[np.ones((2, 3))], activations=["tanh"]), r"unknown activation 'tanh'"),
+    (dict(weights=[np.ones((2, 3))], biases=[]), r"1 weight matrices but 0 biases"),
+    (dict(weights=[np.ones((2, 3))], layout="rows"), r"layout must be one of"),
+    (dict(weights=[np.full((2, 3), np.nan)]), r"'dense_0'.*NaN"),
+    (dict(weights=[]), r"at least one weight"),
+])
+def test_mlp_errors(kwargs, pattern):
+    with pytest.raises(RtlgenError, match=pattern):
+        mlp(**kwargs)
+
+
+def test_from_layers_mixed_items():
+    model = from_layers([
+        (np.ones((3, 2)), np.array([1.0, -1.0])),
+        "relu",
+        {"weight": np.array([[1.0, 0.0], [1.0, 1.0]]), "name": "head"},
+        Activation(name="", kind="linear"),
+        Dense(name="", weight=np.eye(2), bias=np.zeros(2)),
+    ], name="mixed")
+    assert model.name == "mixed"
+    assert model.layer_names() == ["dense_0", "relu_0", "head", "linear_1", "dense_2"]
+    assert model.layers[3].size == 2
+    # [1,1,1] -> [3,3] + [1,-1] = [4, 2] -> relu -> [4+2, 2] -> identity
+    np.testing.assert_allclose(forward(model, np.ones((1, 3))), [[6.0, 2.0]])
+
+
+def test_from_layers_needs_n_in_without_dense_and_checks_names():
+    model = from_layers(["relu"], n_in=4)
+    assert model.n_in == 4 and model.layers[0].size == 4
+    with pytest.raises(RtlgenError, match="n_in is needed"):
+        from_layers(["relu"])
+    with pytest.raises(RtlgenError, match="repeated: a"):
+        from_layers([{"weight": np.ones((2, 2)), "name": "a"}, {"activation": "relu", "name": "a"}])
+    with pytest.raises(RtlgenError, match="layer 0: cannot make a layer"):
+        from_layers([object()])
+
+
+def test_constant_subgraphs_are_folded():
+    """Weights from a flat initializer reshaped, biases from Constant numbers
+    through Unsqueeze/Squeeze/Flatten/Cast: all evaluated at load time."""
+    flat = np.arange(12, dtype=np.float32)
+    nodes = [
+        helper.make_node("Constant", [], ["shape"], value_ints=[3, 4], name="shape"),
+        helper.make_node("Reshape", ["wflat", "shape"], ["w"], name="w_reshape"),
+        helper.make_node("Constant", [], ["b0"], value_floats=[1.0, 2.0, 3.0, 4.0], name="b_const"),
+        helper.make_node("Constant", [], ["axes"], value_ints=[0], name="axes"),
+        helper.make_node("Unsqueeze", ["b0", "axes"], ["b1"], name="b_unsq"),     # [1, 4]
+        helper.make_node("Flatten", ["b1"], ["b2"], axis=1, name="b_flat"),        # [1, 4]
+        helper.make_node("Squeeze", ["b2", "axes"], ["b3"], name="b_sq"),         # [4]
+        helper.make_node("Cast", ["b3"], ["b"], to=TensorProto.FLOAT, name="b_cast"),
+        helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+        helper.make_node("Add", ["m", "b"], ["y"], name="bias_add"),
+    ]
+    proto = _proto(nodes, [_vi("x", ["n", 3])], [_vi("y", ["n", 4])], [_init("wflat", flat)])
+    model = load_onnx(proto)
+    assert model.layer_names() == ["mm"]
+    np.testing.assert_array_equal(model.layers[0].weight, flat.reshape(3, 4))
+    np.testing.assert_array_equal(model.layers[0].bias, [1.0, 2.0, 3.0, 4.0])
+
+
+def test_rank1_input_flattened_to_batch_of_one():
+    shape = numpy_helper.from_array(np.array([1, -1], np.int64), "s")
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], axis=0, name="flat"),
+             helper.make_node("Gemm", ["f", "w"], ["g"], name="fc"),
+             helper.make_node("Reshape", ["g", "s"], ["y"], name="keep")]
+    proto = _proto(nodes, [_vi("x", [3])], [_vi("y", [1, 4])], [_init("w", W34), shape])
+    model = load_onnx(proto)
+    assert model.n_in == 3 and model.layer_names() == ["fc"]
+    # Gemm straight on a 1-D vector is not valid ONNX and is reported
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc1d")]
+    proto = _proto(nodes, [_vi("x", [3])], [_vi("y", [4])], [_init("w", W34)])
+    with pytest.raises(RtlgenError, match=r"'fc1d' \(Gemm\).*1-D"):
+        load_onnx(proto)
