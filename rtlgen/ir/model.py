@@ -58,7 +58,7 @@ class Activation:
     """An element-wise activation (``relu`` or ``linear``)."""
     name: str
     kind: str
-    size: int = 0  # filled in by FloatModel.check()
+    size: int = 0  # vector length; set by the front ends
 
 
 FloatLayer = Union[Dense, Activation]
