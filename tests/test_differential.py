@@ -127,3 +127,22 @@ def test_rounding_ties_and_saturation(quant, simulator, tmp_path):
     expected = predict_codes(q, x)
     got = run_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim")
     assert np.array_equal(got, expected)
+
+
+@pytest.mark.sim
+def test_shipped_jet_mlp_on_verilator(tmp_path):
+    """The demo model end to end from its ONNX file; large enough that
+    Verilator splits the model over several C++ files."""
+    from pathlib import Path
+
+    from rtlgen.frontends import load_model
+    root = Path(__file__).resolve().parent.parent
+    q = apply_config(load_model(root / "models" / "jet_mlp.onnx"), str(root / "models" / "jet_mlp.yaml"))
+    outdir = tmp_path / "core"
+    manifest = save_build(q, outdir)
+    assert manifest["latency"] > 0 and manifest["multipliers"] == sum(
+        layer.multipliers for layer in q.layers if layer.op == "dense")
+    x = edge_vectors(str(q.input_type), q.n_in, 150, seed=11)
+    expected = predict_codes(q, x)
+    got = run_sim(outdir, x, simulator="verilator", expected=expected, work_dir=tmp_path / "sim")
+    assert np.array_equal(got, expected)

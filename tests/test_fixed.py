@@ -147,3 +147,10 @@ def test_to_float_is_exact():
     t = parse_type("fixed<16,6>")
     codes = np.array([-32768, -1, 0, 1, 32767])
     assert list(to_float(codes, t)) == [float(t.value_of(int(c))) for c in codes]
+
+
+@pytest.mark.parametrize("quant", list(Quant))
+def test_values_that_underflow_the_scaling_round_correctly(quant):
+    t = FixedType(2, 55, False, quant, Overflow.WRAP)   # 2**53 per code step
+    vals = [-2.2250738585072014e-308, 5e-324, -5e-324]
+    assert [int(c) for c in quantize(np.array(vals), t)] == [ref_cast(Fraction(v), t) for v in vals]

@@ -85,7 +85,11 @@ def verilator_build_env() -> dict[str, str]:
     * ``MAKEFLAGS``: ``verilated.mk`` runs its helper script with
       ``PYTHON3 = python``, a command that need not exist (Debian has only
       ``python3``); a ``PYTHON3=`` definition in ``MAKEFLAGS`` points it at
-      this interpreter.  An existing ``MAKEFLAGS`` is kept.
+      this interpreter.  Its ``CFG_CXXFLAGS_PCH_I`` (the option that makes
+      the compiler read the precompiled header) is empty too, which breaks
+      every model large enough to be split over several C++ files
+      ("Vtop__pch.h.fast: linker input file not found"); GCC's option is
+      ``-include``.  An existing ``MAKEFLAGS`` is kept.
     """
     env: dict[str, str] = {}
     if "CXXFLAGS" not in os.environ:
@@ -95,7 +99,10 @@ def verilator_build_env() -> dict[str, str]:
         python = sys.executable
         if not python or " " in python:
             python = shutil.which("python3") or "python3"
-        env["MAKEFLAGS"] = f"{makeflags} PYTHON3={python}".strip()
+        makeflags = f"{makeflags} PYTHON3={python}"
+    if "CFG_CXXFLAGS_PCH_I=" not in makeflags:
+        makeflags = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include"
+    env["MAKEFLAGS"] = makeflags.strip()
     return env
 
 

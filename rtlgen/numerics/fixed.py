@@ -368,8 +368,12 @@ def quantize(values, dst) -> np.ndarray:
         # Saturating modes: clamping far outside the range changes nothing.
         bound = np.ldexp(1.0, dst.integer + 2)
         v = np.clip(v, -bound, bound)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         y = np.ldexp(v, dst.frac)      # exact power-of-two scaling
+    # A nonzero value so small that the scaling underflows to zero lies
+    # strictly between -1 and 1 code steps: keep its sign with the smallest
+    # subnormal, which gives the same rounding decisions.
+    y = np.where((y == 0) & (v != 0), np.copysign(5e-324, v), y)
     small = np.abs(y) < 2.0 ** _INT64_SAFE_BITS
     fl = np.floor(np.where(small, y, 0.0))
     rem = np.where(small, y, 0.0) - fl  # exact remainder in [0, 1)
