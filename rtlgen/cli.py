@@ -1,4 +1,4 @@
-"""Command-line interface: ``rtlgen build|predict|sim``.
+"""Command-line interface: ``rtlgen build|predict|sim|lint|synth|report|sweep``.
 
 User errors print one line ``rtlgen: error: ...`` on stderr, without a
 traceback, and exit with status 2.
@@ -121,6 +121,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="do not fail on a mismatch against the golden model (still counted)")
     p.set_defaults(func=cmd_sim)
+
+    from .cli_flows import add_commands
+    add_commands(sub)
     return parser
 
 

@@ -193,8 +193,13 @@ class DenseLayer(wiring.Component):
                     ranges = [self._product_range(s) for s in own]
                     lo = min([0] + [a for a, _ in ranges])
                     hi = max([0] + [b for _, b in ranges])
+                    # (no comparison that is always true: it would be dead logic)
                     if first == last:
                         sel = p_phase == first
+                    elif first == 0:
+                        sel = p_phase <= last
+                    elif last == r - 1:
+                        sel = p_phase >= first
                     else:
                         sel = (p_phase >= first) & (p_phase <= last)
                     prod = Operand(Mux(sel, prod.value, 0), lo, hi)

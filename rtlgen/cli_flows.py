@@ -1,0 +1,153 @@
+"""Command-line subcommands of the implementation flows: ``lint``, ``synth``, ``report``, ``sweep``.
+
+:func:`add_commands` adds them to the ``rtlgen`` parser; each handler
+returns 0 and raises :class:`~rtlgen.errors.RtlgenError` on user errors
+(printed by ``rtlgen.cli.main``, exit status 2).  ``python -m
+rtlgen.cli_flows`` runs these subcommands on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .errors import RtlgenError
+
+__all__ = ["add_commands", "cmd_lint", "cmd_synth", "cmd_report", "cmd_sweep", "main"]
+
+TARGETS = ("generic", "ice40", "ecp5", "xilinx")
+TOOLS = ("auto", "native", "yowasp")
+
+
+def _progress(text: str) -> None:
+    print(text, flush=True)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 5000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a clock frequency in MHz")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def cmd_lint(args) -> int:
+    from .flows.lint import WAIVERS, lint_build
+    t0 = time.perf_counter()
+    lint_build(args.outdir)
+    print(f"lint: verilator -Wall found nothing unwaived in {args.outdir} "
+          f"({len(WAIVERS)} waiver rules, {time.perf_counter() - t0:.1f} s; log in {args.outdir}/lint/)")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from .flows.synth import synth
+    rep = synth(args.outdir, args.target, pnr=args.pnr, device=args.device, clock_mhz=args.clock_mhz,
+                progress=_progress, dsp=args.dsp, tools=args.tools)
+    r = rep["resources"]
+    if args.target == "generic":
+        figures = f"{r['gates']} gates, {r['ffs']} FFs"
+    else:
+        figures = f"{r['luts']} LUTs, {r['ffs']} FFs, {r['carry']} carry, {r['dsp']} DSP, {r['bram']} BRAM"
+    print(f"synth {args.target}: {figures} ({r['cells']} cells) in {rep['runtime_s']:.1f} s with "
+          f"{rep['tool']['version']}; report in {args.outdir}/synth/{args.target}/report.json")
+    if rep.get("pnr"):
+        p = rep["pnr"]
+        print(f"pnr {args.target} {p['device']}: Fmax {p['fmax_mhz']:.1f} MHz "
+              f"({'meets' if p['meets_clock'] else 'misses'} {p['clock_mhz']:g} MHz)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .flows.report import report
+    _, data = report(args.outdir)
+    written = "report.md, report.json" + (", report.png" if data.get("png") else "")
+    print(f"report: latency {data['latency_cycles']} cycles, II {data['ii']}, "
+          f"{data['multipliers']} multipliers, synthesis results for "
+          f"{', '.join(data['synth']) or 'no target'}; wrote {written} in {args.outdir}")
+    if data.get("png_note"):
+        print(data["png_note"])
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .flows.sweep import sweep
+    summary = sweep(args.model, args.config, args.reuse, args.target, args.output, jobs=args.jobs,
+                    pnr=args.pnr, device=args.device, clock_mhz=args.clock_mhz, dsp=args.dsp,
+                    tools=args.tools, progress=_progress)
+    front = [str(row["reuse"]) for row in summary["rows"] if row.get("pareto_latency")]
+    print(f"sweep: {len(summary['rows'])} variants in {summary['elapsed_s']:.0f} s; Pareto front "
+          f"(cost against latency): R = {', '.join(front)}; wrote sweep.md, sweep.json"
+          + (", pareto.png" if summary.get("png") else "") + f" in {args.output}")
+    return 0
+
+
+def _synth_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", "-t", default="generic", metavar="{" + ",".join(TARGETS) + "}",
+                   help="Yosys flow: generic gates, Lattice iCE40 / ECP5 or Xilinx 7-series (default: generic)")
+    p.add_argument("--pnr", action="store_true", help="also place and route with nextpnr (ice40, ecp5)")
+    p.add_argument("--device", help="FPGA for --pnr: ice40 up5k (default), up3k, hx8k, hx1k, lp8k; "
+                                    "ecp5 85k (default), 45k, 25k, um-*, um5g-*")
+    p.add_argument("--clock-mhz", type=_positive_float, help="target clock for --pnr (default: 48 on "
+                                                             "ice40, 100 on ecp5)")
+    p.add_argument("--no-dsp", dest="dsp", action="store_false", help="keep multipliers out of DSP blocks")
+    p.add_argument("--tools", choices=TOOLS, default="auto",
+                   help="native tools on PATH, YoWASP (pip) builds, or auto: native first (default)")
+
+
+def add_commands(sub) -> None:
+    """Add ``lint``, ``synth``, ``report`` and ``sweep`` to an argparse subparsers object."""
+    p = sub.add_parser("lint", help="Verilator lint (-Wall) of a built core")
+    p.add_argument("outdir", help="build folder")
+    p.set_defaults(func=cmd_lint)
+
+    p = sub.add_parser("synth", help="synthesize a built core with Yosys (and place and route with nextpnr)")
+    p.add_argument("outdir", help="build folder; results go to OUTDIR/synth/<target>/")
+    _synth_options(p)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("report", help="resource and latency report: OUTDIR/report.md, .json, .png")
+    p.add_argument("outdir", help="build folder")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("sweep", help="build and synthesize a model at several reuse factors")
+    p.add_argument("model", help="model file (.onnx)")
+    p.add_argument("--config", "-c", required=True, help="precision configuration (YAML or JSON)")
+    p.add_argument("--reuse", "-r", default="1,2,4,8",
+                   help="comma-separated reuse factors, integers or 'full' (default: 1,2,4,8)")
+    p.add_argument("-o", "--output", required=True, help="sweep folder to write")
+    p.add_argument("--jobs", "-j", type=_positive_int, default=2, help="parallel workers (default 2)")
+    _synth_options(p)
+    p.set_defaults(func=cmd_sweep)
+
+
+def main(argv=None) -> int:
+    """Run one of these subcommands with the error handling of ``rtlgen``."""
+    parser = argparse.ArgumentParser(prog="rtlgen", description="rtlgen implementation flows")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except RtlgenError as exc:
+        print(f"rtlgen: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rtlgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

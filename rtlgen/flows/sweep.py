@@ -1,0 +1,327 @@
+"""Design-space sweep over the reuse factor.
+
+:func:`sweep` builds one core per reuse factor R (every dense layer gets
+``min(R, its nonzero weights)``, or one multiplier with ``full``),
+synthesizes each for a target, and writes into the sweep folder
+
+``r<R>/``
+    the build folder of each variant, with its ``synth/<target>/`` results;
+``sweep.json``, ``sweep.md``
+    one row per variant: latency, II, multipliers, resources, Fmax (with
+    place and route) and whether the variant is on the Pareto front of
+    cost against latency and against II;
+``pareto.png``
+    latency and II against cost (LUTs + DSP blocks on FPGA targets, cells
+    on the generic target), Pareto front marked.
+
+Variants run in parallel worker processes.  The executor is pluggable:
+anything with ``submit(fn, *args)`` returning future-like objects with
+``result()`` works (a :class:`concurrent.futures.ProcessPoolExecutor` with
+``jobs`` workers by default; a ``dask.distributed.Client`` fits too).
+Workers receive plain data (the quantized model as a dict), so they can
+run on other machines that share the sweep folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable
+
+from ..errors import RtlgenError
+
+__all__ = ["sweep", "pareto_front", "parse_reuse_list", "run_variant"]
+
+SWEEP_JSON = "sweep.json"
+SWEEP_MD = "sweep.md"
+PARETO_PNG = "pareto.png"
+
+Progress = Callable[[str], None]
+
+
+def parse_reuse_list(value) -> list:
+    """``"1,2,4,full"`` or a list -> ``[1, 2, 4, "full"]`` (duplicates dropped)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list = []
+    for item in items:
+        text = str(item).strip().lower()
+        if not text:
+            continue
+        if text in ("full", "max"):
+            r = "full"
+        else:
+            try:
+                r = int(text)
+            except ValueError:
+                raise RtlgenError(f"--reuse: {item!r} is not a reuse factor (a positive integer or 'full')") from None
+            if r < 1:
+                raise RtlgenError(f"--reuse: reuse factors must be >= 1, got {r}")
+        if r not in out:
+            out.append(r)
+    if not out:
+        raise RtlgenError("--reuse: give at least one reuse factor, e.g. 1,2,4")
+    return out
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """Which points are not dominated (both coordinates minimized)."""
+    flags = []
+    for k, (a, b) in enumerate(points):
+        dominated = any((c <= a and d <= b) and (c < a or d < b)
+                        for j, (c, d) in enumerate(points) if j != k)
+        flags.append(not dominated)
+    return flags
+
+
+def _cost(target: str, res: dict) -> tuple[int, str]:
+    if target == "generic":
+        return int(res.get("cells", 0)), "cells"
+    return int(res.get("luts", 0)) + int(res.get("dsp", 0)), "LUTs + DSP"
+
+
+def run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: bool, device,
+                clock_mhz, dsp: bool, tools: str) -> dict:
+    """Build and synthesize one variant; runs in a worker.  Never raises for user errors."""
+    from ..emit.build import save_build
+    from ..ir.model import QModel
+    from .synth import synth
+
+    row: dict = {"reuse": label, "folder": Path(outdir).name, "error": None}
+    try:
+        t0 = time.perf_counter()
+        manifest = save_build(QModel.from_dict(qmodel_dict), outdir)
+        row.update({"latency": manifest["latency"], "ii": manifest["ii"],
+                    "multipliers": manifest["multipliers"],
+                    "reuse_per_layer": {layer["name"]: layer["reuse_factor"] for layer in manifest["layers"]
+                                        if layer.get("op") == "dense"},
+                    "build_s": round(time.perf_counter() - t0, 2)})
+        try:
+            rep = synth(outdir, target, pnr=pnr, device=device, clock_mhz=clock_mhz, dsp=dsp, tools=tools)
+        except RtlgenError as exc:
+            from .synth import load_synth_report
+            rep = load_synth_report(outdir, target) if pnr else None
+            if rep is None or not (rep.get("pnr") or {}).get("error"):
+                raise
+            row["error"] = str(exc)  # place and route failed; synthesis figures are kept
+        row.update({"resources": rep["resources"], "synth_s": rep["runtime_s"],
+                    "tool": f"{rep['tool']['version']} ({rep['tool']['kind']})"})
+        p = rep.get("pnr") or {}
+        if p.get("fmax_mhz"):
+            row.update({"fmax_mhz": p["fmax_mhz"], "device": p.get("device"),
+                        "latency_ns": round(manifest["latency"] * 1000.0 / p["fmax_mhz"], 2)})
+    except RtlgenError as exc:
+        row["error"] = str(exc)
+    return row
+
+
+def _variant_config(cfg: dict, dense: dict[str, int], reuse) -> dict:
+    out = copy.deepcopy(cfg)
+    layers = dict(out.get("layers") or {})
+    for name, nonzero in dense.items():
+        own = dict(layers.get(name) or {})
+        own["reuse_factor"] = "full" if reuse == "full" else min(int(reuse), max(1, nonzero))
+        layers[name] = own
+    out["layers"] = layers
+    return out
+
+
+def _write_atomic(path: Path, data: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _prepare_outdir(outdir: Path) -> None:
+    if outdir.exists():
+        if not outdir.is_dir():
+            raise RtlgenError(f"sweep folder {outdir} exists and is not a folder: choose another -o")
+        if any(outdir.iterdir()) and not (outdir / SWEEP_JSON).is_file():
+            raise RtlgenError(f"sweep folder {outdir} exists and is not an rtlgen sweep folder "
+                              f"(no {SWEEP_JSON}): choose another -o or remove it")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RtlgenError(f"cannot create the sweep folder {outdir}: {exc.strerror or exc}") from None
+
+
+def _collect(futures: list, progress: Progress | None, labels: list) -> list[dict]:
+    rows: list[dict | None] = [None] * len(futures)
+    index = {id(f): k for k, f in enumerate(futures)}
+    if all(isinstance(f, Future) for f in futures):
+        order = as_completed(futures)
+    else:
+        order = iter(futures)
+    for fut in order:
+        k = index[id(fut)]
+        try:
+            row = fut.result()
+        except Exception as exc:  # a worker died or the executor failed
+            row = {"reuse": labels[k], "folder": f"r{labels[k]}", "error": f"worker failed: {exc!r}"}
+        rows[k] = row
+        if progress is not None:
+            if row.get("resources") is not None:
+                r = row["resources"]
+                extra = f", Fmax {row['fmax_mhz']:.1f} MHz" if row.get("fmax_mhz") else ""
+                msg = (f"latency {row['latency']}, II {row['ii']}, {r.get('luts', 0)} LUTs, "
+                       f"{r.get('dsp', 0)} DSP, {r.get('cells', 0)} cells{extra}")
+                if row.get("error"):
+                    msg += f" (place and route failed: {row['error']})"
+            else:
+                msg = f"failed: {row['error']}"
+            progress(f"sweep: R={labels[k]} done: {msg}")
+    return [row for row in rows if row is not None]
+
+
+def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: int = 2, *,
+          pnr: bool = False, device: str | None = None, clock_mhz: float | None = None,
+          dsp: bool = True, tools: str = "auto", progress: Progress | None = None) -> dict:
+    """Build and synthesize ``model`` under ``config`` for each reuse factor.
+
+    ``model``: a model file path or a FloatModel; ``config``: a path or a
+    dict; ``reuse_list``: e.g. ``[1, 2, 4, "full"]`` or ``"1,2,4"``.
+    Returns the sweep summary (also written to ``OUTDIR/sweep.json``).
+    Raises :class:`RtlgenError` after writing the summary if any variant
+    failed.
+    """
+    from ..frontends import load_model
+    from ..ir.config import apply_config, load_config
+    from ..ir.model import QDense
+    from .synth import _check_args
+
+    _check_args(target, pnr, device, clock_mhz, tools)
+    reuses = parse_reuse_list(reuse_list)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise RtlgenError(f"--jobs must be a positive integer, got {jobs!r}")
+    float_model = load_model(model)
+    cfg = load_config(config)
+    base = apply_config(float_model, cfg)
+    dense = {layer.name: layer.nonzero for layer in base.layers if isinstance(layer, QDense)}
+    if not dense:
+        raise RtlgenError("the model has no dense layer: there is no reuse factor to sweep")
+    variants = [(r, apply_config(float_model, _variant_config(cfg, dense, r))) for r in reuses]
+
+    outdir = Path(outdir)
+    _prepare_outdir(outdir)
+    summary = {"format": 1, "model": base.name, "target": target, "pnr": pnr, "device": device,
+               "status": "running", "reuse": reuses, "rows": []}
+    _write_atomic(outdir / SWEEP_JSON, json.dumps(summary, indent=2) + "\n")
+
+    own = executor is None
+    if own:
+        executor = ProcessPoolExecutor(max_workers=jobs)
+    if progress is not None:
+        progress(f"sweep: {len(variants)} variants of {base.name} for {target}"
+                 + (" with place and route" if pnr else "") + (f" on {jobs} workers" if own else ""))
+    t0 = time.perf_counter()
+    try:
+        labels = [r for r, _ in variants]
+        futures = [executor.submit(run_variant, q.to_dict(), r, str((outdir / f"r{r}").resolve()), target,
+                                   pnr, device, clock_mhz, dsp, tools) for r, q in variants]
+        rows = _collect(futures, progress, labels)
+    finally:
+        if own:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    cost_label = _cost(target, {})[1]
+    done = [row for row in rows if row.get("resources") is not None]
+    for row in done:
+        row["cost"] = _cost(target, row["resources"])[0]
+    lat_front = pareto_front([(row["cost"], row["latency"]) for row in done])
+    ii_front = pareto_front([(row["cost"], row["ii"]) for row in done])
+    for row, a, b in zip(done, lat_front, ii_front):
+        row["pareto_latency"] = a
+        row["pareto_ii"] = b
+    summary.update({"status": "done", "rows": rows, "cost": cost_label,
+                    "elapsed_s": round(time.perf_counter() - t0, 1)})
+    summary["png"] = _plot(summary, outdir / PARETO_PNG)
+    _write_atomic(outdir / SWEEP_JSON, json.dumps(summary, indent=2) + "\n")
+    _write_atomic(outdir / SWEEP_MD, render_markdown(summary))
+    failed = [row for row in rows if row.get("error")]
+    if failed:
+        first = failed[0]
+        raise RtlgenError(f"{len(failed)} of {len(rows)} sweep variants failed (see {outdir / SWEEP_MD}); "
+                          f"R={first['reuse']}: {first['error']}")
+    return summary
+
+
+def render_markdown(summary: dict) -> str:
+    lines = [f"# Reuse-factor sweep of {summary['model']} ({summary['target']})", "",
+             f"Cost = {summary.get('cost', 'LUTs + DSP')}; * marks the Pareto front "
+             "(cost against latency / against II).", "",
+             "| R | latency (cycles) | II | multipliers | LUTs | FFs | DSP | cells | cost | Fmax (MHz) "
+             "| latency (ns) | front: latency | front: II | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def v(row, key, sub=None):
+        val = row.get(key) if sub is None else (row.get(key) or {}).get(sub)
+        return "-" if val is None else str(val)
+
+    for row in summary["rows"]:
+        lines.append(
+            f"| {row['reuse']} | {v(row, 'latency')} | {v(row, 'ii')} | {v(row, 'multipliers')} | "
+            f"{v(row, 'resources', 'luts')} | {v(row, 'resources', 'ffs')} | {v(row, 'resources', 'dsp')} | "
+            f"{v(row, 'resources', 'cells')} | {v(row, 'cost')} | {v(row, 'fmax_mhz')} | "
+            f"{v(row, 'latency_ns')} | {'*' if row.get('pareto_latency') else ''} | "
+            f"{'*' if row.get('pareto_ii') else ''} | {(row.get('error') or '').replace('|', '/')} |")
+    if summary.get("png"):
+        lines += ["", f"![Pareto plot]({summary['png']})"]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(summary: dict, path: Path) -> str | None:
+    rows = [row for row in summary["rows"] if row.get("resources") is not None]
+    if not rows:
+        return None
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, key, flag, label in ((axes[0], "latency", "pareto_latency", "latency (cycles)"),
+                                 (axes[1], "ii", "pareto_ii", "II (cycles)")):
+        xs = [row["cost"] for row in rows]
+        ys = [row[key] for row in rows]
+        ax.scatter(xs, ys, color="tab:gray", label="variant", zorder=2)
+        front = sorted((row["cost"], row[key]) for row in rows if row.get(flag))
+        if front:
+            ax.plot([p[0] for p in front], [p[1] for p in front], "-o", color="tab:red",
+                    label="Pareto front", zorder=3)
+        for row in rows:
+            ax.annotate(f"R={row['reuse']}", (row["cost"], row[key]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(summary.get("cost", "cost"))
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{summary['model']}: reuse-factor sweep ({summary['target']})")
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    finally:
+        plt.close(fig)
+    return PARETO_PNG
