@@ -73,7 +73,8 @@ def cmd_synth(args) -> int:
 
 def cmd_report(args) -> int:
     from .flows.report import report
-    _, data = report(args.outdir)
+    markdown, data = report(args.outdir)
+    print(markdown)
     written = "report.md, report.json" + (", report.png" if data.get("png") else "")
     print(f"report: latency {data['latency_cycles']} cycles, II {data['ii']}, "
           f"{data['multipliers']} multipliers, synthesis results for "
