@@ -19,7 +19,6 @@ behind.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -27,7 +26,9 @@ from pathlib import Path
 
 from ..errors import RtlgenError
 from ..hw.network import Network
+from ..ir.conv import QConv, QMaxPool
 from ..ir.model import QActivation, QDense, QModel
+from .atomic import replace_dir
 from .verilog import network_verilog
 
 __all__ = ["build_core", "write_build", "load_build", "manifest_for", "MANIFEST", "MODEL"]
@@ -64,14 +65,20 @@ def _layer_entry(layer, hw) -> dict:
         })
     elif isinstance(layer, QActivation):
         entry.update({"op": layer.kind, "multipliers": 0, "reuse_factor": 1})
+    elif isinstance(layer, QMaxPool):
+        entry.update({"op": "maxpool", "multipliers": 0, "reuse_factor": 1})
+    if isinstance(layer, (QConv, QMaxPool)):
+        entry.update({"op": layer.op, "io": "parallel", **layer.geometry()})
+        if isinstance(layer, QConv):
+            entry["count_include_pad"] = layer.count_include_pad
     return entry
 
 
 def manifest_for(model: QModel, core: Network, top: str) -> dict:
     tin, tout = model.input_type, model.output_type
-    return {
+    manifest = {
         "format": FORMAT,
-        "kind": "mlp",
+        "kind": "cnn" if any(isinstance(layer, (QConv, QMaxPool)) for layer in model.layers) else "mlp",
         "top": top,
         "verilog": f"{top}.v",
         "model": MODEL,
@@ -87,6 +94,11 @@ def manifest_for(model: QModel, core: Network, top: str) -> dict:
         "multipliers": sum(hw.multipliers for hw in core.layers),
         "layers": [_layer_entry(layer, hw) for layer, hw in zip(model.layers, core.layers)],
     }
+    if model.input_shape is not None:
+        order = "NCHW flattened C,H,W" if len(model.input_shape) == 3 else "NCL flattened C,L"
+        manifest["input"].update({"shape": [int(v) for v in model.input_shape], "layout": order,
+                                  "bits": "element k at bits [k*width, (k+1)*width)"})
+    return manifest
 
 
 def build_core(model: QModel, top: str | None = None) -> tuple[str, dict]:
@@ -126,13 +138,7 @@ def write_build(outdir, files: dict[str, str]) -> Path:
     try:
         for name, text in files.items():
             (tmp / name).write_text(text)
-        old = None
-        if outdir.exists():
-            old = parent / f".{outdir.name}.old.{os.getpid()}"
-            os.replace(outdir, old)
-        os.replace(tmp, outdir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, outdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

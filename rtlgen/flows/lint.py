@@ -16,7 +16,6 @@ Anything else Verilator reports is an error: :func:`lint` raises
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..emit.atomic import replace_dir
 from ..errors import RtlgenError
 
 __all__ = ["Waiver", "WAIVERS", "LintMessage", "lint", "lint_build", "waiver_config"]
@@ -117,14 +117,6 @@ def parse_messages(output: str) -> list[LintMessage]:
     return found
 
 
-def _replace_dir(tmp: Path, dest: Path) -> None:
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old.{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def lint(verilog_path, top: str, *, logdir=None, strict: bool = True,
@@ -163,7 +155,7 @@ def lint(verilog_path, top: str, *, logdir=None, strict: bool = True,
         output = proc.stdout + proc.stderr
         (tmp / "verilator.log").write_text(
             f"$ cd {logdir.resolve()} && " + " ".join(argv) + "\n" + output + f"\n[exit status {proc.returncode}]\n")
-        _replace_dir(tmp, logdir)
+        replace_dir(tmp, logdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from ..emit.atomic import temp_file_for, write_text_atomic
 from ..errors import RtlgenError
 
 __all__ = ["report", "build_report", "render_markdown", "plot_report"]
@@ -37,25 +36,12 @@ REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"
 
 
-def _write_atomic(path: Path, data: bytes | str) -> None:
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _layer_row(entry: dict) -> dict:
     n_in, n_out = (entry.get("shape") or [None, None])[:2]
     types = {"in": entry.get("in_type"), "result": entry.get("result")}
-    if entry.get("op") == "dense":
+    if entry.get("op") in ("dense", "conv", "avgpool"):
         types.update({"weight": entry.get("weight"), "bias": entry.get("bias"), "accum": entry.get("accum")})
     return {
         "name": entry.get("name"),
@@ -242,17 +228,9 @@ def plot_report(data: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(data["top"])
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        with temp_file_for(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
 
@@ -276,8 +254,8 @@ def report(outdir, *, png: bool = True) -> tuple[str, dict]:
             data["png"] = REPORT_PNG
     text = render_markdown(data)
     try:
-        _write_atomic(outdir / REPORT_JSON, json.dumps(data, indent=2) + "\n")
-        _write_atomic(outdir / REPORT_MD, text)
+        write_text_atomic(outdir / REPORT_JSON, json.dumps(data, indent=2) + "\n")
+        write_text_atomic(outdir / REPORT_MD, text)
     except OSError as exc:
         raise RtlgenError(f"cannot write the report in {outdir}: {exc.strerror or exc}") from None
     return text, data

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
+from ..emit.atomic import temp_file_for, write_text_atomic
 from ..errors import RtlgenError
 
 __all__ = ["sweep", "pareto_front", "parse_reuse_list", "run_variant"]
@@ -98,7 +97,7 @@ def run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: bo
         row.update({"latency": manifest["latency"], "ii": manifest["ii"],
                     "multipliers": manifest["multipliers"],
                     "reuse_per_layer": {layer["name"]: layer["reuse_factor"] for layer in manifest["layers"]
-                                        if layer.get("op") == "dense"},
+                                        if layer.get("op") in ("dense", "conv", "avgpool")},
                     "build_s": round(time.perf_counter() - t0, 2)})
         try:
             rep = synth(outdir, target, pnr=pnr, device=device, clock_mhz=clock_mhz, dsp=dsp, tools=tools)
@@ -130,18 +129,6 @@ def _variant_config(cfg: dict, dense: dict[str, int], reuse) -> dict:
     return out
 
 
-def _write_atomic(path: Path, data: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _prepare_outdir(outdir: Path) -> None:
@@ -217,7 +204,7 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     _prepare_outdir(outdir)
     summary = {"format": 1, "model": base.name, "target": target, "pnr": pnr, "device": device,
                "status": "running", "reuse": reuses, "rows": []}
-    _write_atomic(outdir / SWEEP_JSON, json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(outdir / SWEEP_JSON, json.dumps(summary, indent=2) + "\n")
 
     own = executor is None
     if own:
@@ -247,8 +234,8 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     summary.update({"status": "done", "rows": rows, "cost": cost_label,
                     "elapsed_s": round(time.perf_counter() - t0, 1)})
     summary["png"] = _plot(summary, outdir / PARETO_PNG)
-    _write_atomic(outdir / SWEEP_JSON, json.dumps(summary, indent=2) + "\n")
-    _write_atomic(outdir / SWEEP_MD, render_markdown(summary))
+    write_text_atomic(outdir / SWEEP_JSON, json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(outdir / SWEEP_MD, render_markdown(summary))
     failed = [row for row in rows if row.get("error")]
     if failed:
         first = failed[0]
@@ -311,17 +298,9 @@ def _plot(summary: dict, path: Path) -> str | None:
         ax.legend(fontsize=8)
     fig.suptitle(f"{summary['model']}: reuse-factor sweep ({summary['target']})")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        with temp_file_for(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
     return PARETO_PNG

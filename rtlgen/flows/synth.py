@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..emit.atomic import replace_dir
 from ..errors import RtlgenError
 
 __all__ = ["TARGETS", "DEVICES", "synth", "load_synth_report", "synth_reports", "classify_cells",
@@ -546,7 +547,7 @@ def synth(outdir, target: str = "generic", pnr: bool = False, device: str | None
                 report["pnr"] = {"error": str(fail), "device": device, "clock_mhz": clock_mhz,
                                  "log": fail.log_name}
         (work / REPORT).write_text(json.dumps(report, indent=2) + "\n")
-        _replace(work, dest)
+        replace_dir(work, dest)
     except _ToolFailure as fail:
         failed = base / f"{target}.failed"
         shutil.rmtree(failed, ignore_errors=True)
@@ -562,14 +563,6 @@ def synth(outdir, target: str = "generic", pnr: bool = False, device: str | None
     return report
 
 
-def _replace(tmp: Path, dest: Path) -> None:
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old.{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _synth_in(run: _Run, manifest: dict, verilog: Path, target: str, yosys: Tool, dsp: bool) -> dict:
