@@ -37,6 +37,9 @@ def _save_npy(path: str, arr: np.ndarray) -> None:
 def _inputs_as_codes(model, arr: np.ndarray, raw: bool) -> np.ndarray:
     from .golden.mlp import check_codes
     from .numerics.fixed import quantize
+    shape = getattr(model, "input_shape", None)
+    if shape is not None and np.ndim(arr) == len(shape) + 1 and tuple(np.shape(arr)[1:]) == tuple(shape):
+        arr = np.asarray(arr).reshape(len(arr), -1)   # [N, C, H, W] -> [N, C*H*W], C,H,W order
     if raw:
         return check_codes(model, arr)
     x = np.asarray(arr)
@@ -59,6 +62,9 @@ def _outputs(model, codes: np.ndarray, raw: bool) -> np.ndarray:
 
 
 def cmd_build(args) -> int:
+    from .cli_forest import cmd_build_forest, is_forest_model
+    if is_forest_model(args.model):
+        return cmd_build_forest(args)
     from .emit.build import save_build
     from .frontends import load_model
     from .ir.config import apply_config, load_config
@@ -72,6 +78,9 @@ def cmd_build(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from .cli_forest import cmd_predict_forest, is_forest_build
+    if is_forest_build(args.outdir):
+        return cmd_predict_forest(args)
     from .emit.build import load_build
     from .golden.mlp import predict_codes
     _, model = load_build(args.outdir)
@@ -81,6 +90,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_sim(args) -> int:
+    from .cli_forest import cmd_sim_forest, is_forest_build
+    if is_forest_build(args.outdir):
+        return cmd_sim_forest(args)
     from .emit.build import load_build
     from .flows.sim import run_sim
     from .golden.mlp import predict_codes
@@ -99,7 +111,8 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("build", help="generate a core: OUTDIR/<name>.v and OUTDIR/manifest.json")
-    p.add_argument("model", help="model file (.onnx)")
+    p.add_argument("model", help="model file: .onnx; decision forests: xgboost .json/.ubj, LightGBM .txt, "
+                                 "conifer .json, scikit-learn .joblib/.pkl (trusted files only)")
     p.add_argument("--config", "-c", required=True, help="precision configuration (YAML or JSON)")
     p.add_argument("-o", "--output", required=True, help="build folder to write")
     p.add_argument("--name", help="Verilog module name (default: from the model)")

@@ -282,8 +282,12 @@ def test_cast_to_int_rejected():
 
 def test_input_shape_must_be_flat():
     nodes = [helper.make_node("Flatten", ["x"], ["y"], name="flat")]
-    proto = _proto(nodes, [_vi("x", ["n", 2, 3])], [_vi("y", ["n", 6])], [])
-    with pytest.raises(RtlgenError, match=r"input 'x' has shape \[\?, 2, 3\]"):
+    proto = _proto(nodes, [_vi("x", ["n", 2, 3, 4, 5])], [_vi("y", ["n", 120])], [])
+    with pytest.raises(RtlgenError, match=r"input 'x' has shape \[\?, 2, 3, 4, 5\]"):
+        load_onnx(proto)
+    # a feature map input needs fixed channel and spatial sizes
+    proto = _proto(nodes, [_vi("x", ["n", "c", 3])], [_vi("y", ["n", 6])], [])
+    with pytest.raises(RtlgenError, match=r"input 'x' has shape \[\?, \?, 3\]; a feature map"):
         load_onnx(proto)
 
 

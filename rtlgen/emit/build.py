@@ -164,6 +164,9 @@ def load_build(outdir) -> tuple[dict, QModel]:
         raise RtlgenError(f"{outdir} is not a build folder (no {MANIFEST}); run 'rtlgen build' first")
     try:
         manifest = json.loads(mpath.read_text())
+        if isinstance(manifest, dict) and manifest.get("kind") == "bdt":   # decision forest
+            from .forest_build import load_forest_build
+            return load_forest_build(outdir)
         model = QModel.from_dict(json.loads((outdir / manifest.get("model", MODEL)).read_text()))
     except (OSError, ValueError, KeyError) as exc:
         raise RtlgenError(f"build folder {outdir} is damaged ({exc}); rebuild it with 'rtlgen build'") from None

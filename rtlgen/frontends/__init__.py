@@ -6,7 +6,8 @@
     ONNX (:func:`rtlgen.frontends.onnx.load_onnx`).
 
 A :class:`~rtlgen.ir.model.FloatModel` or an ``onnx.ModelProto`` is accepted
-as is.  Networks can also be built from numpy arrays with
+as is.  Decision forests (xgboost, LightGBM, scikit-learn, conifer) are read
+by :func:`load_forest` (:mod:`rtlgen.frontends.trees`).  Networks can also be built from numpy arrays with
 :mod:`rtlgen.frontends.python_api`.
 """
 
@@ -18,7 +19,7 @@ from ..errors import RtlgenError
 from ..ir.model import FloatModel
 from .python_api import from_layers, mlp
 
-__all__ = ["load_model", "load_onnx", "mlp", "from_layers", "SUPPORTED_FORMATS"]
+__all__ = ["load_model", "load_onnx", "load_forest", "mlp", "from_layers", "SUPPORTED_FORMATS"]
 
 #: file suffix -> description
 SUPPORTED_FORMATS = {".onnx": "ONNX"}
@@ -27,6 +28,12 @@ SUPPORTED_FORMATS = {".onnx": "ONNX"}
 def load_onnx(source, name=None) -> FloatModel:
     """Read an ONNX model; see :func:`rtlgen.frontends.onnx.load_onnx`."""
     from .onnx import load_onnx as _load
+    return _load(source, name=name)
+
+
+def load_forest(source, name=None):
+    """Read a decision forest; see :func:`rtlgen.frontends.trees.load_forest`."""
+    from .trees import load_forest as _load
     return _load(source, name=name)
 
 
@@ -41,7 +48,8 @@ def load_model(path_or_obj, name=None) -> FloatModel:
     """
     if isinstance(path_or_obj, FloatModel):
         if name:
-            return FloatModel(name=name, n_in=path_or_obj.n_in, layers=list(path_or_obj.layers))
+            return FloatModel(name=name, n_in=path_or_obj.n_in, layers=list(path_or_obj.layers),
+                              input_shape=path_or_obj.input_shape)
         return path_or_obj
     if isinstance(path_or_obj, (str, Path)):
         path = Path(path_or_obj)

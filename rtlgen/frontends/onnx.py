@@ -26,6 +26,23 @@ to the output.  Along that chain these operators are understood:
 ``Flatten``, ``Identity``, ``Reshape`` to ``[batch, -1]``/``[1, n]``, ``Cast`` between float types
     no-ops on a flat vector.
 
+Convolutional models take an input ``[batch, C, H, W]`` or ``[batch, C, L]``
+(fixed C, H, W, L), which the core receives flattened in C,H,W order:
+
+``Conv``
+    a :class:`~rtlgen.ir.conv.Conv` (1-D or 2-D, any kernel and stride,
+    explicit ``pads`` or ``auto_pad`` ``NOTSET``/``VALID``/``SAME_UPPER``/
+    ``SAME_LOWER``, optional bias); ``group`` and ``dilations`` must be 1.
+``MaxPool``, ``AveragePool``
+    a :class:`~rtlgen.ir.conv.Pool` (same padding rules, ``ceil_mode`` 0,
+    ``dilations`` 1, one output; ``count_include_pad`` is kept).
+``BatchNormalization``
+    (inference form) directly after a ``Conv`` or ``Gemm``/``MatMul``:
+    folded into that layer's weights and bias.
+``Flatten`` (axis 1), ``Reshape`` to ``[batch, -1]``
+    turn the feature map into the flat vector (no hardware: the order is
+    already C,H,W).
+
 Weights come from initializers or ``Constant`` nodes (constant sub-graphs of
 ``Identity``, ``Cast``, ``Transpose``, ``Reshape``, ``Flatten``,
 ``Squeeze`` and ``Unsqueeze`` are evaluated).  Tensors stored as external
@@ -44,12 +61,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RtlgenError
+from ..ir.conv import Conv, Pool
 from ..ir.model import Activation, Dense, FloatModel
 
 __all__ = ["load_onnx", "SUPPORTED_OPS"]
 
 #: Operators allowed on the data path.
-SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Identity", "Reshape", "Cast", "Constant")
+SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Identity", "Reshape", "Cast", "Constant",
+                 "Conv", "MaxPool", "AveragePool", "BatchNormalization")
+_SPATIAL_OPS = ("Conv", "MaxPool", "AveragePool")
 
 #: Operators evaluated when all their inputs are constants (weight preprocessing).
 _CONST_OPS = ("Constant", "Identity", "Cast", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
@@ -293,13 +313,14 @@ def _check_finite(arr: np.ndarray, where: str, what: str) -> None:
 class _Walker:
     """Follows the data path and builds the layer list."""
 
-    def __init__(self, g: _Graph, n: int, rank: int, batch):
+    def __init__(self, g: _Graph, n: int, rank: int, batch, shape=None):
         self.g = g
         self.n = n            # elements of the flat feature vector
         self.rank = rank      # 1 for [n], 2 for [batch, n]
         self.batch = batch    # static batch size, or None
+        self.shape = shape    # (C, H, W) / (C, L) while the data is a feature map, else None
         self.layers = []
-        self.last_dense = None  # the Dense whose output is the current tensor
+        self.last_dense = None  # the Dense (or Conv) whose output is the current tensor
 
     def data_and_consts(self, index: int, cur: str):
         node = self.g.graph.node[index]
@@ -330,6 +351,17 @@ class _Walker:
         pos = self.data_and_consts(index, cur)
         if len([o for o in node.output if o]) != 1:
             raise RtlgenError(f"{where}: expected exactly one output, found {len(node.output)}")
+        if op in _SPATIAL_OPS or op == "BatchNormalization":
+            if pos != 0:
+                raise RtlgenError(f"{where}: the data tensor must be its first input")
+            if op == "BatchNormalization":
+                self._batchnorm(index)
+            else:
+                self._spatial(index)
+            return
+        if self.shape is not None and op in ("Gemm", "MatMul", "Add"):
+            raise RtlgenError(f"{where}: {op} on a feature map of shape {list(self.shape)} is not "
+                              "supported; flatten it first (nn.Flatten)")
         if op in ("Gemm", "MatMul"):
             self._dense(index, pos)
             return
@@ -349,6 +381,14 @@ class _Walker:
                 target = g.onnx.TensorProto.DataType.Name(to) if to is not None else "?"
                 raise RtlgenError(f"{where}: casts to {target} are not supported; only float-to-float "
                                   "casts (no-ops here) are accepted")
+        elif op == "Flatten" and self.shape is not None:
+            axis = int(g._attr(node, "axis", 1))
+            if axis not in (1, 1 - self.rank):
+                raise RtlgenError(f"{where}: Flatten with axis={axis} on a feature map is not "
+                                  "supported; only axis=1 ([batch, C*H*W]) is")
+            self._to_flat()
+        elif op == "Reshape" and self.shape is not None:
+            self._reshape_map(index)
         elif op == "Flatten":
             axis = int(g._attr(node, "axis", 1))
             axis = axis + self.rank if axis < 0 else axis
@@ -365,6 +405,163 @@ class _Walker:
             self._reshape(index)
         else:  # pragma: no cover
             raise AssertionError(op)
+
+    def _to_flat(self) -> None:
+        self.shape = None
+        self.rank = 2
+        self.last_dense = None
+
+    def _reshape_map(self, index: int) -> None:
+        g = self.g
+        node = g.graph.node[index]
+        where = g.where(index)
+        if len(node.input) < 2 or not g.is_const(node.input[1]):
+            raise RtlgenError(f"{where}: the target shape must be a constant; use nn.Flatten")
+        shape = [int(s) for s in np.asarray(g.const(node.input[1], where)).reshape(-1)]
+        allowzero = int(g._attr(node, "allowzero", 0))
+        ok = (len(shape) == 2 and shape[1] in (-1, self.n) and shape != [-1, -1]
+              and (shape[0] in (-1, 1) or (shape[0] == 0 and not allowzero)
+                   or (self.batch is not None and shape[0] == self.batch)))
+        if not ok:
+            raise RtlgenError(f"{where}: reshape of the feature map {list(self.shape)} to {shape} is "
+                              f"not supported; only flattening to [batch, -1] or [-1, {self.n}] is")
+        self._to_flat()
+
+    def _geometry(self, index: int, kernel) -> tuple:
+        """(stride, pads) of a Conv/MaxPool/AveragePool node; errors name the node."""
+        g = self.g
+        node = g.graph.node[index]
+        op = node.op_type
+        where = g.where(index)
+        d = len(self.shape) - 1
+        kernel = tuple(int(k) for k in kernel)
+        if len(kernel) != d:
+            raise RtlgenError(f"{where}: shape mismatch: a {len(kernel)}-D kernel {list(kernel)} on a "
+                              f"feature map of shape {list(self.shape)} ({d}-D)")
+        dil = g._attr(node, "dilations")
+        if dil is not None and any(int(v) != 1 for v in dil):
+            raise RtlgenError(f"{where}: dilations {list(dil)} are not supported; only 1")
+        if op != "Conv" and int(g._attr(node, "ceil_mode", 0)) != 0:
+            raise RtlgenError(f"{where}: ceil_mode=1 is not supported; export with ceil_mode=False")
+        strides = g._attr(node, "strides")
+        stride = tuple(int(v) for v in strides) if strides is not None else (1,) * d
+        if len(stride) != d or any(v < 1 for v in stride):
+            raise RtlgenError(f"{where}: strides {list(stride)} do not match the {d}-D kernel")
+        auto_pad = g._attr(node, "auto_pad", "NOTSET")
+        if isinstance(auto_pad, bytes):
+            auto_pad = auto_pad.decode()
+        spatial = self.shape[1:]
+        if auto_pad in ("NOTSET", ""):
+            pads_attr = g._attr(node, "pads")
+            pads = tuple(int(v) for v in pads_attr) if pads_attr is not None else (0,) * (2 * d)
+            if len(pads) != 2 * d or any(v < 0 for v in pads):
+                raise RtlgenError(f"{where}: pads {list(pads)} are not supported; expected {2 * d} "
+                                  "non-negative values")
+        elif auto_pad == "VALID":
+            pads = (0,) * (2 * d)
+        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            begin, end = [], []
+            for k in range(d):
+                out = -(-spatial[k] // stride[k])
+                total = max(0, (out - 1) * stride[k] + kernel[k] - spatial[k])
+                small = total // 2
+                begin.append(small if auto_pad == "SAME_UPPER" else total - small)
+                end.append(total - begin[-1])
+            pads = tuple(begin + end)
+        else:
+            raise RtlgenError(f"{where}: auto_pad={auto_pad!r} is not supported; use NOTSET, VALID, "
+                              "SAME_UPPER or SAME_LOWER")
+        for k in range(d):
+            if spatial[k] + pads[k] + pads[d + k] < kernel[k]:
+                raise RtlgenError(
+                    f"{where}: shape mismatch: kernel {list(kernel)} does not fit the input "
+                    f"{list(self.shape)} with pads {list(pads)}")
+            if op != "Conv" and (pads[k] >= kernel[k] or pads[d + k] >= kernel[k]):
+                raise RtlgenError(f"{where}: pads {list(pads)} must be smaller than the kernel "
+                                  f"{list(kernel)} (a window would lie in the padding only)")
+        return stride, pads
+
+    def _spatial(self, index: int) -> None:
+        g = self.g
+        node = g.graph.node[index]
+        op = node.op_type
+        where = g.where(index)
+        name = g.names[index]
+        if self.shape is None:
+            raise RtlgenError(f"{where} is not supported on a flat vector of {self.n} features: {op} "
+                              "needs a feature map input [batch, C, H, W] or [batch, C, L]")
+        if op == "Conv":
+            if int(g._attr(node, "group", 1)) != 1:
+                raise RtlgenError(f"{where}: group={g._attr(node, 'group', 1)} is not supported; only "
+                                  "group=1 (no grouped or depthwise convolution)")
+            if len(node.input) < 2 or not node.input[1]:
+                raise RtlgenError(f"{where}: missing weight input")
+            w = g.const(node.input[1], where).astype(np.float64)
+            _check_finite(w, where, f"weight tensor {node.input[1]!r}")
+            if w.ndim != len(self.shape) + 1:
+                raise RtlgenError(f"{where}: shape mismatch: weight of shape {list(w.shape)} on a "
+                                  f"feature map of shape {list(self.shape)}")
+            if w.shape[1] != self.shape[0]:
+                raise RtlgenError(f"{where}: shape mismatch: the weight expects {w.shape[1]} input "
+                                  f"channels but the input has {self.shape[0]} (shape {list(self.shape)})")
+            ks = g._attr(node, "kernel_shape")
+            if ks is not None and tuple(int(k) for k in ks) != tuple(w.shape[2:]):
+                raise RtlgenError(f"{where}: shape mismatch: kernel_shape {list(ks)} but the weight "
+                                  f"has shape {list(w.shape)}")
+            stride, pads = self._geometry(index, w.shape[2:])
+            bias = np.zeros(w.shape[0])
+            if len(node.input) > 2 and node.input[2]:
+                bias = g.const(node.input[2], where).astype(np.float64).reshape(-1)
+                _check_finite(bias, where, f"bias tensor {node.input[2]!r}")
+                if bias.shape != (w.shape[0],):
+                    raise RtlgenError(f"{where}: shape mismatch: bias of {bias.size} values for "
+                                      f"{w.shape[0]} output channels")
+            layer = Conv(name=name, weight=np.ascontiguousarray(w), bias=bias, in_shape=tuple(self.shape),
+                         stride=stride, pads=pads)
+            self.last_dense = layer
+        else:
+            ks = g._attr(node, "kernel_shape")
+            if ks is None:
+                raise RtlgenError(f"{where}: missing kernel_shape")
+            kernel = tuple(int(k) for k in ks)
+            stride, pads = self._geometry(index, kernel)
+            layer = Pool(name=name, kind="max" if op == "MaxPool" else "avg", in_shape=tuple(self.shape),
+                         kernel=kernel, stride=stride, pads=pads,
+                         count_include_pad=bool(int(g._attr(node, "count_include_pad", 0))))
+            self.last_dense = None
+        self.layers.append(layer)
+        self.shape = tuple(int(v) for v in layer.out_shape)
+        self.n = layer.n_out
+
+    def _batchnorm(self, index: int) -> None:
+        g = self.g
+        node = g.graph.node[index]
+        where = g.where(index)
+        if int(g._attr(node, "training_mode", 0)) != 0:
+            raise RtlgenError(f"{where}: training_mode=1 is not supported; export the model in eval mode")
+        if len(node.input) != 5 or not all(node.input):
+            raise RtlgenError(f"{where}: expected the inputs X, scale, B, mean, var")
+        gamma, beta, mean, var = (g.const(node.input[k], where).astype(np.float64).reshape(-1)
+                                  for k in range(1, 5))
+        eps = float(g._attr(node, "epsilon", 1e-5))
+        layer = self.last_dense
+        if layer is None:
+            raise RtlgenError(f"{where}: BatchNormalization is only supported directly after a Conv "
+                              "or Gemm/MatMul, into which it is folded")
+        channels = layer.weight.shape[0] if isinstance(layer, Conv) else layer.n_out
+        if not all(v.shape == (channels,) for v in (gamma, beta, mean, var)):
+            raise RtlgenError(f"{where}: shape mismatch: its parameters must hold {channels} values "
+                              f"(one per channel of {layer.name!r})")
+        for v, what in ((gamma, "scale"), (beta, "bias"), (mean, "mean"), (var, "variance")):
+            _check_finite(v, where, what)
+        if np.any(var + eps <= 0):
+            raise RtlgenError(f"{where}: variance + epsilon must be positive")
+        scale = gamma / np.sqrt(var + eps)
+        if isinstance(layer, Conv):
+            layer.weight = layer.weight * scale.reshape((-1,) + (1,) * (layer.weight.ndim - 1))
+        else:
+            layer.weight = layer.weight * scale[None, :]
+        layer.bias = (layer.bias - mean) * scale + beta
 
     def _reshape(self, index: int) -> None:
         g = self.g
@@ -460,7 +657,7 @@ class _Walker:
         where = g.where(index)
         if len(node.input) != 2:
             raise RtlgenError(f"{where}: Add needs exactly two inputs")
-        if self.last_dense is None:
+        if not isinstance(self.last_dense, Dense):
             raise RtlgenError(
                 f"{where}: adding a constant is only supported directly after a dense layer "
                 "(Gemm or MatMul), where it becomes the bias")
@@ -499,13 +696,21 @@ def load_onnx(source, name=None) -> FloatModel:
         kind = onnx.TensorProto.DataType.Name(elem) if elem else "not a tensor"
         raise RtlgenError(f"{label}: input {inp.name!r} must be a float tensor, got {kind}")
     dims = _dims(inp)
-    if dims is None or len(dims) not in (1, 2) or dims[-1] is None or dims[-1] < 1:
+    shape = None
+    if dims is not None and len(dims) in (3, 4):
+        if any(d is None or d < 1 for d in dims[1:]):
+            raise RtlgenError(f"{label}: input {inp.name!r} has shape {_show(dims)}; a feature map "
+                              "input needs fixed channel and spatial sizes [batch, C, H, W] or [batch, C, L]")
+        shape = tuple(dims[1:])
+        n_in = int(np.prod(shape))
+    elif dims is None or len(dims) not in (1, 2) or dims[-1] is None or dims[-1] < 1:
         raise RtlgenError(
             f"{label}: input {inp.name!r} has shape {_show(dims)}; expected [batch, n] or [n] with a "
-            "fixed number n of features (flatten images before exporting)")
-    n_in = dims[-1]
+            "fixed number n of features, or a feature map [batch, C, H, W] / [batch, C, L]")
+    else:
+        n_in = dims[-1]
     g.mark_data(inp.name)
-    walker = _Walker(g, n_in, len(dims), dims[0] if len(dims) == 2 else None)
+    walker = _Walker(g, n_in, len(dims), dims[0] if len(dims) >= 2 else None, shape)
 
     cur = inp.name
     seen = set()
@@ -529,12 +734,17 @@ def load_onnx(source, name=None) -> FloatModel:
         raise RtlgenError(f"{label}: the graph output {out_name!r} also feeds {listed}; not supported")
 
     out_dims = _dims(graph.output[0])
-    if out_dims and out_dims[-1] is not None and out_dims[-1] != walker.n:
+    if walker.shape is not None:
+        if out_dims and all(d is not None for d in out_dims[1:]) and \
+                tuple(out_dims[1:]) != tuple(walker.shape):
+            raise RtlgenError(f"{label}: the graph output {out_name!r} is declared with shape "
+                              f"{_show(out_dims)} but the layers produce {list(walker.shape)} per sample")
+    elif out_dims and out_dims[-1] is not None and out_dims[-1] != walker.n:
         raise RtlgenError(f"{label}: the graph output {out_name!r} is declared with {out_dims[-1]} "
                           f"features but the layers produce {walker.n}")
     if not walker.layers:
         raise RtlgenError(f"{label}: the graph has no dense or activation layer")
-    return FloatModel(name=name or default_name, n_in=n_in, layers=walker.layers)
+    return FloatModel(name=name or default_name, n_in=n_in, layers=walker.layers, input_shape=shape)
 
 
 def _show(dims) -> str:

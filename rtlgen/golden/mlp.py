@@ -15,6 +15,11 @@ Dense with an accumulator type ``A`` (WRAP)
 Activation
     ``relu``: ``requantize(max(0, x), F_in, result_type)``;
     ``linear``: ``requantize(x, F_in, result_type)``.
+Conv, AveragePool
+    dense layers on the flat C,H,W vector (:class:`~rtlgen.ir.conv.QConv`
+    is a :class:`~rtlgen.ir.model.QDense`), computed as above.
+MaxPool
+    ``requantize(max over the window's codes, F_in, result_type)``.
 
 All rounding and overflow goes through :mod:`rtlgen.numerics.fixed`.  The
 model is exact for any widths.  Each dense layer picks, from the code ranges
@@ -46,6 +51,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import RtlgenError
+from ..ir.conv import QMaxPool
 from ..ir.model import QActivation, QDense, QModel
 from ..numerics.fixed import FixedType, Overflow, overflow, quantize, requantize, round_shift, to_float
 
@@ -215,6 +221,15 @@ class _ActPlan:
     out_hi: int
 
 
+@dataclass
+class _PoolPlan:
+    layer: QMaxPool
+    index: np.ndarray     # [n_out, window] input indices (short windows repeat an index)
+    cast: _CastPlan
+    out_lo: int
+    out_hi: int
+
+
 def _sum_range(w: np.ndarray, w_mag: int, lo: int, hi: int, shift: int, bias_obj: np.ndarray) -> tuple[int, int]:
     """Exact range of ``(x @ w) << shift + bias`` over x in [lo, hi]^n."""
     x_mag = _magnitude(lo, hi)
@@ -320,7 +335,15 @@ def _plan(qmodel: QModel, force_object: bool = False) -> list:
     lo, hi = qmodel.input_type.min_code, qmodel.input_type.max_code
     plans = []
     for layer in qmodel.layers:
-        if isinstance(layer, QDense):
+        if isinstance(layer, QMaxPool):
+            windows = layer.windows()
+            if any(not w for w in windows):
+                raise RtlgenError(f"layer {layer.name!r}: a pooling window lies entirely in the padding")
+            width = max(len(w) for w in windows)
+            index = np.array([w + [w[0]] * (width - len(w)) for w in windows], dtype=np.int64)
+            cast = _plan_cast(lo, hi, layer.in_type.frac, layer.result_type, force_object)
+            p = _PoolPlan(layer=layer, index=index, cast=cast, out_lo=cast.out_lo, out_hi=cast.out_hi)
+        elif isinstance(layer, QDense):
             p = _plan_dense(layer, lo, hi, force_object)
         elif isinstance(layer, QActivation):
             if layer.kind == "relu":
@@ -436,9 +459,16 @@ def _run_act(p: _ActPlan, x: np.ndarray) -> np.ndarray:
     return p.cast.apply(x)
 
 
+def _run_pool(p: _PoolPlan, x: np.ndarray) -> np.ndarray:
+    return p.cast.apply(np.max(x[:, p.index], axis=2))
+
+
 def _run(plans: list, x: np.ndarray, trace: Optional[list] = None) -> np.ndarray:
     for p in plans:
-        x = _run_dense(p, x) if isinstance(p, _DensePlan) else _run_act(p, x)
+        if isinstance(p, _PoolPlan):
+            x = _run_pool(p, x)
+        else:
+            x = _run_dense(p, x) if isinstance(p, _DensePlan) else _run_act(p, x)
         if trace is not None:
             trace.append(_as_dtype(np.asarray(x), not _fits_int64(p.layer.result_type)))
     return x

@@ -6,16 +6,20 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..ir.conv import QMaxPool
 from ..ir.model import QActivation, QDense, QModel
 from .activation import ActivationLayer
 from .arith import shape_of
 from .dense import DenseLayer
+from .pool import MaxPoolLayer
 
 __all__ = ["Network", "make_layer"]
 
 
 def make_layer(layer):
     """The hardware component for one quantized IR layer."""
+    if isinstance(layer, QMaxPool):
+        return MaxPoolLayer(layer)
     if isinstance(layer, QDense):
         return DenseLayer(layer)
     if isinstance(layer, QActivation):

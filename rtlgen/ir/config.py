@@ -26,6 +26,14 @@ Per-layer keys:
     multiplier is used R times per inference; II = R.
 ``adder_levels``
     adder-tree levels between pipeline registers (default 2, at least 1).
+``io``
+    ``parallel`` (default): the whole input vector is one word and every
+    output is computed at once.  ``stream`` (one pixel per cycle with line
+    buffers) is not supported yet.
+
+Conv and AveragePool layers take the dense keys (an average pool's
+``weight`` type holds ``1/n``; its bias is zero); MaxPool takes ``result``
+and ``io``.
 """
 
 from __future__ import annotations
@@ -37,10 +45,12 @@ import numpy as np
 
 from ..errors import RtlgenError
 from ..numerics.fixed import Overflow, parse_type, quantize
+from .conv import Conv, Pool, QConv, QMaxPool, pool_matrix
 from .model import Activation, Dense, FloatModel, QActivation, QDense, QModel
 
-DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels"}
-ACTIVATION_KEYS = {"result"}
+DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "io"}
+ACTIVATION_KEYS = {"result", "io"}
+IO_MODES = ("parallel", "stream")
 TOP_KEYS = {"input", "default", "layers", "name"}
 
 
@@ -125,7 +135,8 @@ def apply_config(model: FloatModel, config) -> QModel:
         own = overrides.get(layer.name) or {}
         if not isinstance(own, dict):
             raise RtlgenError(f"config 'layers' entry {layer.name!r} must be a mapping")
-        allowed = DENSE_KEYS if isinstance(layer, Dense) else ACTIVATION_KEYS
+        is_dense = isinstance(layer, (Dense, Conv)) or (isinstance(layer, Pool) and layer.kind == "avg")
+        allowed = DENSE_KEYS if is_dense else ACTIVATION_KEYS
         extra = set(own) - allowed
         if extra:
             raise RtlgenError(
@@ -136,29 +147,62 @@ def apply_config(model: FloatModel, config) -> QModel:
         if "result" not in merged:
             raise RtlgenError(f"config: no 'result' type for {where}: set default.result or layers.{layer.name}.result")
         result_type = _type(merged["result"], f"{where} result")
-        if isinstance(layer, Dense):
+        io = merged.get("io", "parallel")
+        if io not in IO_MODES:
+            raise RtlgenError(f"{where}: io must be 'parallel' or 'stream', got {io!r}")
+        if io == "stream":
+            raise RtlgenError(f"{where}: io 'stream' is not supported yet; use io: parallel")
+        if isinstance(layer, Pool) and layer.kind == "max":
             if layer.n_in != size:
                 raise RtlgenError(f"{where}: expects {layer.n_in} inputs but the previous layer gives {size}")
-            for key in ("weight", "bias"):
+            q = QMaxPool(name=layer.name, in_type=in_type, result_type=result_type,
+                         in_shape=tuple(layer.in_shape), kernel=tuple(layer.kernel),
+                         stride=tuple(layer.stride), pads=tuple(layer.pads))
+            if not all(q.windows()):
+                raise RtlgenError(f"{where}: a pooling window lies entirely in the padding; "
+                                  "use pads smaller than the kernel")
+            size = layer.n_out
+        elif is_dense:
+            if layer.n_in != size:
+                raise RtlgenError(f"{where}: expects {layer.n_in} inputs but the previous layer gives {size}")
+            for key in ("weight",) if isinstance(layer, Pool) else ("weight", "bias"):
                 if key not in merged:
                     raise RtlgenError(f"config: no '{key}' type for {where}: set default.{key} or layers.{layer.name}.{key}")
             weight_type = _type(merged["weight"], f"{where} weight")
-            bias_type = _type(merged["bias"], f"{where} bias")
+            bias_type = _type(merged.get("bias", merged["weight"]), f"{where} bias")
             accum_type = None
             if merged.get("accum") is not None:
                 accum_type = _type(merged["accum"], f"{where} accum")
                 if accum_type.overflow is not Overflow.WRAP:
                     raise RtlgenError(f"{where}: the accum type must use WRAP overflow, got {accum_type}")
-            w = _quantize_param(layer.weight, weight_type, f"{where} weights")
-            b = _quantize_param(layer.bias, bias_type, f"{where} bias")
+            if isinstance(layer, Conv):
+                # quantize the kernel, then unroll it (padding taps are exact zeros)
+                w = layer.matrix(_quantize_param(layer.weight, weight_type, f"{where} weights"))
+                b = layer.bias_vector(_quantize_param(layer.bias, bias_type, f"{where} bias"))
+            elif isinstance(layer, Pool):
+                w = _quantize_param(pool_matrix(layer.in_shape, layer.kernel, layer.stride, layer.pads,
+                                                layer.count_include_pad), weight_type, f"{where} weights")
+                b = np.zeros(layer.n_out, dtype=np.int64)
+            else:
+                w = _quantize_param(layer.weight, weight_type, f"{where} weights")
+                b = _quantize_param(layer.bias, bias_type, f"{where} bias")
             nonzero = int(np.count_nonzero(w))
             reuse = _reuse(merged.get("reuse_factor", 1), nonzero, where)
             levels = merged.get("adder_levels", 2)
             if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
                 raise RtlgenError(f"{where}: adder_levels must be an integer >= 1, got {levels!r}")
-            q = QDense(name=layer.name, in_type=in_type, weight_type=weight_type, bias_type=bias_type,
-                       result_type=result_type, weights=w, bias=b, reuse_factor=reuse,
-                       accum_type=accum_type, adder_levels=levels)
+            common = dict(name=layer.name, in_type=in_type, weight_type=weight_type, bias_type=bias_type,
+                          result_type=result_type, weights=w, bias=b, reuse_factor=reuse,
+                          accum_type=accum_type, adder_levels=levels)
+            if isinstance(layer, Conv):
+                q = QConv(**common, in_shape=tuple(layer.in_shape), out_shape=layer.out_shape,
+                          kernel=layer.kernel, stride=tuple(layer.stride), pads=tuple(layer.pads))
+            elif isinstance(layer, Pool):
+                q = QConv(**common, in_shape=tuple(layer.in_shape), out_shape=layer.out_shape,
+                          kernel=tuple(layer.kernel), stride=tuple(layer.stride), pads=tuple(layer.pads),
+                          count_include_pad=layer.count_include_pad, op="avgpool")
+            else:
+                q = QDense(**common)
             size = layer.n_out
         elif isinstance(layer, Activation):
             q = QActivation(name=layer.name, kind=layer.kind, size=size, in_type=in_type,
@@ -168,4 +212,5 @@ def apply_config(model: FloatModel, config) -> QModel:
         layers.append(q)
         in_type = result_type
     name = cfg.get("name") or model.name
-    return QModel(name=name, input_type=input_type, n_in=model.n_in, layers=layers)
+    return QModel(name=name, input_type=input_type, n_in=model.n_in, layers=layers,
+                  input_shape=getattr(model, "input_shape", None))

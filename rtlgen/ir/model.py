@@ -19,6 +19,8 @@ Dense
     ``accum``, as hls4ml's Latency strategy does.
 Activation
     ``relu``: ``y = cast_result(max(0, x))``; ``linear``: ``y = cast_result(x)``.
+Conv, MaxPool, AveragePool
+    on feature maps flattened in C,H,W order; see :mod:`rtlgen.ir.conv`.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class FloatModel:
     name: str
     n_in: int
     layers: list = field(default_factory=list)
+    #: [C, H, W] or [C, L] when the input is a feature map (flattened in that order)
+    input_shape: Optional[tuple] = None
 
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
@@ -147,6 +151,8 @@ class QModel:
     input_type: FixedType
     n_in: int
     layers: list
+    #: [C, H, W] or [C, L] when the input is a feature map (flattened in that order)
+    input_shape: Optional[tuple] = None
 
     @property
     def n_out(self) -> int:
@@ -159,8 +165,13 @@ class QModel:
     # -- serialization (the build folder keeps the quantized model) --------
 
     def to_dict(self) -> dict:
+        from .conv import QConv, QMaxPool
         layers = []
         for layer in self.layers:
+            if isinstance(layer, QMaxPool):
+                layers.append({"op": "maxpool", "name": layer.name, "in_type": str(layer.in_type),
+                               "result_type": str(layer.result_type), **layer.geometry()})
+                continue
             if isinstance(layer, QDense):
                 layers.append({
                     "op": "dense", "name": layer.name,
@@ -171,20 +182,43 @@ class QModel:
                     "weights": [[int(v) for v in row] for row in layer.weights],
                     "bias": [int(v) for v in layer.bias],
                 })
+                if isinstance(layer, QConv):
+                    layers[-1].update({"op": layer.op, "count_include_pad": layer.count_include_pad,
+                                       **layer.geometry()})
             else:
                 layers.append({
                     "op": "activation", "name": layer.name, "kind": layer.kind,
                     "size": layer.size, "in_type": str(layer.in_type),
                     "result_type": str(layer.result_type),
                 })
-        return {"name": self.name, "input_type": str(self.input_type), "n_in": self.n_in,
-                "layers": layers}
+        out = {"name": self.name, "input_type": str(self.input_type), "n_in": self.n_in,
+               "layers": layers}
+        if self.input_shape is not None:
+            out["input_shape"] = [int(v) for v in self.input_shape]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "QModel":
+        from .conv import QConv, QMaxPool
         layers = []
         for ld in d["layers"]:
-            if ld["op"] == "dense":
+            if ld["op"] == "maxpool":
+                layers.append(QMaxPool(
+                    name=ld["name"], in_type=parse_type(ld["in_type"]),
+                    result_type=parse_type(ld["result_type"]), in_shape=tuple(ld["in_shape"]),
+                    kernel=tuple(ld["kernel"]), stride=tuple(ld["stride"]), pads=tuple(ld["pads"])))
+            elif ld["op"] in ("conv", "avgpool"):
+                layers.append(QConv(
+                    name=ld["name"], in_type=parse_type(ld["in_type"]),
+                    weight_type=parse_type(ld["weight_type"]), bias_type=parse_type(ld["bias_type"]),
+                    result_type=parse_type(ld["result_type"]),
+                    accum_type=parse_type(ld["accum_type"]) if ld.get("accum_type") else None,
+                    weights=_int_array(ld["weights"]), bias=_int_array(ld["bias"]),
+                    reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2)),
+                    in_shape=tuple(ld["in_shape"]), out_shape=tuple(ld["out_shape"]),
+                    kernel=tuple(ld["kernel"]), stride=tuple(ld["stride"]), pads=tuple(ld["pads"]),
+                    count_include_pad=bool(ld.get("count_include_pad", False)), op=ld["op"]))
+            elif ld["op"] == "dense":
                 layers.append(QDense(
                     name=ld["name"], in_type=parse_type(ld["in_type"]),
                     weight_type=parse_type(ld["weight_type"]), bias_type=parse_type(ld["bias_type"]),
@@ -196,7 +230,8 @@ class QModel:
                 layers.append(QActivation(
                     name=ld["name"], kind=ld["kind"], size=int(ld["size"]),
                     in_type=parse_type(ld["in_type"]), result_type=parse_type(ld["result_type"])))
-        return cls(d["name"], parse_type(d["input_type"]), int(d["n_in"]), layers)
+        shape = tuple(int(v) for v in d["input_shape"]) if d.get("input_shape") else None
+        return cls(d["name"], parse_type(d["input_type"]), int(d["n_in"]), layers, shape)
 
 
 def _int_array(values) -> np.ndarray:

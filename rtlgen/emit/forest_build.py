@@ -1,0 +1,93 @@
+"""Build folders of decision-forest cores (manifest kind ``"bdt"``).
+
+Same layout as an MLP build (:mod:`rtlgen.emit.build`): ``<top>.v``,
+``manifest.json`` (ports, input/output element types, latency, II and a
+``forest`` summary) and ``model.json`` (the quantized forest), written
+atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from ..errors import RtlgenError
+from ..ir.forest import QForest
+from .build import _IDENT, _VERILOG_KEYWORDS, FORMAT, MANIFEST, MODEL, top_name, write_build
+
+__all__ = ["build_forest_core", "save_forest_build", "load_forest_build", "build_kind"]
+
+
+def manifest_for_forest(qf: QForest, core, top: str) -> dict:
+    tin, tout = qf.input_type, qf.result_type
+    depths = [t.depth() for t in qf.trees]
+    return {
+        "format": FORMAT,
+        "kind": "bdt",
+        "top": top,
+        "verilog": f"{top}.v",
+        "model": MODEL,
+        "ports": {"clk": 1, "rst": 1, "in_valid": 1, "in_ready": 1,
+                  "in_data": tin.width * qf.n_features, "out_valid": 1,
+                  "out_data": tout.width * qf.n_out},
+        "input": {"type": str(tin), "count": qf.n_features, "width": tin.width, "signed": tin.signed,
+                  "types": [str(t) for t in qf.input_types],
+                  "layout": "element k at bits [k*width, (k+1)*width)"},
+        "output": {"type": str(tout), "count": qf.n_out, "width": tout.width, "signed": tout.signed,
+                   "classes": qf.n_outputs, "class_index": qf.n_outputs if qf.class_output else None,
+                   "layout": "element k at bits [k*width, (k+1)*width)"},
+        "latency": core.latency,
+        "ii": core.ii,
+        "multipliers": 0,
+        "forest": {"library": qf.library, "objective": qf.objective, "task": qf.task,
+                   "decision": qf.decision, "trees": len(qf.trees), "max_depth": max(depths or [0]),
+                   "leaves": sum(len(t.leaves()) for t in qf.trees), "comparators": core.comparators,
+                   "score": str(qf.score_type), "base": str(qf.base_type), "result": str(qf.result_type),
+                   "pipeline": qf.pipeline, "levels": core.n_levels, "reuse_factor": qf.reuse_factor},
+        "layers": [],
+    }
+
+
+def build_forest_core(qf: QForest, top: str | None = None) -> tuple[str, dict]:
+    """Generate (verilog text, manifest) for a quantized forest."""
+    from ..hw.forest import ForestCore
+    top = top or top_name(qf.name)
+    if not _IDENT.match(top) or top in _VERILOG_KEYWORDS:
+        raise RtlgenError(f"--name {top!r} is not a valid Verilog module name: use letters, digits and _")
+    core = ForestCore(qf)
+    text = verilog.convert(core, name=top, emit_src=False)
+    return text, manifest_for_forest(qf, core, top)
+
+
+def save_forest_build(qf: QForest, outdir, top: str | None = None) -> dict:
+    """Generate the core for ``qf`` and write its build folder."""
+    text, manifest = build_forest_core(qf, top)
+    write_build(outdir, {
+        manifest["verilog"]: text,
+        MANIFEST: json.dumps(manifest, indent=2) + "\n",
+        MODEL: json.dumps(qf.to_dict()) + "\n",
+    })
+    return manifest
+
+
+def build_kind(outdir) -> str | None:
+    """The ``kind`` of a build folder's manifest (None when unreadable)."""
+    try:
+        return json.loads((Path(outdir) / MANIFEST).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def load_forest_build(outdir) -> tuple[dict, QForest]:
+    outdir = Path(outdir)
+    mpath = outdir / MANIFEST
+    if not mpath.is_file():
+        raise RtlgenError(f"{outdir} is not a build folder (no {MANIFEST}); run 'rtlgen build' first")
+    try:
+        manifest = json.loads(mpath.read_text())
+        qf = QForest.from_dict(json.loads((outdir / manifest.get("model", MODEL)).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RtlgenError(f"build folder {outdir} is damaged ({exc}); rebuild it with 'rtlgen build'") from None
+    return manifest, qf

@@ -1,0 +1,254 @@
+"""Convolution and pooling layers on flattened feature maps.
+
+Feature maps are tensors of shape ``[C, L]`` (1-D) or ``[C, H, W]`` (2-D),
+ONNX's NCL/NCHW without the batch dimension, stored flat in C, H, W order
+(element ``(c, h, w)`` at index ``(c*H + h)*W + w``).
+
+Geometry (ONNX conventions): ``kernel``, ``stride`` have one entry per
+spatial dimension, ``pads`` is ``[x1_begin, x2_begin, ..., x1_end, x2_end]``;
+output size per dimension ``floor((S + pad_begin + pad_end - k) / s) + 1``.
+The window of output position ``o`` covers the input positions
+``o*s - pad_begin + t`` for ``t`` in ``0..k-1``; positions outside the input
+are padding.
+
+Semantics (golden model and hardware alike):
+
+Conv
+    ``y[co, o] = cast_result(sum_{ci, t} x[ci, o*s - pad + t] * w[co, ci, t] + b[co])``
+    over the taps inside the input (zero padding), with ``w``/``b`` quantized
+    to the layer's weight/bias types and the sum exact.  On the flat vector
+    this is a dense layer whose ``[n_in, n_out]`` matrix holds the kernel at
+    every window (:meth:`Conv.matrix`); it is built as one
+    (:class:`QConv` is a :class:`~rtlgen.ir.model.QDense`), and the matrix
+    entries that are zero, among them all the padding taps, cost nothing.
+MaxPool
+    ``y[c, o] = cast_result(max of the codes x[c, p] over the window's
+    positions inside the input)`` (padding never wins, as in ONNX).
+AveragePool
+    ``y[c, o] = cast_result(sum_p x[c, p] * q(1/n))``: the window sum times
+    ``1/n`` quantized to the layer's ``weight`` type, the product exact.  ``n``
+    is the kernel size with ``count_include_pad=1`` and the number of
+    positions inside the input otherwise (ONNX's default).  Exact whenever
+    ``1/n`` is representable in the weight type (``n`` a power of two and
+    enough fractional bits).  It is built as a dense layer with the
+    weights ``q(1/n)`` (:class:`QConv` with ``op == "avgpool"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Optional
+
+import numpy as np
+
+from ..errors import RtlgenError
+from ..numerics.fixed import FixedType
+from .model import QDense
+
+__all__ = ["out_spatial", "window_taps", "conv_matrix", "pool_matrix", "pool_windows",
+           "Conv", "Pool", "QConv", "QMaxPool"]
+
+
+def out_spatial(spatial, kernel, stride, pads, where: str = "layer") -> tuple:
+    """Output spatial sizes; an RtlgenError when the window does not fit."""
+    d = len(spatial)
+    out = []
+    for k in range(d):
+        size = spatial[k] + pads[k] + pads[d + k] - kernel[k]
+        if size < 0:
+            raise RtlgenError(
+                f"{where}: shape mismatch: kernel {list(kernel)} does not fit the input of spatial "
+                f"size {list(spatial)} with pads {list(pads)}")
+        out.append(size // stride[k] + 1)
+    return tuple(out)
+
+
+def window_taps(spatial, kernel, stride, pads):
+    """For every output position (C order): list of (tap index, flat input position).
+
+    Only taps inside the input are listed; a tap index is the flat index
+    into the kernel (C order).
+    """
+    d = len(spatial)
+    outs = out_spatial(spatial, kernel, stride, pads)
+    windows = []
+    for o in np.ndindex(*outs):
+        taps = []
+        for t_flat, t in enumerate(np.ndindex(*kernel)):
+            pos = [o[k] * stride[k] - pads[k] + t[k] for k in range(d)]
+            if all(0 <= pos[k] < spatial[k] for k in range(d)):
+                taps.append((t_flat, int(np.ravel_multi_index(pos, spatial))))
+        windows.append(taps)
+    return windows
+
+
+def conv_matrix(weight: np.ndarray, in_shape, stride, pads) -> np.ndarray:
+    """The ``[n_in, n_out]`` matrix of a convolution on the flat C,(H,)W vector."""
+    c_out, c_in = weight.shape[:2]
+    kernel = weight.shape[2:]
+    spatial = tuple(in_shape[1:])
+    n_sp = prod(spatial)
+    windows = window_taps(spatial, kernel, stride, pads)
+    n_osp = len(windows)
+    wflat = weight.reshape(c_out, c_in, -1)
+    mat = np.zeros((c_in * n_sp, c_out * n_osp), dtype=weight.dtype)
+    ci = np.arange(c_in) * n_sp
+    co = np.arange(c_out) * n_osp
+    for o, taps in enumerate(windows):
+        for t, p in taps:
+            mat[np.ix_(ci + p, co + o)] = wflat[:, :, t].T
+    return mat
+
+
+def pool_windows(in_shape, kernel, stride, pads) -> list:
+    """Flat input positions (spatial only) inside each output window."""
+    return [[p for _, p in taps] for taps in window_taps(tuple(in_shape[1:]), kernel, stride, pads)]
+
+
+def pool_matrix(in_shape, kernel, stride, pads, count_include_pad: bool) -> np.ndarray:
+    """The ``[n_in, n_out]`` matrix of an average pool (weights 1/n)."""
+    channels = in_shape[0]
+    n_sp = prod(in_shape[1:])
+    windows = pool_windows(in_shape, kernel, stride, pads)
+    n_osp = len(windows)
+    mat = np.zeros((channels * n_sp, channels * n_osp))
+    full = prod(kernel)
+    for o, pos in enumerate(windows):
+        n = full if count_include_pad else len(pos)
+        for c in range(channels):
+            for p in pos:
+                mat[c * n_sp + p, c * n_osp + o] = 1.0 / n
+    return mat
+
+
+# ---------------------------------------------------------------------------
+# float IR
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Conv:
+    """A convolution: ``weight`` [C_out, C_in, k...], ``bias`` [C_out]."""
+    name: str
+    weight: np.ndarray
+    bias: np.ndarray
+    in_shape: tuple
+    stride: tuple
+    pads: tuple
+
+    @property
+    def kernel(self) -> tuple:
+        return tuple(int(k) for k in self.weight.shape[2:])
+
+    @property
+    def out_shape(self) -> tuple:
+        return (int(self.weight.shape[0]),) + out_spatial(self.in_shape[1:], self.kernel, self.stride,
+                                                         self.pads, f"layer {self.name!r}")
+
+    @property
+    def n_in(self) -> int:
+        return prod(self.in_shape)
+
+    @property
+    def n_out(self) -> int:
+        return prod(self.out_shape)
+
+    def matrix(self, weight: Optional[np.ndarray] = None) -> np.ndarray:
+        """The equivalent dense ``[n_in, n_out]`` matrix (of ``weight`` if given)."""
+        return conv_matrix(self.weight if weight is None else weight, self.in_shape, self.stride, self.pads)
+
+    def bias_vector(self, bias: Optional[np.ndarray] = None) -> np.ndarray:
+        """The bias per flat output element."""
+        b = self.bias if bias is None else bias
+        return np.repeat(np.asarray(b), prod(self.out_shape[1:]))
+
+
+@dataclass
+class Pool:
+    """Max or average pooling (``kind`` ``max`` or ``avg``), per channel."""
+    name: str
+    kind: str
+    in_shape: tuple
+    kernel: tuple
+    stride: tuple
+    pads: tuple
+    count_include_pad: bool = False
+
+    @property
+    def out_shape(self) -> tuple:
+        return (self.in_shape[0],) + out_spatial(self.in_shape[1:], self.kernel, self.stride, self.pads,
+                                                 f"layer {self.name!r}")
+
+    @property
+    def n_in(self) -> int:
+        return prod(self.in_shape)
+
+    @property
+    def n_out(self) -> int:
+        return prod(self.out_shape)
+
+
+# ---------------------------------------------------------------------------
+# quantized IR
+# ---------------------------------------------------------------------------
+
+@dataclass
+class QConv(QDense):
+    """A convolution (``op == "conv"``) or average pool (``op == "avgpool"``)
+    lowered to its dense matrix; the geometry is kept for the manifest."""
+    in_shape: tuple = ()
+    out_shape: tuple = ()
+    kernel: tuple = ()
+    stride: tuple = ()
+    pads: tuple = ()
+    count_include_pad: bool = False
+    op: str = "conv"
+
+    def geometry(self) -> dict:
+        return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
+                "kernel": list(self.kernel), "stride": list(self.stride), "pads": list(self.pads)}
+
+
+@dataclass
+class QMaxPool:
+    """Max pooling with its result type: ``cast_result(max(window codes))``."""
+    name: str
+    in_type: FixedType
+    result_type: FixedType
+    in_shape: tuple
+    kernel: tuple
+    stride: tuple
+    pads: tuple
+    op: str = "maxpool"
+    reuse_factor: int = 1
+    _windows: list = field(default=None, repr=False, compare=False)
+
+    @property
+    def out_shape(self) -> tuple:
+        return (self.in_shape[0],) + out_spatial(self.in_shape[1:], self.kernel, self.stride, self.pads,
+                                                 f"layer {self.name!r}")
+
+    @property
+    def n_in(self) -> int:
+        return prod(self.in_shape)
+
+    @property
+    def n_out(self) -> int:
+        return prod(self.out_shape)
+
+    @property
+    def multipliers(self) -> int:
+        return 0
+
+    def windows(self) -> list:
+        """For every flat output element: the flat input indices it takes the max of."""
+        if self._windows is None:
+            n_sp = prod(self.in_shape[1:])
+            spatial = pool_windows(self.in_shape, self.kernel, self.stride, self.pads)
+            self._windows = [[c * n_sp + p for p in pos]
+                             for c in range(self.in_shape[0]) for pos in spatial]
+        return self._windows
+
+    def geometry(self) -> dict:
+        return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
+                "kernel": list(self.kernel), "stride": list(self.stride), "pads": list(self.pads)}

@@ -1,0 +1,404 @@
+"""Decision forests: the float IR, its configuration and the quantized IR.
+
+A :class:`Forest` is what every tree front end produces: binary decision
+trees whose internal nodes test one feature against a threshold and whose
+leaves hold one additive score for one output (class).  The score of output
+``k`` is ``base[k] + sum of the leaves reached in the trees of output k``
+(learning rates are already folded into the leaf values, base scores are
+margins).  The comparison the library makes at every node is recorded once
+per forest in :attr:`Forest.decision`:
+
+``lt_f32``  (xgboost)       go left when ``float32(x) < float32(t)``
+``le_f32``  (scikit-learn)  go left when ``float32(x) <= t`` (t a float64)
+``le_f64``  (LightGBM, conifer) go left when ``x <= t`` in float64
+
+The configuration (YAML/JSON mapping)::
+
+    input: fixed<8,3,RND,SAT>       # type of every input feature
+    features: {3: fixed<8,5,RND,SAT>}   # per-feature overrides (same width/signedness)
+    score: fixed<10,4,RND,SAT>      # leaf values
+    base: fixed<12,4,RND,SAT>       # base scores (default: the score type)
+    result: fixed<16,6,RND,SAT>     # per-class sum (default: wide enough to be exact)
+    pipeline: per_level             # none | per_level | N (levels per register)
+    reuse_factor: 1                 # evaluate the trees in R groups, one per cycle (II = R)
+    class_output: false             # also emit the argmax class as an extra output element
+
+:func:`quantize_forest` turns thresholds into integer comparisons on input
+codes (``code < c``) that take the same branch as the library for every
+representable code (see :func:`threshold_code`), and leaves into codes of
+the score type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import RtlgenError
+from ..numerics.fixed import FixedType, Quant, Overflow, bits_for_range, parse_type, quantize
+
+__all__ = ["Tree", "Forest", "QTree", "QForest", "DECISIONS", "threshold_codes", "quantize_forest",
+           "FOREST_KEYS"]
+
+DECISIONS = {
+    "lt_f32": "float32(x) < float32(t) (xgboost)",
+    "le_f32": "float32(x) <= t (scikit-learn)",
+    "le_f64": "x <= t in float64 (LightGBM, conifer)",
+}
+FOREST_KEYS = {"input", "features", "score", "base", "result", "pipeline", "reuse_factor",
+               "class_output", "name"}
+
+
+@dataclass
+class Tree:
+    """One tree.  Node ``n`` is a leaf when ``feature[n] < 0``; then
+    ``value[n]`` is its score.  Otherwise it goes to ``left[n]`` when the
+    forest's decision holds for input ``feature[n]`` and ``threshold[n]``,
+    else to ``right[n]``.  Node 0 is the root."""
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+    output: int = 0
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.feature)
+
+
+@dataclass
+class Forest:
+    """A decision forest in floating point (what the front ends produce)."""
+    name: str
+    n_features: int
+    n_outputs: int
+    trees: list[Tree]
+    base: list[float]
+    decision: str
+    task: str = "classifier"          # classifier or regressor
+    library: str = ""
+    objective: str = ""
+
+    def validate(self) -> None:
+        if self.decision not in DECISIONS:
+            raise RtlgenError(f"forest {self.name!r}: unknown decision rule {self.decision!r}")
+        if self.n_features < 1 or self.n_outputs < 1 or len(self.base) != self.n_outputs:
+            raise RtlgenError(f"forest {self.name!r}: inconsistent feature/output counts")
+        for t, tree in enumerate(self.trees):
+            n = tree.n_nodes
+            if n == 0:
+                raise RtlgenError(f"tree {t} of {self.name!r} has no nodes: the model file is damaged")
+            if not 0 <= tree.output < self.n_outputs:
+                raise RtlgenError(f"tree {t} of {self.name!r} feeds output {tree.output}, "
+                                  f"but the model has {self.n_outputs} outputs")
+            seen = np.zeros(n, dtype=bool)
+            stack = [0]
+            while stack:
+                node = stack.pop()
+                if seen[node]:
+                    raise RtlgenError(f"tree {t} node {node} of {self.name!r} is reached twice: "
+                                      "the model file is damaged")
+                seen[node] = True
+                f = int(tree.feature[node])
+                if f < 0:
+                    if not np.isfinite(tree.value[node]):
+                        raise RtlgenError(f"tree {t} leaf {node} of {self.name!r} has a NaN or inf "
+                                          "value: retrain or clean the model")
+                    continue
+                if f >= self.n_features:
+                    raise RtlgenError(f"tree {t} node {node} of {self.name!r} tests feature {f}, but the "
+                                      f"model has {self.n_features} features")
+                if np.isnan(tree.threshold[node]):
+                    raise RtlgenError(f"tree {t} node {node} of {self.name!r} has a NaN threshold")
+                for child in (int(tree.left[node]), int(tree.right[node])):
+                    if not 0 <= child < n:
+                        raise RtlgenError(f"tree {t} node {node} of {self.name!r} points to node "
+                                          f"{child}, which does not exist: the model file is damaged")
+                    stack.append(child)
+        if not all(np.isfinite(b) for b in self.base):
+            raise RtlgenError(f"forest {self.name!r}: the base score is NaN or inf")
+
+
+# ---------------------------------------------------------------------------
+# Thresholds
+# ---------------------------------------------------------------------------
+
+def _library_view(codes: np.ndarray, typ: FixedType, decision: str) -> np.ndarray:
+    """The float64 value the library compares for each input code."""
+    v = np.ldexp(codes.astype(np.float64), -typ.frac)        # exact: width <= 53
+    if decision in ("lt_f32", "le_f32"):
+        v = v.astype(np.float32).astype(np.float64)         # the library casts X to float32
+    return v
+
+
+def threshold_codes(thresholds, typ: FixedType, decision: str) -> np.ndarray:
+    """Integer thresholds ``c`` such that ``code < c`` <=> the library goes left.
+
+    For every code of ``typ`` the library's predicate on the code's value
+    (``float32(v) < float32(t)``, ``float32(v) <= t`` or ``v <= t``) is
+    monotone (true for small codes, false for large ones); ``c`` is the
+    smallest code for which it is false, found by exact bisection over the
+    codes.  ``c == typ.min_code`` means "always right", ``c == max_code + 1``
+    "always left".
+    """
+    t = np.asarray(thresholds, dtype=np.float64)
+    if decision == "lt_f32":
+        t = t.astype(np.float32).astype(np.float64)
+
+    def goes_left(codes):
+        v = _library_view(codes, typ, decision)
+        return v < t if decision == "lt_f32" else v <= t
+
+    lo = np.full(t.shape, typ.min_code, dtype=np.int64)       # invariant: answer in [lo, hi]
+    hi = np.full(t.shape, typ.max_code + 1, dtype=np.int64)
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo
+        mid = lo + (hi - lo) // 2                              # mid < hi <= max_code + 1
+        left = goes_left(np.minimum(mid, typ.max_code))
+        lo = np.where(active & left, mid + 1, lo)
+        hi = np.where(active & ~left, mid, hi)
+
+
+# ---------------------------------------------------------------------------
+# Quantized forest
+# ---------------------------------------------------------------------------
+
+@dataclass
+class QTree:
+    """A quantized tree: internal nodes go left when ``x[feature] < cut``
+    (integer codes); leaves (``feature < 0``) hold score codes."""
+    feature: list[int]
+    cut: list[int]
+    left: list[int]
+    right: list[int]
+    value: list[int]
+    output: int
+
+    def leaves(self):
+        """(leaf node, [(node, goes_left)] path) for every leaf, depth first."""
+        out = []
+        stack = [(0, [])]
+        while stack:
+            node, path = stack.pop()
+            if self.feature[node] < 0:
+                out.append((node, path))
+            else:
+                stack.append((self.right[node], path + [(node, False)]))
+                stack.append((self.left[node], path + [(node, True)]))
+        return out
+
+    def depth(self) -> int:
+        return max(len(p) for _, p in self.leaves())
+
+
+@dataclass
+class QForest:
+    name: str
+    n_features: int
+    n_outputs: int
+    input_types: list[FixedType]
+    score_type: FixedType
+    base_type: FixedType
+    result_type: FixedType
+    base: list[int]                  # base codes (base_type)
+    trees: list[QTree]
+    pipeline: object = "per_level"   # "none", "per_level" or int
+    class_output: bool = False
+    reuse_factor: int = 1            # trees evaluated in this many groups (II)
+    task: str = "classifier"
+    decision: str = ""
+    library: str = ""
+    objective: str = ""
+    kind: str = field(default="bdt", init=False)
+
+    @property
+    def input_type(self) -> FixedType:
+        return self.input_types[0]
+
+    @property
+    def n_in(self) -> int:
+        return self.n_features
+
+    @property
+    def n_out(self) -> int:
+        return self.n_outputs + (1 if self.class_output else 0)
+
+    @property
+    def sum_frac(self) -> int:
+        return max(self.score_type.frac, self.base_type.frac)
+
+    @property
+    def output_type(self) -> FixedType:
+        """Type of every element of out_data (the class index, when present,
+        is the integer code of the last element)."""
+        return self.result_type
+
+    def sum_range(self, k: int) -> tuple[int, int]:
+        """Exact range of the per-class sum (base + leaves) at ``sum_frac``."""
+        sb = self.sum_frac - self.base_type.frac
+        ss = self.sum_frac - self.score_type.frac
+        lo = hi = self.base[k] << sb
+        for tree in self.trees:
+            if tree.output != k:
+                continue
+            vals = [tree.value[n] for n, _ in tree.leaves()]
+            lo += min(vals) << ss
+            hi += max(vals) << ss
+        return lo, hi
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "bdt", "name": self.name, "n_features": self.n_features, "n_outputs": self.n_outputs,
+            "input_types": [str(t) for t in self.input_types], "score_type": str(self.score_type),
+            "base_type": str(self.base_type), "result_type": str(self.result_type),
+            "base": [int(b) for b in self.base], "pipeline": self.pipeline,
+            "class_output": self.class_output, "reuse_factor": self.reuse_factor, "task": self.task, "decision": self.decision,
+            "library": self.library, "objective": self.objective,
+            "trees": [{"feature": t.feature, "cut": [int(c) for c in t.cut], "left": t.left,
+                       "right": t.right, "value": [int(v) for v in t.value], "output": t.output}
+                      for t in self.trees],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QForest":
+        return cls(name=d["name"], n_features=int(d["n_features"]), n_outputs=int(d["n_outputs"]),
+                   input_types=[parse_type(t) for t in d["input_types"]],
+                   score_type=parse_type(d["score_type"]), base_type=parse_type(d["base_type"]),
+                   result_type=parse_type(d["result_type"]), base=[int(b) for b in d["base"]],
+                   trees=[QTree(feature=list(t["feature"]), cut=list(t["cut"]), left=list(t["left"]),
+                                right=list(t["right"]), value=list(t["value"]), output=int(t["output"]))
+                          for t in d["trees"]],
+                   pipeline=d.get("pipeline", "per_level"), class_output=bool(d.get("class_output")),
+                   reuse_factor=int(d.get("reuse_factor", 1)),
+                   task=d.get("task", "classifier"), decision=d.get("decision", ""),
+                   library=d.get("library", ""), objective=d.get("objective", ""))
+
+
+def _type(value, where: str) -> FixedType:
+    try:
+        t = parse_type(value)
+    except RtlgenError as exc:
+        raise RtlgenError(f"{where}: {exc}") from None
+    return t
+
+
+def _pipeline(value):
+    if isinstance(value, str) and value.strip().lower() in ("none", "per_level"):
+        return value.strip().lower()
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+        raise RtlgenError(f"config 'pipeline' must be 'none', 'per_level' or an integer >= 1 "
+                          f"(levels between registers), got {value!r}")
+    return 1 if int(value) == 1 else int(value)
+
+
+def _quantize_tree(tree: Tree, t_index: int, forest: Forest, in_types, score_type) -> QTree:
+    """Quantize one tree, resolving constant decisions (unreachable subtrees go)."""
+    feature, cut, left, right, value = [], [], [], [], []
+    internal = [n for n in range(tree.n_nodes) if tree.feature[n] >= 0]
+    cuts = {}
+    for f in sorted({int(tree.feature[n]) for n in internal}):
+        nodes = [n for n in internal if int(tree.feature[n]) == f]
+        cs = threshold_codes([tree.threshold[n] for n in nodes], in_types[f], forest.decision)
+        cuts.update({n: int(c) for n, c in zip(nodes, cs)})
+    leaf_nodes = [n for n in range(tree.n_nodes) if tree.feature[n] < 0]
+    leaf_codes = dict(zip(leaf_nodes, quantize(np.array([tree.value[n] for n in leaf_nodes]), score_type)
+                          .tolist())) if leaf_nodes else {}
+
+    def emit(node: int) -> int:
+        while tree.feature[node] >= 0:
+            typ = in_types[int(tree.feature[node])]
+            c = cuts[node]
+            if c <= typ.min_code:
+                node = int(tree.right[node])
+            elif c > typ.max_code:
+                node = int(tree.left[node])
+            else:
+                break
+        idx = len(feature)
+        feature.append(-1)
+        cut.append(0)
+        left.append(-1)
+        right.append(-1)
+        value.append(0)
+        if tree.feature[node] < 0:
+            value[idx] = int(leaf_codes[node])
+        else:
+            feature[idx] = int(tree.feature[node])
+            cut[idx] = cuts[node]
+            left[idx] = emit(int(tree.left[node]))
+            right[idx] = emit(int(tree.right[node]))
+        return idx
+
+    emit(0)
+    return QTree(feature, cut, left, right, value, tree.output)
+
+
+def quantize_forest(forest: Forest, config) -> QForest:
+    """Quantize ``forest`` under ``config`` (a mapping or a YAML/JSON path)."""
+    from .config import load_config
+    cfg = load_config(config)
+    unknown = set(cfg) - FOREST_KEYS
+    if unknown:
+        raise RtlgenError(f"config: unknown key(s) {sorted(unknown)} for a decision forest; "
+                          f"allowed: {sorted(FOREST_KEYS)}")
+    for key in ("input", "score"):
+        if key not in cfg:
+            raise RtlgenError(f"config: missing {key!r} (e.g. {key}: fixed<8,3,RND,SAT>) for a decision forest")
+    forest.validate()
+    default_in = _type(cfg["input"], "config 'input'")
+    in_types = [default_in] * forest.n_features
+    feats = cfg.get("features") or {}
+    if not isinstance(feats, dict):
+        raise RtlgenError("config 'features' must map feature indices to types")
+    for key, spec in feats.items():
+        try:
+            idx = int(key)
+        except (TypeError, ValueError):
+            raise RtlgenError(f"config 'features': key {key!r} is not a feature index") from None
+        if not 0 <= idx < forest.n_features:
+            raise RtlgenError(f"config 'features': feature {idx} does not exist "
+                              f"(the model has {forest.n_features} features, 0..{forest.n_features - 1})")
+        t = _type(spec, f"config 'features' {idx}")
+        if t.width != default_in.width or t.signed != default_in.signed:
+            raise RtlgenError(f"config 'features' {idx}: {t} must have the width and signedness of the "
+                              f"input type {default_in} (every element of in_data has one width); "
+                              "change its integer bits instead")
+        in_types[idx] = t
+    for t in set(in_types):
+        if t.width > 53:
+            raise RtlgenError(f"input type {t} is wider than 53 bits, which forests do not support")
+    score_type = _type(cfg["score"], "config 'score'")
+    base_type = _type(cfg["base"], "config 'base'") if cfg.get("base") is not None else score_type
+    pipeline = _pipeline(cfg.get("pipeline", "per_level"))
+    reuse = cfg.get("reuse_factor", 1)
+    most = max([sum(1 for t in forest.trees if t.output == k) for k in range(forest.n_outputs)] + [1])
+    if isinstance(reuse, bool) or not isinstance(reuse, (int, np.integer)) or not 1 <= int(reuse) <= most:
+        raise RtlgenError(f"config 'reuse_factor' {reuse!r}: use an integer from 1 to {most} (the most "
+                          "trees of one class); the trees are evaluated in that many groups, II = reuse_factor")
+    class_output = cfg.get("class_output", False)
+    if not isinstance(class_output, bool):
+        raise RtlgenError(f"config 'class_output' must be true or false, got {class_output!r}")
+    if class_output and forest.task != "classifier":
+        raise RtlgenError(f"config 'class_output': model {forest.name!r} is a regressor; drop class_output")
+    trees = [_quantize_tree(tree, t, forest, in_types, score_type) for t, tree in enumerate(forest.trees)]
+    base = [int(c) for c in quantize(np.asarray(forest.base, dtype=np.float64), base_type)]
+    qf = QForest(name=cfg.get("name") or forest.name, n_features=forest.n_features,
+                 n_outputs=forest.n_outputs, input_types=in_types, score_type=score_type,
+                 base_type=base_type, result_type=score_type, base=base, trees=trees,
+                 pipeline=pipeline, class_output=class_output, reuse_factor=int(reuse), task=forest.task,
+                 decision=forest.decision, library=forest.library, objective=forest.objective)
+    if cfg.get("result") is not None:
+        qf.result_type = _type(cfg["result"], "config 'result'")
+    else:
+        lo = min(qf.sum_range(k)[0] for k in range(qf.n_outputs))
+        hi = max(qf.sum_range(k)[1] for k in range(qf.n_outputs))
+        width, _ = bits_for_range(min(lo, -1), hi)
+        qf.result_type = FixedType(width, width - qf.sum_frac, True, Quant.TRN, Overflow.WRAP)
+    if class_output and qf.n_outputs - 1 > qf.result_type.max_code:
+        raise RtlgenError(f"config 'class_output': the result type {qf.result_type} cannot hold the class "
+                          f"index {qf.n_outputs - 1}; widen 'result'")
+    return qf
