@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rtlgen.emit.forest_build import save_forest_build
+from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.trees import load_forest
 from rtlgen.golden.forest import predict_codes, quantize_inputs
@@ -92,6 +93,7 @@ def built(tmp_path_factory):
             qf = quantize_forest(load_forest(model), cfg)
             outdir = tmp_path_factory.mktemp(case) / "core"
             manifest = save_forest_build(qf, outdir)
+            assert lint_build(outdir) == []   # Verilator -Wall, only the listed waivers
             codes = _edge_codes(qf, x)
             cache[case] = (qf, outdir, manifest, codes, predict_codes(qf, codes))
         return cache[case]

@@ -29,6 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 from rtlgen.cli import main
 from rtlgen.errors import RtlgenError
 from rtlgen.emit.build import save_build
+from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends import load_model
 from rtlgen.golden.mlp import predict_codes
@@ -420,6 +421,7 @@ def test_cnn_rtl_equals_golden(case, simulator, tmp_path):
     q = apply_config(fm, cfg)
     outdir = tmp_path / "core"
     manifest = save_build(q, outdir)
+    assert lint_build(outdir) == []   # Verilator -Wall, only the listed waivers
     assert manifest["input"]["shape"] == list(fm.input_shape)
     assert manifest["input"]["layout"] == ("NCHW flattened C,H,W" if len(fm.input_shape) == 3
                                            else "NCL flattened C,L")
@@ -436,6 +438,7 @@ def test_econt_encoder_on_verilator(tmp_path):
     q = apply_config(load_model(ECONT), str(ROOT / "models" / "econt_encoder.yaml"))
     outdir = tmp_path / "core"
     manifest = save_build(q, outdir)
+    assert lint_build(outdir) == []
     assert manifest["kind"] == "cnn" and manifest["input"]["shape"] == [1, 8, 8]
     conv = manifest["layers"][0]
     assert conv["op"] == "conv" and conv["out_shape"] == [8, 4, 4] and conv["pads"] == [0, 0, 1, 1]

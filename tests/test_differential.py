@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from rtlgen.emit.build import save_build
+from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.python_api import mlp
 from rtlgen.golden.mlp import predict_codes
@@ -89,6 +90,7 @@ def built(tmp_path_factory):
             q = apply_config(random_model(sizes, seed), cfg)
             outdir = tmp_path_factory.mktemp(case_id) / "core"
             manifest = save_build(q, outdir)
+            assert lint_build(outdir) == []   # Verilator -Wall, only the listed waivers
             x = edge_vectors(cfg["input"], sizes[0], 120, seed)
             cache[case_id] = (q, outdir, manifest, x, predict_codes(q, x))
         return cache[case_id]
@@ -122,6 +124,7 @@ def test_rounding_ties_and_saturation(quant, simulator, tmp_path):
     q = apply_config(model, cfg)
     outdir = tmp_path / "core"
     save_build(q, outdir)
+    assert lint_build(outdir) == []
     codes = np.arange(-32, 32, dtype=np.int64)   # every code of fixed<6,3>
     x = np.stack([np.roll(codes, k) for k in range(n)], axis=1)
     expected = predict_codes(q, x)
@@ -140,6 +143,7 @@ def test_shipped_jet_mlp_on_verilator(tmp_path):
     q = apply_config(load_model(root / "models" / "jet_mlp.onnx"), str(root / "models" / "jet_mlp.yaml"))
     outdir = tmp_path / "core"
     manifest = save_build(q, outdir)
+    assert lint_build(outdir) == []
     assert manifest["latency"] > 0 and manifest["multipliers"] == sum(
         layer.multipliers for layer in q.layers if layer.op == "dense")
     x = edge_vectors(str(q.input_type), q.n_in, 150, seed=11)
