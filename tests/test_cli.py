@@ -37,6 +37,7 @@ def test_build_predict_sim_round_trip(tmp_path):
     cfg = write_config(tmp_path / "cfg.yaml", CONFIG)
     out = tmp_path / "core"
     assert main(["build", str(TINY), "--config", str(cfg), "-o", str(out), "--name", "tiny"]) == 0
+    assert main(["lint", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert (out / "tiny.v").read_text().startswith("/* Generated")
     assert manifest["top"] == "tiny" and manifest["ii"] == 4
