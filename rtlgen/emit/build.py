@@ -156,18 +156,26 @@ def save_build(model: QModel, outdir, top: str | None = None) -> dict:
     return manifest
 
 
-def load_build(outdir) -> tuple[dict, QModel]:
-    """Read a build folder's manifest and quantized model."""
+def read_build(outdir, model_from_dict) -> tuple[dict, object]:
+    """Read a build folder's manifest and its model with ``model_from_dict(manifest)``."""
     outdir = Path(outdir)
     mpath = outdir / MANIFEST
     if not mpath.is_file():
         raise RtlgenError(f"{outdir} is not a build folder (no {MANIFEST}); run 'rtlgen build' first")
     try:
         manifest = json.loads(mpath.read_text())
-        if isinstance(manifest, dict) and manifest.get("kind") == "bdt":   # decision forest
-            from .forest_build import load_forest_build
-            return load_forest_build(outdir)
-        model = QModel.from_dict(json.loads((outdir / manifest.get("model", MODEL)).read_text()))
-    except (OSError, ValueError, KeyError) as exc:
+        from_dict = model_from_dict(manifest)
+        model = from_dict(json.loads((outdir / manifest.get("model", MODEL)).read_text()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RtlgenError(f"build folder {outdir} is damaged ({exc}); rebuild it with 'rtlgen build'") from None
     return manifest, model
+
+
+def load_build(outdir) -> tuple[dict, object]:
+    """Read a build folder's manifest and quantized model (network or forest)."""
+    def pick(manifest):
+        if manifest.get("kind") == "bdt":   # decision forest
+            from ..ir.forest import QForest
+            return QForest.from_dict
+        return QModel.from_dict
+    return read_build(outdir, pick)

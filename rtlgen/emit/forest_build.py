@@ -15,7 +15,7 @@ from amaranth.back import verilog
 
 from ..errors import RtlgenError
 from ..ir.forest import QForest
-from .build import _IDENT, _VERILOG_KEYWORDS, FORMAT, MANIFEST, MODEL, top_name, write_build
+from .build import _IDENT, _VERILOG_KEYWORDS, FORMAT, MANIFEST, MODEL, read_build, top_name, write_build
 
 __all__ = ["build_forest_core", "save_forest_build", "load_forest_build", "build_kind"]
 
@@ -81,13 +81,4 @@ def build_kind(outdir) -> str | None:
 
 
 def load_forest_build(outdir) -> tuple[dict, QForest]:
-    outdir = Path(outdir)
-    mpath = outdir / MANIFEST
-    if not mpath.is_file():
-        raise RtlgenError(f"{outdir} is not a build folder (no {MANIFEST}); run 'rtlgen build' first")
-    try:
-        manifest = json.loads(mpath.read_text())
-        qf = QForest.from_dict(json.loads((outdir / manifest.get("model", MODEL)).read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RtlgenError(f"build folder {outdir} is damaged ({exc}); rebuild it with 'rtlgen build'") from None
-    return manifest, qf
+    return read_build(outdir, lambda manifest: QForest.from_dict)
