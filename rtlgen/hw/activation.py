@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
 from ..ir.model import QActivation
-from .arith import Operand, cast_operand, shape_of
+from .ports import layer_members
+from .arith import Operand, cast_operand
 
 __all__ = ["ActivationLayer"]
 
@@ -30,11 +30,7 @@ class ActivationLayer(wiring.Component):
 
     def __init__(self, layer: QActivation):
         self.layer = layer
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(shape_of(layer.in_type), layer.size), always_ready=True)),
-            "o": Out(stream.Signature(data.ArrayLayout(shape_of(layer.result_type), layer.size),
-                                      always_ready=True)),
-        })
+        super().__init__(layer_members(layer.in_type, layer.size, layer.result_type, layer.size))
 
     def elaborate(self, platform):
         m = Module()

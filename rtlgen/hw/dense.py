@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
 from ..ir.model import QDense
 from ..numerics.fixed import product_range, requantize
+from .ports import layer_members
 from .arith import (Operand, adder_tree, cast_operand, const_operand, range_shape, select, shape_of,
                     tree_depth, tree_stages)
 
@@ -99,10 +99,7 @@ class DenseLayer(wiring.Component):
         # product register + tree registers + (accumulator if R > 1) + output register
         self.latency = (r - 1) + 1 + self.tree_stages + (1 if r > 1 else 0) + 1
         self.ii = r
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(self.in_shape, layer.n_in), always_ready=True)),
-            "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, layer.n_out), always_ready=True)),
-        })
+        super().__init__(layer_members(layer.in_type, layer.n_in, layer.result_type, layer.n_out))
 
     # -- numbers shared with reports ------------------------------------
 

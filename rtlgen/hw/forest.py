@@ -30,11 +30,11 @@ after every level) or an integer N (one after every N levels).  Latency =
 from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal
-from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
 from ..ir.forest import QForest
-from .arith import Operand, cast_operand, const_operand, range_shape, shape_of, tree_depth
+from .ports import core_members
+from .arith import Operand, cast_operand, const_operand, range_shape, tree_depth
 from .arith import select as select_by_index
 
 __all__ = ["ForestCore", "forest_levels"]
@@ -91,13 +91,7 @@ class ForestCore(wiring.Component):
         self.ii = qf.reuse_factor
         self.latency = 2 + sum(self.registers) + (self.ii - 1 + 1 if self.ii > 1 else 0)
         self.comparators = len({(f, c) for t in qf.trees for f, c in zip(t.feature, t.cut) if f >= 0})
-        super().__init__({
-            "in_valid": In(1),
-            "in_ready": Out(1),
-            "in_data": In(data.ArrayLayout(shape_of(qf.input_type), qf.n_features)),
-            "out_valid": Out(1),
-            "out_data": Out(data.ArrayLayout(shape_of(qf.result_type), qf.n_out)),
-        })
+        super().__init__(core_members(qf.input_type, qf.n_features, qf.result_type, qf.n_out))
 
     def elaborate(self, platform):
         qf = self.qf

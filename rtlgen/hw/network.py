@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
 from ..ir.conv import QMaxPool
 from ..ir.model import QActivation, QDense, QModel
 from .activation import ActivationLayer
-from .arith import shape_of
+from .ports import core_members
 from .dense import DenseLayer
 from .pool import MaxPoolLayer
 
@@ -55,13 +54,7 @@ class Network(wiring.Component):
         self.layers = [make_layer(layer) for layer in model.layers]
         self.latency = 1 + sum(layer.latency for layer in self.layers)
         self.ii = max([layer.ii for layer in self.layers] or [1])
-        super().__init__({
-            "in_valid": In(1),
-            "in_ready": Out(1),
-            "in_data": In(data.ArrayLayout(shape_of(model.input_type), model.n_in)),
-            "out_valid": Out(1),
-            "out_data": Out(data.ArrayLayout(shape_of(model.output_type), model.n_out)),
-        })
+        super().__init__(core_members(model.input_type, model.n_in, model.output_type, model.n_out))
 
     def elaborate(self, platform):
         m = Module()

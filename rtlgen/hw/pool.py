@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
 from ..ir.conv import QMaxPool
-from .arith import Operand, cast_operand, shape_of
+from .ports import layer_members
+from .arith import Operand, cast_operand
 
 __all__ = ["MaxPoolLayer"]
 
@@ -33,11 +33,7 @@ class MaxPoolLayer(wiring.Component):
 
     def __init__(self, layer: QMaxPool):
         self.layer = layer
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(shape_of(layer.in_type), layer.n_in), always_ready=True)),
-            "o": Out(stream.Signature(data.ArrayLayout(shape_of(layer.result_type), layer.n_out),
-                                      always_ready=True)),
-        })
+        super().__init__(layer_members(layer.in_type, layer.n_in, layer.result_type, layer.n_out))
 
     def elaborate(self, platform):
         m = Module()
