@@ -177,8 +177,10 @@ def apply_config(model: FloatModel, config) -> QModel:
                     raise RtlgenError(f"{where}: the accum type must use WRAP overflow, got {accum_type}")
             if isinstance(layer, Conv):
                 # quantize the kernel, then unroll it (padding taps are exact zeros)
-                w = layer.matrix(_quantize_param(layer.weight, weight_type, f"{where} weights"))
-                b = layer.bias_vector(_quantize_param(layer.bias, bias_type, f"{where} bias"))
+                kernel_codes = _quantize_param(layer.weight, weight_type, f"{where} weights")
+                bias_codes = _quantize_param(layer.bias, bias_type, f"{where} bias")
+                w = layer.matrix(kernel_codes)
+                b = layer.bias_vector(bias_codes)
             elif isinstance(layer, Pool):
                 w = _quantize_param(pool_matrix(layer.in_shape, layer.kernel, layer.stride, layer.pads,
                                                 layer.count_include_pad), weight_type, f"{where} weights")
@@ -196,7 +198,8 @@ def apply_config(model: FloatModel, config) -> QModel:
                           accum_type=accum_type, adder_levels=levels)
             if isinstance(layer, Conv):
                 q = QConv(**common, in_shape=tuple(layer.in_shape), out_shape=layer.out_shape,
-                          kernel=layer.kernel, stride=tuple(layer.stride), pads=tuple(layer.pads))
+                          kernel=layer.kernel, stride=tuple(layer.stride), pads=tuple(layer.pads),
+                          kernel_codes=kernel_codes, bias_codes=bias_codes)
             elif isinstance(layer, Pool):
                 q = QConv(**common, in_shape=tuple(layer.in_shape), out_shape=layer.out_shape,
                           kernel=tuple(layer.kernel), stride=tuple(layer.stride), pads=tuple(layer.pads),

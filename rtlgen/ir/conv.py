@@ -203,6 +203,12 @@ class QConv(QDense):
     pads: tuple = ()
     count_include_pad: bool = False
     op: str = "conv"
+    #: the quantized kernel ``[C_out, C_in, k...]`` and bias ``[C_out]`` codes
+    #: (``op == "conv"``); ``weights``/``bias`` are their unrolled form
+    kernel_codes: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    bias_codes: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    #: ``parallel`` or ``stream`` (see :mod:`rtlgen.hw.stream`)
+    io: str = "parallel"
 
     def geometry(self) -> dict:
         return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
@@ -221,6 +227,7 @@ class QMaxPool:
     pads: tuple
     op: str = "maxpool"
     reuse_factor: int = 1
+    io: str = "parallel"
     _windows: list = field(default=None, repr=False, compare=False)
 
     @property

@@ -185,6 +185,9 @@ class QModel:
                 if isinstance(layer, QConv):
                     layers[-1].update({"op": layer.op, "count_include_pad": layer.count_include_pad,
                                        **layer.geometry()})
+                    if layer.kernel_codes is not None:
+                        layers[-1]["kernel_codes"] = np.asarray(layer.kernel_codes).tolist()
+                        layers[-1]["bias_codes"] = [int(v) for v in layer.bias_codes]
             else:
                 layers.append({
                     "op": "activation", "name": layer.name, "kind": layer.kind,
@@ -217,7 +220,9 @@ class QModel:
                     reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2)),
                     in_shape=tuple(ld["in_shape"]), out_shape=tuple(ld["out_shape"]),
                     kernel=tuple(ld["kernel"]), stride=tuple(ld["stride"]), pads=tuple(ld["pads"]),
-                    count_include_pad=bool(ld.get("count_include_pad", False)), op=ld["op"]))
+                    count_include_pad=bool(ld.get("count_include_pad", False)), op=ld["op"],
+                    kernel_codes=_int_array(ld["kernel_codes"]) if "kernel_codes" in ld else None,
+                    bias_codes=_int_array(ld["bias_codes"]) if "bias_codes" in ld else None))
             elif ld["op"] == "dense":
                 layers.append(QDense(
                     name=ld["name"], in_type=parse_type(ld["in_type"]),
