@@ -10,7 +10,7 @@ STAMP := $(VENV)/.rtlgen-setup-stamp
 # pytest-xdist workers (the CI machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: help setup tools test demo bench bench-synth clean distclean
+.PHONY: help setup tools test demo bench bench-synth bench-synth-econt bench-tmr clean distclean
 
 help:
 	@echo "make setup      create $(VENV) with rtlgen and its pinned dependencies, install Icarus Verilog"
@@ -18,6 +18,8 @@ help:
 	@echo "make demo       run scripts/demo.py"
 	@echo "make bench      run bench/run.py"
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
+	@echo "make bench-synth-econt  Yosys figures of the ECON-T encoder on xilinx, ecp5, ice40 (long)"
+	@echo "make bench-tmr  register/TMR weight storage: Yosys overhead and fault campaign (TMR_MODEL=small|econt|jet)"
 	@echo "make clean      remove build and simulation outputs (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV)"
 
@@ -72,8 +74,17 @@ demo: setup
 bench-synth: setup
 	$(VPY) bench/synth.py
 
+bench-synth-econt: setup
+	$(VPY) bench/synth.py --models econt --targets xilinx,ecp5,ice40 --no-pnr --no-proxy --jobs $(JOBS) \
+		--json build/bench_synth_econt.json
+
 bench: setup
 	$(VPY) bench/run.py
+
+TMR_MODEL ?= small
+bench-tmr: setup
+	$(VPY) bench/tmr_overhead.py --model $(TMR_MODEL) --tmr-bits 3
+	$(VPY) bench/tmr_faults.py --model $(TMR_MODEL)
 
 clean:
 	rm -rf build/ out/ .pytest_cache/ .hypothesis/ results.xml

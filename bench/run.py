@@ -5,6 +5,12 @@ Each figure is reported with a baseline measured in the same run:
 * build time of the 16-64-32-32-5 jet MLP at R = 1, 2, 4 (baseline: the
   time to load and quantize the model, i.e. everything but hardware
   generation);
+* the same for the ECON-T-style CNN encoder (models/econt_encoder.onnx with
+  its configuration, R = 1), with its latency in cycles and multiplier count,
+  and again with its conv streamed (baseline: the parallel build);
+* the CICADA-style encoder (models/cicada_encoder.onnx, convs streamed):
+  latency, II per image and multipliers (baseline: the multiplier count of
+  the same model all parallel);
 * golden-model throughput in inferences/s (baseline: a plain float64
   numpy forward pass of the same network, which is not bit-exact);
 * RTL simulation throughput in vectors/s on Icarus and Verilator,
@@ -31,6 +37,10 @@ from rtlgen.numerics.fixed import quantize, to_float
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "jet_mlp.onnx"
 CONFIG = ROOT / "models" / "jet_mlp.yaml"
+ECONT = ROOT / "models" / "econt_encoder.onnx"
+ECONT_CONFIG = ROOT / "models" / "econt_encoder.yaml"
+CICADA = ROOT / "models" / "cicada_encoder.onnx"
+CICADA_CONFIG = ROOT / "models" / "cicada_encoder.yaml"
 
 
 def timed(fn, *args, **kwargs):
@@ -63,6 +73,33 @@ def main() -> int:
             rows.append(("build", f"jet MLP R={reuse}", f"{t_build:.2f} s",
                          f"front end + quantize {t_front * 1e3:.1f} ms; latency {manifest['latency']}, "
                          f"II {manifest['ii']}, {manifest['multipliers']} multipliers"))
+        if ECONT.is_file() and ECONT_CONFIG.is_file():
+            q, t_front = timed(lambda: apply_config(load_model(ECONT), ECONT_CONFIG))
+            manifest, t_build = timed(save_build, q, Path(tmp) / "econt")
+            rows.append(("build", "ECON-T encoder R=1", f"{t_build:.2f} s",
+                         f"front end + quantize {t_front * 1e3:.1f} ms; latency {manifest['latency']} "
+                         f"cycles, II {manifest['ii']}, {manifest['multipliers']} multipliers"))
+            # the same encoder with a streamed conv (baseline: the parallel build above)
+            cfg_e = load_config(ECONT_CONFIG)
+            cfg_s = dict(cfg_e, default=dict(cfg_e.get("default", {}), io="stream"))
+            q = apply_config(load_model(ECONT), cfg_s)
+            m_s, t_s = timed(save_build, q, Path(tmp) / "econt_stream")
+            rows.append(("build", "ECON-T encoder, io stream", f"{t_s:.2f} s",
+                         f"latency {m_s['latency']} cycles from the last pixel, II {m_s['ii']} cycles "
+                         f"per image, {m_s['multipliers']} multipliers ({t_s / t_build:.2f}x the "
+                         f"parallel build time, {m_s['multipliers'] / manifest['multipliers']:.2f}x "
+                         "its multipliers)"))
+        if CICADA.is_file() and CICADA_CONFIG.is_file():
+            q = apply_config(load_model(CICADA), CICADA_CONFIG)
+            m_c, t_c = timed(save_build, q, Path(tmp) / "cicada")
+            cfg_c = load_config(CICADA_CONFIG)
+            par = apply_config(load_model(CICADA), dict(cfg_c, layers={
+                k: {kk: vv for kk, vv in v.items() if kk != "io"} for k, v in cfg_c["layers"].items()}))
+            rows.append(("build", "CICADA 18x14, conv io stream", f"{t_c:.2f} s",
+                         f"latency {m_c['latency']} cycles from the last pixel, II {m_c['ii']} cycles "
+                         f"per image, {m_c['multipliers']} multipliers (all-parallel baseline: "
+                         f"{sum(layer.multipliers for layer in par.layers if isinstance(layer, QDense))} "
+                         "multipliers, not built)"))
 
         q = apply_config(load_model(MODEL), cfg)
         n = 1_000_000

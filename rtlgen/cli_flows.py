@@ -1,4 +1,5 @@
-"""Command-line subcommands of the implementation flows: ``lint``, ``synth``, ``report``, ``sweep``.
+"""Command-line subcommands of the implementation flows: ``lint``, ``synth``, ``report``, ``sweep``,
+``tmr-analysis``.
 
 :func:`add_commands` adds them to the ``rtlgen`` parser; each handler
 returns 0 and raises :class:`~rtlgen.errors.RtlgenError` on user errors
@@ -14,7 +15,7 @@ import time
 
 from .errors import RtlgenError
 
-__all__ = ["add_commands", "cmd_lint", "cmd_synth", "cmd_report", "cmd_sweep", "main"]
+__all__ = ["add_commands", "cmd_lint", "cmd_synth", "cmd_report", "cmd_sweep", "cmd_tmr_analysis", "main"]
 
 TARGETS = ("generic", "ice40", "ecp5", "xilinx")
 TOOLS = ("auto", "native", "yowasp")
@@ -96,6 +97,43 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_tmr_analysis(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .analysis.sensitivity import (analyze, config_snippet, format_table, report_dict, report_markdown,
+                                       table_rows)
+    from .cli import _inputs_as_codes, _load_npy
+    from .cli_forest import is_forest_model
+    from .emit.atomic import write_text_atomic
+    from .frontends import load_model
+    from .ir.config import apply_config, load_config
+    if args.threshold < 0:
+        raise RtlgenError(f"--threshold must be at least 0 output codes, got {args.threshold}")
+    if is_forest_model(args.model):
+        raise RtlgenError(f"{args.model}: tmr-analysis takes a network (.onnx); decision forests have "
+                          "no stored weights")
+    qmodel = apply_config(load_model(args.model), load_config(args.config))
+    codes = _inputs_as_codes(qmodel, _load_npy(args.data), args.raw)
+    t0 = time.perf_counter()
+    sens = analyze(qmodel, codes, max_samples=args.samples, seed=args.seed)
+    report = report_dict(sens, args.threshold, model=qmodel.name, output_type=qmodel.output_type,
+                         samples_total=int(len(codes)), seed=args.seed)
+    out = Path(args.output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "sensitivity.json", json.dumps(report, indent=1) + "\n")
+        write_text_atomic(out / "sensitivity.md", report_markdown(report))
+    except OSError as exc:
+        raise RtlgenError(f"cannot write the sensitivity report in {out}: {exc.strerror or exc}") from None
+    print(format_table(table_rows(report)))
+    print()
+    print(config_snippet(report), end="")
+    print(f"tmr-analysis: {report['samples']} of {len(codes)} vectors, threshold {args.threshold} output "
+          f"codes, {time.perf_counter() - t0:.1f} s; wrote sensitivity.json, sensitivity.md in {out}")
+    return 0
+
+
 def _synth_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", "-t", default="generic", metavar="{" + ",".join(TARGETS) + "}",
                    help="Yosys flow: generic gates, Lattice iCE40 / ECP5 or Xilinx 7-series (default: generic)")
@@ -110,7 +148,7 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub) -> None:
-    """Add ``lint``, ``synth``, ``report`` and ``sweep`` to an argparse subparsers object."""
+    """Add ``lint``, ``synth``, ``report``, ``sweep`` and ``tmr-analysis`` to an argparse subparsers object."""
     p = sub.add_parser("lint", help="Verilator lint (-Wall) of a built core")
     p.add_argument("outdir", help="build folder")
     p.set_defaults(func=cmd_lint)
@@ -133,6 +171,22 @@ def add_commands(sub) -> None:
     p.add_argument("--jobs", "-j", type=_positive_int, default=2, help="parallel workers (default 2)")
     _synth_options(p)
     p.set_defaults(func=cmd_sweep)
+
+    from .analysis.sensitivity import DEFAULT_SAMPLES
+    p = sub.add_parser("tmr-analysis", help="bit-flip sensitivity of the weights and the tmr_bits to protect")
+    p.add_argument("model", help="model file (.onnx)")
+    p.add_argument("--config", "-c", required=True, help="precision configuration (YAML or JSON)")
+    p.add_argument("--data", "-d", required=True,
+                   help="X.npy: float inputs [N, n_in] or [N, C, H, W] (integer codes with --raw)")
+    p.add_argument("--raw", action="store_true", help="the inputs are integer codes")
+    p.add_argument("--threshold", "-t", type=int, default=0,
+                   help="largest tolerated output error of a single-copy bit flip, in output codes (default 0)")
+    p.add_argument("--samples", "-n", type=_positive_int, default=DEFAULT_SAMPLES,
+                   help=f"input vectors used, a seeded random sample of the data (default {DEFAULT_SAMPLES})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    p.add_argument("-o", "--output", default=".", help="folder for sensitivity.json and sensitivity.md "
+                                                       "(default: the current folder)")
+    p.set_defaults(func=cmd_tmr_analysis)
 
 
 def main(argv=None) -> int:

@@ -46,7 +46,8 @@ def cmd_build_forest(args) -> int:
     manifest = save_forest_build(qf, args.output, top=args.name)
     f = manifest["forest"]
     print(f"wrote {Path(args.output) / manifest['verilog']}: latency {manifest['latency']} cycles, "
-          f"II {manifest['ii']}, {f['trees']} trees, {f['comparators']} comparators")
+          f"II {manifest['ii']}, {f['trees']} trees, {f['comparators']} comparators, "
+          f"{sum(len(units) for units in f['units'])} leaf-sum units")
     return 0
 
 

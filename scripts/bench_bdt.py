@@ -2,9 +2,11 @@
 
 Trains a 20-tree, depth-3 xgboost classifier on scikit-learn's
 breast_cancer data (standardized features), builds it with 8-bit inputs at
-several pipeline settings, checks it on Icarus against the golden model and
-synthesizes it for Xilinx 7-series and ECP5.  Needs xgboost and
-scikit-learn (the ``test`` extra).
+several pipeline settings (leaf-sum tables of 6 code bits, the default, and
+multiplexer trees, ``table_bits: 0``), checks every core on Icarus against
+the golden model and synthesizes it for Xilinx 7-series and ECP5 (LUTs /
+flip-flops / carry cells).  Needs xgboost and scikit-learn (the ``test``
+extra).
 
     .venv/bin/python scripts/bench_bdt.py [-o build/bench_bdt]
 """
@@ -41,21 +43,23 @@ def main() -> int:
     model.save_model(out / "bc20.json")
     forest = load_forest(out / "bc20.json")
     rows = []
-    for pipeline in ("per_level", 2, "none"):
+    settings = [(pipeline, 6) for pipeline in ("per_level", 2, "none")] + \
+        [(pipeline, 0) for pipeline in ("per_level", 2, "none")]
+    for pipeline, table_bits in settings:
         cfg = {"input": "fixed<8,3,RND,SAT>", "score": "fixed<10,3,RND,SAT>", "pipeline": pipeline,
-               "class_output": True}
+               "class_output": True, "table_bits": table_bits}
         qf = quantize_forest(forest, cfg)
-        core = out / f"core_{pipeline}"
+        core = out / f"core_{pipeline}_t{table_bits}"
         manifest = save_forest_build(qf, core)
         codes = quantize_inputs(qf, x)
         expected = predict_codes(qf, codes)
         run_sim(core, codes, simulator="icarus", expected=expected)
         accuracy = float(np.mean(expected[:, -1] == y))
-        row = {"pipeline": pipeline, "latency": manifest["latency"],
-               "comparators": manifest["forest"]["comparators"], "accuracy": accuracy}
+        row = {"pipeline": pipeline, "table_bits": table_bits, "latency": manifest["latency"],
+               "comparators": manifest["forest"]["comparators"], "accuracy": f"{accuracy:.4f}"}
         for target in args.targets.split(","):
             r = synth(core, target)["resources"]
-            row[target] = f"{r['luts']} / {r['ffs']}"
+            row[f"{target} LUT / FF / carry"] = f"{r['luts']} / {r['ffs']} / {r['carry']}"
         rows.append(row)
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")

@@ -11,6 +11,13 @@ Writes, deterministically (fixed seeds, fixed archive timestamps):
     padding for strided convolutions, so the network is exported with
     ``padding=0`` and the Conv node's padding is then set to
     ``auto_pad=SAME_UPPER``; the reference outputs pad explicitly.
+``models/cicada_encoder.onnx``, ``models/cicada_encoder.yaml``
+    a CICADA-style anomaly-score encoder: an 18x14x1 map of calorimeter
+    regions, Conv2D with 4 filters 2x2 (stride 1, no padding), ReLU, Conv2D
+    with 8 filters 3x3 and stride 3 (no padding, the map shrinks to 5x4),
+    ReLU, flatten, Dense 16, ReLU, Dense 1 (the score), and a precision
+    configuration with 6- to 8-bit weights that streams the two conv layers
+    (``io: stream``).  Its own seed: the other outputs do not depend on it.
 ``tests/fixtures/cnn2d_torchscript.onnx``, ``cnn2d_dynamo.onnx``
     Conv2d + BatchNorm2d + ReLU + MaxPool2d + Conv2d (stride 2) +
     AvgPool2d (padded, count_include_pad=False) + Flatten + Linear on a
@@ -60,6 +67,25 @@ default:
 #   "/conv/Conv": {reuse_factor: 2}
 layers: {}
 """
+
+CICADA_CONFIG = """\
+# Precision of models/cicada_encoder.onnx (CICADA-style anomaly-score
+# encoder): 10-bit unsigned calorimeter-region inputs, 6- to 8-bit weights,
+# 14-bit layer results.  The two conv layers stream the 18x14 map one region
+# per cycle (their ReLUs follow them); the dense part is parallel.
+input: ufixed<10,4,RND,SAT>
+default:
+  weight: fixed<8,0,RND,SAT>
+  bias: fixed<8,2,RND,SAT>
+  result: fixed<14,6,RND,SAT>
+  reuse_factor: 1
+  io: parallel
+layers:
+  "/conv1/Conv": {weight: "fixed<6,0,RND,SAT>", io: stream}
+  "/conv2/Conv": {io: stream}
+  "/output/Gemm": {weight: "fixed<6,0,RND,SAT>", result: "fixed<16,6,RND,SAT>"}
+"""
+CICADA_SEED = 2718
 
 
 def _export(torch, model, x, path: Path, dynamo: bool) -> None:
@@ -158,8 +184,31 @@ def main() -> None:
     arrays["econt_encoder__x"] = xe.numpy().astype(np.float64)
     arrays["econt_encoder__y"] = ye.numpy().astype(np.float64)
 
+    # -- the CICADA-style encoder (own seed) ---------------------------------
+    torch.manual_seed(CICADA_SEED)
+
+    class Cicada(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 4, 2, stride=1)
+            self.relu1 = nn.ReLU()
+            self.conv2 = nn.Conv2d(4, 8, 3, stride=3)
+            self.relu2 = nn.ReLU()
+            self.flatten = nn.Flatten()
+            self.dense1 = nn.Linear(8 * 5 * 4, 16)
+            self.relu3 = nn.ReLU()
+            self.output = nn.Linear(16, 1)
+
+        def forward(self, x):
+            x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
+            return self.output(self.relu3(self.dense1(self.flatten(x))))
+
+    cicada = ROOT / "models" / "cicada_encoder.onnx"
+    _export(torch, Cicada().eval(), torch.zeros(1, 1, 18, 14), cicada, False)
+    (ROOT / "models" / "cicada_encoder.yaml").write_text(CICADA_CONFIG)
+
     save_npz(fixtures / "cnn_reference.npz", arrays)
-    print("wrote", path, "and", len(arrays) // 2, "reference sets in", fixtures / "cnn_reference.npz")
+    print("wrote", path, cicada, "and", len(arrays) // 2, "reference sets in", fixtures / "cnn_reference.npz")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,11 @@ rising edge where ``in_valid && in_ready``; the result appears exactly
 at least ``ii`` cycles apart.  ``in_ready`` must not depend combinationally on
 ``in_valid`` (the usual ready/valid rule).
 
+Streamed cores (manifest ``io: stream``) take one pixel per accept: the
+bench splits every vector (flat C,H,W) into its pixels in raster order,
+pixel ``p`` carrying elements ``c*pixels + p``; latency and ii then count
+from the accept of a vector's last pixel.
+
 All signals are sampled and driven at the falling clock edge, which is
 race-free on every simulator.  Once offered, a vector stays on ``in_data``
 with ``in_valid`` high until it is accepted.
@@ -151,21 +156,44 @@ async def run_vectors(dut):
     clk, rst = dut.clk, dut.rst
     in_valid, in_ready, in_data = dut.in_valid, dut.in_ready, dut.in_data
     out_valid, out_data = dut.out_valid, dut.out_data
-    for handle, bits, name in ((in_data, inp.bits, "in_data"), (out_data, outp.bits, "out_data")):
+    stream_spec = manifest.get("stream") if manifest.get("io") == "stream" else None
+    port_in = inp
+    if stream_spec is not None:
+        # one pixel (all channels) per accept; the vector is C,H,W flat
+        channels, pixels = int(stream_spec["channels"]), int(stream_spec["pixels"])
+        if channels * pixels != inp.count:
+            raise ValueError(f"manifest stream: {channels} channels x {pixels} pixels "
+                             f"!= input count {inp.count}")
+        port_in = _Elem({**manifest["input"], "count": channels}, "input pixel")
+    for handle, bits, name in ((in_data, port_in.bits, "in_data"), (out_data, outp.bits, "out_data")):
         if len(handle) != bits:
             raise ValueError(
                 f"port {name} is {len(handle)} bits wide, but the manifest implies "
                 f"{bits} bits"
             )
 
-    packed = [inp.pack(v) for v in vectors]
-    n = len(packed)
+    # words offered on in_data, and whether each one completes a vector
+    if stream_spec is None:
+        packed = [inp.pack(v) for v in vectors]
+        completes = [True] * len(packed)
+    else:
+        packed, completes = [], []
+        for v in vectors:
+            for p in range(pixels):
+                packed.append(port_in.pack([v[c * pixels + p] for c in range(channels)]))
+                completes.append(p == pixels - 1)
+    n_words = len(packed)
+    n = len(vectors)
 
     Clock(clk, CLOCK_PERIOD_NS, unit="ns").start(start_high=False)
     falling = FallingEdge(clk)
     rst.value = 1
     in_valid.value = 0
     in_data.value = 0
+    # a core with stored parameters: keep its configuration bus (or I2C pins) idle
+    for name, idle in (("cfg_we", 0), ("cfg_addr", 0), ("cfg_wdata", 0), ("scl_i", 1), ("sda_i", 1)):
+        if name in manifest.get("ports", {}):
+            getattr(dut, name).value = idle
     for _ in range(RESET_CYCLES):
         await falling
     rst.value = 0
@@ -221,7 +249,7 @@ async def run_vectors(dut):
 
         # Inputs.
         if end_cycle is None:
-            if not offering and nxt < n and rng.random() >= gap:
+            if not offering and nxt < n_words and rng.random() >= gap:
                 in_data.value = packed[nxt]
                 offering = True
                 waiting_since = cycle
@@ -230,16 +258,17 @@ async def run_vectors(dut):
                 valid_high = offering
             if offering:
                 if _is_one(in_ready):
-                    spacing = cycle - last_accept
-                    if spacing < ii:
-                        error(
-                            f"in_ready allowed accepts at cycles {last_accept} and "
-                            f"{cycle} ({spacing} apart), manifest ii is {ii}"
-                        )
-                    if accepts:
-                        min_spacing = spacing if min_spacing is None else min(min_spacing, spacing)
-                    accepts.append(cycle)
-                    last_accept = cycle
+                    if completes[nxt]:
+                        spacing = cycle - last_accept
+                        if spacing < ii:
+                            error(
+                                f"in_ready allowed vectors to complete at cycles {last_accept} "
+                                f"and {cycle} ({spacing} apart), manifest ii is {ii}"
+                            )
+                        if accepts:
+                            min_spacing = spacing if min_spacing is None else min(min_spacing, spacing)
+                        accepts.append(cycle)
+                        last_accept = cycle
                     nxt += 1
                     offering = False
                 elif cycle - waiting_since > stall_limit:
@@ -248,7 +277,7 @@ async def run_vectors(dut):
                         f"{nxt} was offered (cycle {cycle})"
                     )
                     end_cycle = cycle + latency + 8
-            if nxt >= n and not offering and end_cycle is None:
+            if nxt >= n_words and not offering and end_cycle is None:
                 # drain: wait for the last result plus a margin for spurious outputs
                 end_cycle = max(cycle, last_accept) + latency + max(ii, 4) + 4
         elif valid_high:

@@ -175,6 +175,46 @@ def test_lightgbm_zero_as_missing_is_rejected(tmp_path):
         load_forest(path)
 
 
+MISSING_MODELS = {
+    "xgb": lambda: xgb.XGBClassifier(n_estimators=10, max_depth=3, random_state=0),
+    "lgbm": lambda: lgb.LGBMClassifier(n_estimators=10, num_leaves=8, verbose=-1, random_state=0),
+    "dt": lambda: DecisionTreeClassifier(max_depth=5, random_state=0),
+}
+
+
+@pytest.mark.parametrize("kind", list(MISSING_MODELS))
+def test_models_trained_with_nan_ignore_default_directions(kind):
+    """Default directions apply to NaN only; on (NaN-free) quantized inputs the
+    golden model still follows the library."""
+    x, y = _data("breast_cancer")
+    x = x.copy()
+    rng = np.random.default_rng(1)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    try:
+        model = MISSING_MODELS[kind]().fit(x, y)
+    except ValueError as exc:       # a scikit-learn without missing-value support in trees
+        pytest.skip(str(exc))
+    qf = quantize_forest(load_forest(model), CFG)
+    filled = np.where(np.isnan(x), rng.normal(size=x.shape), x)
+    with pytest.raises(RtlgenError, match="NaN"):
+        quantize_inputs(qf, x)
+    xq = quantize_inputs(qf, filled) * float(qf.input_type.lsb)
+    ref = np.asarray(_raw_scores(model, xq), dtype=np.float64).reshape(len(x), -1)
+    got = predict(qf, xq)
+    n = len(qf.trees)
+    lsb = float(qf.score_type.lsb)
+    assert np.all(np.abs(got - ref) <= (n + 1) * lsb / 2 + 1e-6 * n * (1 + np.abs(ref)))
+
+
+def test_xgboost_missing_value_other_than_nan_is_rejected():
+    x, y = _data("breast_cancer")
+    model = xgb.XGBClassifier(n_estimators=2, max_depth=2, missing=0.0, random_state=0).fit(x, y)
+    with pytest.raises(RtlgenError, match=r"missing=0\.0.*default branch"):
+        load_forest(model)
+    model.set_params(missing=np.nan)
+    assert len(load_forest(model).trees) == 2
+
+
 def test_sklearn_unsupported_estimators():
     from sklearn.linear_model import LogisticRegression
     x, y = _data("iris")

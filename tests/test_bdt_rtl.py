@@ -1,7 +1,8 @@
 """Decision-forest cores: generated RTL vs the golden model, bit for bit, on
 Icarus Verilog and Verilator (binary, multi-class and regression forests;
-every pipeline setting; the class output; a reuse factor; up to 100
-trees of depth 6)."""
+every pipeline setting; the class output; a reuse factor; leaf-sum tables
+and multiplexer trees; single-leaf, unbalanced and deep trees; up to 100
+trees of depth 6 on both simulators)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.trees import load_forest
 from rtlgen.golden.forest import predict_codes, quantize_inputs
-from rtlgen.ir.forest import quantize_forest
+from rtlgen.errors import RtlgenError
+from rtlgen.ir.forest import Forest, Tree, quantize_forest
 
 pytest.importorskip("sklearn")
 xgb = pytest.importorskip("xgboost")
@@ -79,7 +81,67 @@ def xgb_reuse():
                   "reuse_factor": 3, "class_output": True}
 
 
-CASES = {"xgb_reuse": xgb_reuse, "xgb_binary": xgb_binary, "gb_multiclass": gb_multiclass, "lgb_regression": lgb_regression,
+def xgb_mux():
+    m, x, cfg = xgb_binary()
+    return m, x, {**cfg, "table_bits": 0, "pipeline": 2}
+
+
+def _chain(rng, n_features, depth, output):
+    """A tree that splits, at every level, into a leaf and a deeper subtree
+    (alternating sides), ``depth`` levels deep."""
+    feature, threshold, left, right, value = [], [], [], [], []
+
+    def node():
+        feature.append(-1)
+        threshold.append(0.0)
+        left.append(-1)
+        right.append(-1)
+        value.append(0.0)
+        return len(feature) - 1
+
+    cur = node()
+    for level in range(depth):
+        leaf, deeper = node(), node()
+        feature[cur] = int(rng.integers(n_features))
+        threshold[cur] = float(rng.normal())
+        left[cur], right[cur] = (leaf, deeper) if level % 2 else (deeper, leaf)
+        value[leaf] = float(rng.normal())
+        cur = deeper
+    value[cur] = float(rng.normal())
+    return Tree(np.array(feature), np.array(threshold), np.array(left), np.array(right),
+                np.array(value), output)
+
+
+def _full(rng, n_features, depth, output):
+    n = 2 ** (depth + 1) - 1
+    inner = np.arange(n) < 2 ** depth - 1
+    return Tree(np.where(inner, rng.integers(n_features, size=n), -1), rng.normal(size=n),
+                np.where(inner, 2 * np.arange(n) + 1, -1), np.where(inner, 2 * np.arange(n) + 2, -1),
+                np.where(inner, 0.0, rng.normal(size=n)), output)
+
+
+def handmade():
+    """Three classes: single-leaf trees, chains deeper than a table (9 levels),
+    full trees of depth 1 to 4, and a class whose trees are all single leaves."""
+    rng = np.random.default_rng(5)
+    n_features = 6
+    leaf = lambda v, k: Tree(np.array([-1]), np.array([0.0]), np.array([-1]), np.array([-1]),  # noqa: E731
+                             np.array([v]), k)
+    trees = [leaf(0.75, 0), _chain(rng, n_features, 9, 0), _full(rng, n_features, 2, 0), _full(rng, n_features, 4, 0),
+             _full(rng, n_features, 1, 1), _chain(rng, n_features, 3, 1), leaf(-0.5, 1), _full(rng, n_features, 3, 1),
+             _full(rng, n_features, 2, 1), leaf(0.25, 2), leaf(-1.0, 2)]
+    forest = Forest("handmade", n_features, 3, trees, [0.1, -0.2, 0.3], "le_f64")
+    x = rng.normal(size=(200, n_features)) * 1.5
+    return forest, x, {"input": "fixed<7,3,RND,SAT>", "score": "fixed<9,3,RND,SAT>", "pipeline": "per_level",
+                       "class_output": True}
+
+
+def handmade_reuse():
+    forest, x, cfg = handmade()
+    return forest, x, {**cfg, "reuse_factor": 2, "pipeline": "none", "table_bits": 4}
+
+
+CASES = {"xgb_mux": xgb_mux, "handmade": handmade, "handmade_reuse": handmade_reuse,"xgb_reuse": xgb_reuse, "xgb_binary": xgb_binary, "gb_multiclass": gb_multiclass, "lgb_regression": lgb_regression,
          "rf_wine": rf_wine, "xgb_large": xgb_large}
 
 
@@ -105,8 +167,9 @@ def built(tmp_path_factory):
     ("icarus", "xgb_binary"), ("verilator", "xgb_binary"),
     ("icarus", "gb_multiclass"), ("verilator", "gb_multiclass"),
     ("icarus", "lgb_regression"), ("verilator", "lgb_regression"),
-    ("icarus", "rf_wine"), ("icarus", "xgb_large"),
+    ("icarus", "rf_wine"), ("icarus", "xgb_large"), ("verilator", "xgb_large"),
     ("icarus", "xgb_reuse"), ("verilator", "xgb_reuse"),
+    ("icarus", "xgb_mux"), ("verilator", "handmade"), ("icarus", "handmade_reuse"),
 ])
 def test_forest_rtl_matches_golden(built, simulator, case, tmp_path):
     qf, outdir, manifest, codes, expected = built(case)
@@ -130,3 +193,29 @@ def test_pipeline_settings_set_latency():
         assert manifest["latency"] == 2 + (levels - 1) // step
     assert lat["none"] == 2
     assert lat[1] == lat["per_level"] > lat[2] > lat["none"]
+
+
+def test_units_cover_every_tree_once():
+    forest, _, cfg = handmade()
+    from rtlgen.hw.forest import forest_units
+    for bits in (0, 3, 6, 8):
+        qf = quantize_forest(forest, {**cfg, "table_bits": bits})
+        units, consts = forest_units(qf)
+        single = [t for t, tree in enumerate(qf.trees) if tree.depth() == 0]
+        seen = sorted(t for ulist in units for u in ulist for t in u.trees)
+        assert seen == sorted(set(range(len(qf.trees))) - set(single))
+        for k, ulist in enumerate(units):
+            assert consts[k] == sum(qf.trees[t].value[0] for t in single if qf.trees[t].output == k)
+            for u in ulist:
+                assert all(qf.trees[t].output == k for t in u.trees)
+                if u.kind == "table":
+                    assert sum(u.bits) <= bits and len(u.table) == 2 ** sum(u.bits)
+                else:
+                    assert len(u.trees) == 1 and u.bits[0] > bits
+
+
+@pytest.mark.parametrize("bad", [-1, 9, "6", True, 2.5])
+def test_table_bits_must_be_a_small_integer(bad):
+    forest, _, cfg = handmade()
+    with pytest.raises(RtlgenError, match="table_bits"):
+        quantize_forest(forest, {**cfg, "table_bits": bad})

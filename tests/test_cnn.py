@@ -356,12 +356,12 @@ def test_cli_build_and_predict_accept_nchw_inputs(tmp_path):
     assert np.max(np.abs(y3 - REFERENCE["cnn1d_torchscript__y"])) < 0.5
 
 
-def test_stream_io_is_a_clear_error(tmp_path, capsys):
+def test_misplaced_stream_io_is_a_clear_error(tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({**CFG, "layers": {"/conv/Conv": {"io": "stream"}}}))
+    cfg.write_text(yaml.safe_dump({**CFG, "layers": {"/dense/Gemm": {"io": "stream"}}}))
     out = tmp_path / "out"
     assert main(["build", str(ECONT), "-c", str(cfg), "-o", str(out)]) == 2
-    assert "layer '/conv/Conv': io 'stream' is not supported yet" in capsys.readouterr().err
+    assert "layer '/dense/Gemm': io 'stream' applies to Conv and pooling layers only" in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(RtlgenError, match="io must be 'parallel' or 'stream'"):
         apply_config(load_model(ECONT), {**CFG, "default": {**CFG["default"], "io": "serial"}})
@@ -482,3 +482,62 @@ def test_maxpool_component_in_amaranth_simulator():
     sim.run()
     assert seen == list(range(len(x))) and dut.latency == 1
     assert np.array_equal(np.array(got), expected)
+
+
+@pytest.mark.sim
+def test_folded_pads_rtl_equals_golden_on_icarus(tmp_path):
+    """Zero Pads folded into a Conv and an AveragePool: the core follows the golden model."""
+    rng = np.random.default_rng(21)
+    inits = {"w": rng.normal(size=(2, 1, 3, 3)), "b": rng.normal(size=2), "wg": rng.normal(size=(3, 2 * 2 * 4)),
+             "bg": rng.normal(size=3)}
+    graph = _graph([
+        helper.make_node("Pad", ["x", "p1"], ["xp"], name="pad_in"),
+        helper.make_node("Conv", ["xp", "w", "b"], ["c"], name="conv", strides=[2, 2]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Pad", ["r", "p2"], ["rp"], name="pad_pool"),
+        helper.make_node("AveragePool", ["rp"], ["a"], name="pool", kernel_shape=[2, 2], strides=[2, 1]),
+        helper.make_node("Flatten", ["a"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "wg", "bg"], ["y"], name="fc", transB=1),
+    ], [1, 6, 5], [3], inits)
+    graph.graph.initializer.extend([numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 0, 1, 2], np.int64), "p1"),
+                                    numpy_helper.from_array(np.array([0, 0, 0, 1, 0, 0, 1, 1], np.int64), "p2")])
+    fm = load_model(graph)
+    conv, pool = fm.layers[0], fm.layers[2]
+    assert conv.pads == (1, 0, 1, 2) and conv.out_shape == (2, 3, 3)
+    assert pool.pads == (0, 1, 1, 1) and pool.count_include_pad and pool.out_shape == (2, 2, 4)
+    q = apply_config(fm, CFG)
+    outdir = tmp_path / "core"
+    manifest = save_build(q, outdir)
+    assert manifest["layers"][0]["pads"] == [1, 0, 1, 2]
+    x = edge_codes(q.input_type, q.n_in, 40, seed=21)
+    expected = predict_codes(q, x)
+    got = run_sim(outdir, x, simulator="icarus", expected=expected, work_dir=tmp_path / "sim")
+    assert np.array_equal(got, expected)
+
+
+def test_cicada_encoder_example_shapes_and_parallel_multipliers():
+    """The CICADA-style example: layer shapes, its configuration keys name its
+    nodes, and (all layers parallel) one multiplier per nonzero weight per window."""
+    path = ROOT / "models" / "cicada_encoder.onnx"
+    cfg = yaml.safe_load((ROOT / "models" / "cicada_encoder.yaml").read_text())
+    fm = load_model(path)
+    assert fm.input_shape == (1, 18, 14)
+    assert [(type(layer).__name__, getattr(layer, "out_shape", None)) for layer in fm.layers] == [
+        ("Conv", (4, 17, 13)), ("Activation", None), ("Conv", (8, 5, 4)), ("Activation", None),
+        ("Dense", None), ("Activation", None), ("Dense", None)]
+    assert fm.layers[0].kernel == (2, 2) and fm.layers[0].stride == (1, 1) and not any(fm.layers[0].pads)
+    assert fm.layers[4].n_in == 160 and fm.layers[4].n_out == 16 and fm.layers[6].n_out == 1
+    names = [layer.name for layer in fm.layers]
+    assert set(cfg["layers"]) <= set(names)
+    assert [name for name, over in cfg["layers"].items() if over.get("io") == "stream"] == names[0:3:2]
+    parallel = {**cfg, "layers": {k: {kk: vv for kk, vv in v.items() if kk != "io"} for k, v in cfg["layers"].items()}}
+    q = apply_config(fm, parallel)
+    expected = 0
+    for layer in fm.layers:
+        if isinstance(layer, (Conv, Dense)):
+            over = {**cfg["default"], **cfg["layers"].get(layer.name, {})}
+            nonzero = int(np.count_nonzero(quantize(layer.weight, parse_type(over["weight"]))))
+            expected += nonzero * (prod(layer.out_shape[1:]) if isinstance(layer, Conv) else 1)
+    assert sum(getattr(layer, "multipliers", 0) for layer in q.layers) == expected
+    dense_part = sum(layer.multipliers for layer in q.layers if type(layer).__name__ == "QDense")
+    assert dense_part <= 3000

@@ -458,3 +458,252 @@ def test_rank1_input_flattened_to_batch_of_one():
     proto = _proto(nodes, [_vi("x", [3])], [_vi("y", [4])], [_init("w", W34)])
     with pytest.raises(RtlgenError, match=r"'fc1d' \(Gemm\).*1-D"):
         load_onnx(proto)
+
+
+# ---------------------------------------------------------------------------
+# Pad folded into the following Conv / AveragePool
+# ---------------------------------------------------------------------------
+
+def _np_pad(x, spatial_pads):
+    """Zero-pad the spatial axes of x [N, C, *S]; pads in ONNX order (begins, ends)."""
+    d = x.ndim - 2
+    return np.pad(x, [(0, 0), (0, 0)] + [(spatial_pads[k], spatial_pads[d + k]) for k in range(d)])
+
+
+def _np_conv(x, w, b, stride, pads):
+    """Reference convolution of x [N, C, *S] by explicit zero padding and sliding windows."""
+    d = w.ndim - 2
+    win = np.lib.stride_tricks.sliding_window_view(_np_pad(x, pads), w.shape[2:], axis=tuple(range(2, 2 + d)))
+    win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)]
+    sp, kk = "hw"[:d] if d == 2 else "l", "ij"[:d]
+    return np.einsum(f"nc{sp}{kk},fc{kk}->nf{sp}", win, w) + b.reshape((1, -1) + (1,) * d)
+
+
+def _np_avgpool_include_pad(x, kernel, stride, pads):
+    """Average pool over the zero-padded input, every window divided by the kernel size."""
+    d = len(kernel)
+    win = np.lib.stride_tricks.sliding_window_view(_np_pad(x, pads), kernel, axis=tuple(range(2, 2 + d)))
+    win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)]
+    return win.mean(axis=tuple(range(-d, 0)))
+
+
+def _map_forward(model: FloatModel, x) -> np.ndarray:
+    """Float forward pass through the unrolled conv/pool matrices."""
+    from rtlgen.ir.conv import Conv, Pool, pool_matrix
+    y = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    for layer in model.layers:
+        if isinstance(layer, Conv):
+            y = y @ layer.matrix() + layer.bias_vector()
+        elif isinstance(layer, Pool):
+            assert layer.kind == "avg"
+            y = y @ pool_matrix(layer.in_shape, layer.kernel, layer.stride, layer.pads, layer.count_include_pad)
+        elif isinstance(layer, Dense):
+            y = y @ layer.weight + layer.bias
+        else:
+            y = np.maximum(y, 0.0)
+    return y
+
+
+def _pads_input(name, values, dtype=np.int64):
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
+
+
+def _pad_conv_gemm(rng, opset=13, pad_style="input"):
+    """Pad [0,0,1,2, 0,0,2,0] -> Conv 2x3 stride (2,1) pads (1,0,0,1) -> Relu -> Flatten -> Gemm.
+
+    Weights and biases are multiples of 1/16 (exact in the quantized test)."""
+    w = rng.integers(-30, 30, size=(3, 2, 2, 3)) / 16
+    b = rng.integers(-30, 30, size=3) / 16
+    full = [0, 0, 1, 2, 0, 0, 2, 0]
+    conv_out = (3, (5 + 3 + 1 + 0 - 2) // 2 + 1, (4 + 2 + 0 + 1 - 3) // 1 + 1)
+    n_flat = int(np.prod(conv_out))
+    wg = rng.integers(-30, 30, size=(4, n_flat)) / 16
+    bg = rng.integers(-30, 30, size=4) / 16
+    inits = [_init("w", w), _init("b", b), _init("wg", wg), _init("bg", bg)]
+    if pad_style == "input":
+        inits.append(_pads_input("pads", full))
+        pad = helper.make_node("Pad", ["x", "pads"], ["p"], name="pad", mode="constant")
+    elif pad_style == "axes":       # opset 18: pads of the listed axes only, in that order
+        inits += [_pads_input("pads", [2, 1, 0, 2]), _pads_input("axes", [-1, 2]), _init("zero", np.zeros(()))]
+        pad = helper.make_node("Pad", ["x", "pads", "zero", "axes"], ["p"], name="pad")
+    else:                           # opset < 11: attributes
+        pad = helper.make_node("Pad", ["x"], ["p"], name="pad", pads=full, value=0.0)
+    nodes = [pad,
+             helper.make_node("Conv", ["p", "w", "b"], ["c"], name="conv", strides=[2, 1], pads=[1, 0, 0, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Flatten", ["r"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "wg", "bg"], ["y"], name="fc", transB=1)]
+    proto = _proto(nodes, [_vi("x", ["n", 2, 5, 4])], [_vi("y", ["n", 4])], inits, opset=opset)
+
+    def reference(x):
+        c = _np_conv(_np_pad(x, (1, 2, 2, 0)), w, b, (2, 1), (1, 0, 0, 1))
+        assert c.shape[1:] == conv_out
+        return np.maximum(c, 0).reshape(len(x), -1) @ wg.T + bg
+
+    return proto, reference
+
+
+@pytest.mark.parametrize("opset,pad_style", [(13, "input"), (18, "axes"), (10, "attribute")])
+def test_pad_folded_into_conv_pads(opset, pad_style):
+    rng = np.random.default_rng(11)
+    proto, reference = _pad_conv_gemm(rng, opset, pad_style)
+    model = load_onnx(proto)
+    assert model.layer_names() == ["conv", "relu", "fc"]
+    conv = model.layers[0]
+    assert conv.in_shape == (2, 5, 4) and conv.stride == (2, 1)
+    assert conv.pads == (1 + 1, 0 + 2, 0 + 2, 1 + 0)
+    x = rng.normal(size=(6, 2, 5, 4))
+    np.testing.assert_allclose(_map_forward(model, x), reference(x), rtol=1e-12, atol=1e-12)
+
+
+def test_pad_folded_conv_golden_is_exact():
+    """Exactly representable weights and inputs, results wide enough for the
+    exact sums: the golden model must equal the float reference on the padded input."""
+    from rtlgen.golden.mlp import predict_codes
+    from rtlgen.ir.config import apply_config
+    from rtlgen.numerics.fixed import parse_type, to_float
+    rng = np.random.default_rng(12)
+    proto, reference = _pad_conv_gemm(rng)
+    cfg = {"input": "fixed<8,3,TRN,WRAP>",
+           "default": {"weight": "fixed<7,3,RND,SAT>", "bias": "fixed<9,4,RND,SAT>",
+                       "result": "fixed<32,14,TRN,WRAP>"}}
+    q = apply_config(load_onnx(proto), cfg)
+    tin = parse_type(cfg["input"])
+    codes = rng.integers(tin.min_code, tin.max_code + 1, size=(40, q.n_in))
+    codes[0], codes[1] = tin.max_code, tin.min_code
+    got = to_float(predict_codes(q, codes), q.layers[-1].result_type)
+    x = to_float(codes, tin).reshape(len(codes), 2, 5, 4)
+    np.testing.assert_array_equal(got, reference(x))
+
+
+def test_torchscript_style_pad_chain_is_evaluated():
+    """F.pad(x, (1, 2, 0, 1)) as the TorchScript exporter writes it: the pads
+    computed by ConstantOfShape, Concat, Reshape, Slice, Transpose and Cast."""
+    rng = np.random.default_rng(13)
+    w = rng.normal(size=(2, 1, 3, 3)).astype(np.float32).astype(np.float64)
+    big = np.iinfo(np.int64).max
+    consts = {"c_n": [4], "c_torch": [1, 2, 0, 1], "c_shape": [-1, 2], "c_starts": [-1], "c_ends": [-big],
+              "c_axes": [0], "c_steps": [-1], "c_flat": [-1]}
+    nodes = [helper.make_node("Constant", [], [k], name=f"/pad/{k}", value=numpy_helper.from_array(
+        np.asarray(v, dtype=np.int64), k)) for k, v in consts.items()]
+    nodes += [
+        helper.make_node("ConstantOfShape", ["c_n"], ["zeros"], name="/pad/ConstantOfShape",
+                         value=numpy_helper.from_array(np.zeros(1, np.int64), "v")),
+        helper.make_node("Concat", ["c_torch", "zeros"], ["cat"], name="/pad/Concat", axis=0),
+        helper.make_node("Reshape", ["cat", "c_shape"], ["pairs"], name="/pad/Reshape"),
+        helper.make_node("Slice", ["pairs", "c_starts", "c_ends", "c_axes", "c_steps"], ["rev"], name="/pad/Slice"),
+        helper.make_node("Transpose", ["rev"], ["tr"], name="/pad/Transpose", perm=[1, 0]),
+        helper.make_node("Reshape", ["tr", "c_flat"], ["flat"], name="/pad/Reshape_1"),
+        helper.make_node("Cast", ["flat"], ["pads"], name="/pad/Cast", to=TensorProto.INT64),
+        helper.make_node("Pad", ["x", "pads"], ["p"], name="/pad/Pad", mode="constant"),
+        helper.make_node("Conv", ["p", "w"], ["y"], name="/conv/Conv"),
+    ]
+    proto = _proto(nodes, [_vi("x", [1, 1, 4, 5])], [_vi("y", [1, 2, 3, 6])], [_init("w", w)])
+    model = load_onnx(proto)
+    assert model.layer_names() == ["/conv/Conv"]
+    assert model.layers[0].pads == (0, 1, 1, 2)
+    x = rng.normal(size=(3, 1, 4, 5))
+    expected = _np_conv(np.pad(x, [(0, 0), (0, 0), (0, 1), (1, 2)]), w, np.zeros(2), (1, 1), (0, 0, 0, 0))
+    np.testing.assert_allclose(_map_forward(model, x), expected.reshape(3, -1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("pool_pads,count_include_pad", [((0, 0, 0, 0), 0), ((0, 1, 0, 0), 1)])
+def test_pad_folded_into_average_pool(pool_pads, count_include_pad):
+    rng = np.random.default_rng(14)
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], name="pad"),
+             helper.make_node("AveragePool", ["p"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 1],
+                              pads=list(pool_pads), count_include_pad=count_include_pad)]
+    proto = _proto(nodes, [_vi("x", [1, 2, 4, 3])], [_vi("y", None)],
+                   [_pads_input("pads", [0, 0, 1, 0, 0, 0, 1, 1])])
+    model = load_onnx(proto)
+    pool = model.layers[0]
+    assert pool.in_shape == (2, 4, 3) and pool.count_include_pad
+    assert pool.pads == tuple(p + e for p, e in zip(pool_pads, (1, 0, 1, 1)))
+    x = rng.normal(size=(5, 2, 4, 3))
+    expected = _np_avgpool_include_pad(_np_pad(x, (1, 0, 1, 1)), (2, 2), (2, 1), pool_pads)
+    np.testing.assert_allclose(_map_forward(model, x), expected.reshape(5, -1), rtol=1e-12, atol=1e-12)
+
+
+def test_pad_1d_and_chained_pads_add_up():
+    rng = np.random.default_rng(15)
+    w = rng.normal(size=(2, 3, 3)).astype(np.float32).astype(np.float64)
+    nodes = [helper.make_node("Pad", ["x", "pa"], ["p1"], name="pad_a"),
+             helper.make_node("Identity", ["p1"], ["p2"], name="keep"),
+             helper.make_node("Pad", ["p2", "pb", ""], ["p3"], name="pad_b"),
+             helper.make_node("Conv", ["p3", "w"], ["y"], name="conv1d", strides=[2])]
+    proto = _proto(nodes, [_vi("x", ["n", 3, 7])], [_vi("y", ["n", 2, 5])],
+                   [_init("w", w), _pads_input("pa", [0, 0, 2, 0, 0, 1]), _pads_input("pb", [0, 0, 1, 0, 0, 0])])
+    model = load_onnx(proto)
+    assert model.layer_names() == ["conv1d"] and model.layers[0].pads == (3, 1)
+    x = rng.normal(size=(4, 3, 7))
+    expected = _np_conv(_np_pad(x, (3, 1)), w, np.zeros(2), (2,), (0, 0))
+    np.testing.assert_allclose(_map_forward(model, x), expected.reshape(4, -1), rtol=1e-12, atol=1e-12)
+
+
+def test_all_zero_pad_is_a_no_op_even_before_max_pool():
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], name="pad"),
+             helper.make_node("MaxPool", ["p"], ["y"], name="mp", kernel_shape=[2])]
+    proto = _proto(nodes, [_vi("x", [1, 2, 6])], [_vi("y", [1, 2, 5])], [_pads_input("pads", [0] * 6)])
+    model = load_onnx(proto)
+    assert model.layer_names() == ["mp"] and model.layers[0].pads == (0, 0)
+
+
+def _bad_pad(pads=(0, 0, 1, 1, 0, 0, 1, 1), after="Conv", opset=13, value=None, **attrs):
+    inits = [_pads_input("pads", list(pads)), _init("w", np.ones((2, 2, 2, 2)))]
+    pad_inputs = ["x", "pads"]
+    if value is not None:
+        if opset >= 11:
+            inits.append(_init("cv", value))
+            pad_inputs.append("cv")
+        else:
+            attrs["value"] = value
+    if opset < 11:
+        pad_inputs = ["x"]
+        attrs["pads"] = list(pads)
+    nodes = [helper.make_node("Pad", pad_inputs, ["p"], name="pad", **attrs)]
+    if after == "Conv":
+        nodes.append(helper.make_node("Conv", ["p", "w"], ["y"], name="conv"))
+    elif after == "Relu":
+        nodes += [helper.make_node("Relu", ["p"], ["r"], name="relu"),
+                  helper.make_node("Conv", ["r", "w"], ["y"], name="conv")]
+    elif after == "MaxPool":
+        nodes.append(helper.make_node("MaxPool", ["p"], ["y"], name="mp", kernel_shape=[2, 2]))
+    elif after == "AveragePool":
+        nodes.append(helper.make_node("AveragePool", ["p"], ["y"], name="ap", kernel_shape=[2, 2],
+                                      pads=[1, 1, 0, 0]))
+    elif after == "flat":
+        nodes = [helper.make_node("Flatten", ["x"], ["fl"], name="flat"),
+                 helper.make_node("Pad", ["fl", "pads"], ["y"], name="pad")]
+    else:
+        nodes[0].output[0] = "y"
+    return _proto(nodes, [_vi("x", [1, 2, 4, 4])], [_vi("y", None)], inits, opset=opset)
+
+
+BAD_PADS = [
+    ("reflect", _bad_pad(mode="reflect"), r"'pad' \(Pad\): mode='reflect' .*zero padding"),
+    ("edge", _bad_pad(mode="edge"), r"'pad' \(Pad\): mode='edge' .*padding_mode='zeros'"),
+    ("value_input", _bad_pad(value=0.5), r"'pad' \(Pad\): padding with the value 0.5 .*pad with 0"),
+    ("value_attribute", _bad_pad(opset=10, value=-1.0), r"'pad' \(Pad\): padding with the value -1 "),
+    ("negative", _bad_pad(pads=(0, 0, 1, -1, 0, 0, 1, 1)), r"'pad' \(Pad\): negative pads .*cropping"),
+    ("channel", _bad_pad(pads=(0, 1, 1, 1, 0, 0, 1, 1)), r"'pad' \(Pad\): .*batch or channel axis"),
+    ("batch", _bad_pad(pads=(0, 0, 0, 0, 1, 0, 0, 0)), r"'pad' \(Pad\): .*batch or channel axis"),
+    ("wrong_count", _bad_pad(pads=(1, 1, 1, 1)), r"'pad' \(Pad\): shape mismatch: 4 pads for 4 axes"),
+    ("then_relu", _bad_pad(after="Relu"),
+     r"'pad' \(Pad\) cannot be folded: it is followed by node 'relu' \(Relu\).*directly before a Conv"),
+    ("then_maxpool", _bad_pad(after="MaxPool"),
+     r"'pad' \(Pad\) cannot be folded: it is followed by node 'mp' \(MaxPool\).*never does"),
+    ("avg_own_pads", _bad_pad(after="AveragePool"),
+     r"'pad' \(Pad\) cannot be folded into node 'ap' \(AveragePool\).*count_include_pad=True"),
+    ("last", _bad_pad(after=None), r"'pad' \(Pad\) cannot be folded: its output reaches the graph output"),
+    ("flat", _bad_pad(pads=(0, 1, 0, 1), after="flat"), r"'pad' \(Pad\): padding a flat vector"),
+]
+
+
+@pytest.mark.parametrize("case,proto,pattern", BAD_PADS, ids=[b[0] for b in BAD_PADS])
+def test_unfoldable_pad_rejected(case, proto, pattern):
+    with pytest.raises(RtlgenError, match=pattern):
+        load_onnx(proto)
+
+
+def test_pad_listed_as_supported():
+    assert "Pad" in SUPPORTED_OPS

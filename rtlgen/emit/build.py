@@ -9,7 +9,10 @@ A build folder holds
     per layer (what simulation, reports and users read);
 ``model.json``
     the quantized model (integer weight codes and types), from which
-    ``rtlgen predict`` runs the bit-exact golden model.
+    ``rtlgen predict`` runs the bit-exact golden model;
+``regmap.json``, ``regmap.md``
+    only when some layer stores its parameters (``storage`` ``register`` or
+    ``tmr``): the configuration bus register map (:mod:`rtlgen.emit.regmap`).
 
 Everything is written into a temporary folder beside the destination and
 moved into place only when complete, so a failed build leaves nothing
@@ -25,10 +28,13 @@ import tempfile
 from pathlib import Path
 
 from ..errors import RtlgenError
+from ..hw.core import make_core
 from ..hw.network import Network
+from ..hw.stream import StreamNetwork
 from ..ir.conv import QConv, QMaxPool
 from ..ir.model import QActivation, QDense, QModel
 from .atomic import replace_dir
+from .regmap import REGMAP_JSON, REGMAP_MD, bus_summary, regmap_for, regmap_markdown
 from .verilog import network_verilog
 
 __all__ = ["build_core", "write_build", "load_build", "manifest_for", "MANIFEST", "MODEL"]
@@ -63,12 +69,15 @@ def _layer_entry(layer, hw) -> dict:
             "weights": layer.n_in * layer.n_out, "nonzero_weights": layer.nonzero,
             "multipliers": hw.multipliers,
         })
+        if layer.stored:
+            entry.update({"storage": layer.storage, "tmr_bits": layer.tmr_bits,
+                          "weight_positions": layer.positions})
     elif isinstance(layer, QActivation):
         entry.update({"op": layer.kind, "multipliers": 0, "reuse_factor": 1})
     elif isinstance(layer, QMaxPool):
         entry.update({"op": "maxpool", "multipliers": 0, "reuse_factor": 1})
     if isinstance(layer, (QConv, QMaxPool)):
-        entry.update({"op": layer.op, "io": "parallel", **layer.geometry()})
+        entry.update({"op": layer.op, "io": layer.io, **layer.geometry()})
         if isinstance(layer, QConv):
             entry["count_include_pad"] = layer.count_include_pad
     return entry
@@ -98,6 +107,30 @@ def manifest_for(model: QModel, core: Network, top: str) -> dict:
         order = "NCHW flattened C,H,W" if len(model.input_shape) == 3 else "NCL flattened C,L"
         manifest["input"].update({"shape": [int(v) for v in model.input_shape], "layout": order,
                                   "bits": "element k at bits [k*width, (k+1)*width)"})
+    if isinstance(core, StreamNetwork):
+        shape = [int(v) for v in model.input_shape]
+        manifest["io"] = "stream"
+        manifest["ports"]["in_data"] = tin.width * core.channels_in
+        manifest["stream"] = {
+            "channels": core.channels_in, "pixels": core.pixels_in,
+            "frame": shape[1:],
+            "order": "one pixel per accept, raster order (row by row, left to right); in_data "
+                     "element c (bits [c*width, (c+1)*width)) is channel c, i.e. vector element "
+                     "c*pixels + p of pixel p",
+            "latency": "cycles from the edge that accepts a frame's last pixel to out_valid",
+            "ii": "cycles per frame at full input rate (between the last pixels of consecutive frames)",
+        }
+    else:
+        manifest["io"] = "parallel"
+    regmap = regmap_for(model) if isinstance(core, Network) else None
+    if regmap is not None:
+        d = regmap["data_width"]
+        if regmap["i2c"] is not None:
+            manifest["ports"].update(regmap["i2c"]["ports"])
+        else:
+            manifest["ports"].update({"cfg_addr": regmap["addr_width"], "cfg_wdata": d, "cfg_we": 1,
+                                      "cfg_rdata": d})
+        manifest["config_bus"] = bus_summary(regmap)
     return manifest
 
 
@@ -106,7 +139,7 @@ def build_core(model: QModel, top: str | None = None) -> tuple[str, dict]:
     top = top or top_name(model.name)
     if not _IDENT.match(top) or top in _VERILOG_KEYWORDS:
         raise RtlgenError(f"--name {top!r} is not a valid Verilog module name: use letters, digits and _")
-    core = Network(model)
+    core = make_core(model)
     verilog_text = network_verilog(core, top)
     return verilog_text, manifest_for(model, core, top)
 
@@ -148,11 +181,16 @@ def write_build(outdir, files: dict[str, str]) -> Path:
 def save_build(model: QModel, outdir, top: str | None = None) -> dict:
     """Generate the core for ``model`` and write its build folder."""
     verilog_text, manifest = build_core(model, top)
-    write_build(outdir, {
+    files = {
         manifest["verilog"]: verilog_text,
         MANIFEST: json.dumps(manifest, indent=2) + "\n",
         MODEL: json.dumps(model.to_dict()) + "\n",
-    })
+    }
+    if "config_bus" in manifest:
+        regmap = regmap_for(model)
+        files[REGMAP_JSON] = json.dumps(regmap, indent=1) + "\n"
+        files[REGMAP_MD] = regmap_markdown(regmap, manifest["top"])
+    write_build(outdir, files)
     return manifest
 
 

@@ -45,7 +45,9 @@ def manifest_for_forest(qf: QForest, core, top: str) -> dict:
                    "decision": qf.decision, "trees": len(qf.trees), "max_depth": max(depths or [0]),
                    "leaves": sum(len(t.leaves()) for t in qf.trees), "comparators": core.comparators,
                    "score": str(qf.score_type), "base": str(qf.base_type), "result": str(qf.result_type),
-                   "pipeline": qf.pipeline, "levels": core.n_levels, "reuse_factor": qf.reuse_factor},
+                   "pipeline": qf.pipeline, "levels": core.n_levels, "reuse_factor": qf.reuse_factor,
+                   "table_bits": qf.table_bits,
+                   "units": [[{"kind": u.kind, "trees": u.trees} for u in ulist] for ulist in core.units]},
         "layers": [],
     }
 

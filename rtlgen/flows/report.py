@@ -100,6 +100,7 @@ def build_report(outdir) -> dict:
         "verilog": manifest.get("verilog"),
         "input": manifest.get("input", {}),
         "output": manifest.get("output", {}),
+        "io": manifest.get("io", "parallel"),
         "latency_cycles": latency,
         "ii": ii,
         "multipliers": int(manifest.get("multipliers", sum(layer["multipliers"] for layer in layers))),
@@ -136,12 +137,18 @@ def render_markdown(data: dict) -> str:
         shape = f"{n_in} x {n_out}" if layer["op"] == "dense" else f"{n_out}"
         lines.append(f"| {layer['name']} | {layer['op']} | {shape} | {_types_text(layer['types'])} | "
                      f"{layer['reuse_factor']} | {layer['multipliers']} | {layer['latency']} | {layer['ii']} |")
-    if data["overhead_cycles"]:
+    streamed = data.get("io") == "stream"
+    if data["overhead_cycles"] and not streamed:
         lines.append(f"| (input register) | | | | | | {data['overhead_cycles']} | |")
-    lines += ["", "## Totals", "",
-              f"- latency: **{data['latency_cycles']} cycles**",
-              f"- initiation interval (II): **{data['ii']} cycles**",
-              f"- multipliers: {data['multipliers']}"]
+    lines += ["", "## Totals", ""]
+    if streamed:
+        lines += [f"- latency: **{data['latency_cycles']} cycles** from the accept of a frame's last pixel "
+                  "(streamed input stage: per-layer figures are per window)",
+                  f"- initiation interval (II): **{data['ii']} cycles per image** at full input rate"]
+    else:
+        lines += [f"- latency: **{data['latency_cycles']} cycles**",
+                  f"- initiation interval (II): **{data['ii']} cycles**"]
+    lines.append(f"- multipliers: {data['multipliers']}")
     for target, t in data["timing"].items():
         lines.append(f"- {target} ({t['device']}): Fmax {t['fmax_mhz']:.1f} MHz, latency "
                      f"{t['latency_ns']:.1f} ns, a new input every {t['ii_ns']:.1f} ns "

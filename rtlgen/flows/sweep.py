@@ -195,7 +195,8 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     float_model = load_model(model)
     cfg = load_config(config)
     base = apply_config(float_model, cfg)
-    dense = {layer.name: layer.nonzero for layer in base.layers if isinstance(layer, QDense)}
+    dense = {layer.name: getattr(layer, "reuse_limit", layer.nonzero) for layer in base.layers
+             if isinstance(layer, QDense)}
     if not dense:
         raise RtlgenError("the model has no dense layer: there is no reuse factor to sweep")
     variants = [(r, apply_config(float_model, _variant_config(cfg, dense, r))) for r in reuses]

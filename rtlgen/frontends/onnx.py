@@ -39,13 +39,24 @@ Convolutional models take an input ``[batch, C, H, W]`` or ``[batch, C, L]``
 ``BatchNormalization``
     (inference form) directly after a ``Conv`` or ``Gemm``/``MatMul``:
     folded into that layer's weights and bias.
+``Pad``
+    constant mode with the value 0 (absent or 0), pads given as an input
+    (opset 11 and later) or as an attribute (earlier opsets), padding only
+    the spatial axes, directly before a ``Conv`` or an ``AveragePool``:
+    folded into that node's pads (the pool then counts the padding in its
+    window size, as ONNX does for the zeros of a ``Pad``).  All-zero pads are
+    a no-op anywhere.  Other modes (``reflect``, ``edge``, ``wrap``), nonzero
+    values, negative pads (cropping), padding of the batch or channel axis
+    and a ``Pad`` before any other operator (``MaxPool`` included: ONNX
+    pooling padding never wins, zeros can) are errors.
 ``Flatten`` (axis 1), ``Reshape`` to ``[batch, -1]``
     turn the feature map into the flat vector (no hardware: the order is
     already C,H,W).
 
-Weights come from initializers or ``Constant`` nodes (constant sub-graphs of
-``Identity``, ``Cast``, ``Transpose``, ``Reshape``, ``Flatten``,
-``Squeeze`` and ``Unsqueeze`` are evaluated).  Tensors stored as external
+Weights (and a ``Pad``'s pads) come from initializers or ``Constant`` nodes
+(constant sub-graphs of ``Identity``, ``Cast``, ``Transpose``, ``Reshape``,
+``Flatten``, ``Squeeze``, ``Unsqueeze``, ``ConstantOfShape``, ``Concat`` and
+``Slice`` are evaluated).  Tensors stored as external
 data are read from beside the model file.
 
 Layer names are the ONNX node names (a node without a name is called
@@ -68,11 +79,14 @@ __all__ = ["load_onnx", "SUPPORTED_OPS"]
 
 #: Operators allowed on the data path.
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Identity", "Reshape", "Cast", "Constant",
-                 "Conv", "MaxPool", "AveragePool", "BatchNormalization")
+                 "Conv", "MaxPool", "AveragePool", "BatchNormalization", "Pad")
 _SPATIAL_OPS = ("Conv", "MaxPool", "AveragePool")
 
 #: Operators evaluated when all their inputs are constants (weight preprocessing).
-_CONST_OPS = ("Constant", "Identity", "Cast", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+_CONST_OPS = ("Constant", "Identity", "Cast", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+              "ConstantOfShape", "Concat", "Slice")
+#: Operators that may sit between a folded ``Pad`` and its Conv/AveragePool.
+_PAD_PASS_OPS = ("Identity", "Cast", "Pad")
 
 
 def _onnx():
@@ -248,8 +262,25 @@ class _Graph:
             raise RtlgenError(f"{where}: only Constant nodes holding a tensor or numbers are supported")
         args = [self.const(i, where) if i else None for i in node.input]
         try:
-            if op == "Identity" or op == "Cast":
+            if op == "Identity":
                 return args[0]
+            if op == "Cast":
+                if self._attr(node, "to") in _float_types(self.onnx):
+                    return np.asarray(args[0], dtype=np.float64)
+                if self._attr(node, "to") == self.onnx.TensorProto.BOOL:
+                    return (np.asarray(args[0]) != 0).astype(np.int64)
+                x = np.asarray(args[0])
+                return x.astype(np.int64) if np.issubdtype(x.dtype, np.integer) else np.trunc(x).astype(np.int64)
+            if op == "ConstantOfShape":
+                shape = [int(v) for v in np.asarray(args[0]).reshape(-1)]
+                value = self._attr(node, "value")
+                fill = (_as_number_array(self.numpy_helper.to_array(value), where).reshape(-1)
+                        if value is not None else np.zeros(1))
+                return np.full(shape, fill[0], dtype=fill.dtype)
+            if op == "Concat":
+                return np.concatenate([a for a in args if a is not None], axis=int(self._attr(node, "axis")))
+            if op == "Slice":
+                return self._slice(node, args)
             if op == "Transpose":
                 perm = self._attr(node, "perm")
                 return np.transpose(args[0], None if perm is None else list(perm))
@@ -279,6 +310,24 @@ class _Graph:
         except Exception as exc:
             raise RtlgenError(f"{where}: cannot evaluate this constant expression ({exc})") from None
         raise AssertionError(op)  # pragma: no cover
+
+    def _slice(self, node, args) -> np.ndarray:
+        x = args[0]
+        if len(args) > 1:   # opset 10 and later: starts, ends, axes, steps as inputs
+            def ints(k):
+                return None if len(args) <= k or args[k] is None else \
+                    [int(v) for v in np.asarray(args[k]).reshape(-1)]
+            starts, ends, axes, steps = ints(1), ints(2), ints(3), ints(4)
+        else:
+            starts, ends, axes = (self._attr(node, "starts"), self._attr(node, "ends"),
+                                  self._attr(node, "axes"))
+            steps = None
+        axes = list(range(len(starts))) if axes is None else list(axes)
+        steps = [1] * len(starts) if steps is None else steps
+        index = [slice(None)] * x.ndim
+        for a, b, e, st in zip(axes, starts, ends, steps):
+            index[a + x.ndim if a < 0 else a] = slice(int(b), int(e), int(st))
+        return x[tuple(index)]
 
 
 def _as_number_array(arr: np.ndarray, what: str) -> np.ndarray:
@@ -321,6 +370,7 @@ class _Walker:
         self.shape = shape    # (C, H, W) / (C, L) while the data is a feature map, else None
         self.layers = []
         self.last_dense = None  # the Dense (or Conv) whose output is the current tensor
+        self.pending_pad = None  # (Pad node index, spatial pads) waiting for its Conv/AveragePool
 
     def data_and_consts(self, index: int, cur: str):
         node = self.g.graph.node[index]
@@ -351,6 +401,13 @@ class _Walker:
         pos = self.data_and_consts(index, cur)
         if len([o for o in node.output if o]) != 1:
             raise RtlgenError(f"{where}: expected exactly one output, found {len(node.output)}")
+        if self.pending_pad is not None and op not in ("Conv", "AveragePool") + _PAD_PASS_OPS:
+            self._unfoldable_pad(f"it is followed by {where}", op)
+        if op == "Pad":
+            if pos != 0:
+                raise RtlgenError(f"{where}: the data tensor must be its first input")
+            self._pad(index)
+            return
         if op in _SPATIAL_OPS or op == "BatchNormalization":
             if pos != 0:
                 raise RtlgenError(f"{where}: the data tensor must be its first input")
@@ -427,8 +484,13 @@ class _Walker:
                               f"not supported; only flattening to [batch, -1] or [-1, {self.n}] is")
         self._to_flat()
 
-    def _geometry(self, index: int, kernel) -> tuple:
-        """(stride, pads) of a Conv/MaxPool/AveragePool node; errors name the node."""
+    def _geometry(self, index: int, kernel, extra=None) -> tuple:
+        """(stride, pads) of a Conv/MaxPool/AveragePool node; errors name the node.
+
+        ``extra`` are the spatial pads of a ``Pad`` folded into the node: the
+        node's own padding is computed on the padded input and ``extra`` is
+        added to it.
+        """
         g = self.g
         node = g.graph.node[index]
         op = node.op_type
@@ -451,6 +513,8 @@ class _Walker:
         if isinstance(auto_pad, bytes):
             auto_pad = auto_pad.decode()
         spatial = self.shape[1:]
+        if extra is not None:
+            spatial = tuple(s + extra[k] + extra[d + k] for k, s in enumerate(spatial))
         if auto_pad in ("NOTSET", ""):
             pads_attr = g._attr(node, "pads")
             pads = tuple(int(v) for v in pads_attr) if pads_attr is not None else (0,) * (2 * d)
@@ -473,12 +537,15 @@ class _Walker:
                               "SAME_UPPER or SAME_LOWER")
         for k in range(d):
             if spatial[k] + pads[k] + pads[d + k] < kernel[k]:
+                padded = "" if extra is None else f" (padded by the Pad before it to {list(spatial)})"
                 raise RtlgenError(
                     f"{where}: shape mismatch: kernel {list(kernel)} does not fit the input "
-                    f"{list(self.shape)} with pads {list(pads)}")
+                    f"{list(self.shape)}{padded} with pads {list(pads)}")
             if op != "Conv" and (pads[k] >= kernel[k] or pads[d + k] >= kernel[k]):
                 raise RtlgenError(f"{where}: pads {list(pads)} must be smaller than the kernel "
                                   f"{list(kernel)} (a window would lie in the padding only)")
+        if extra is not None:
+            pads = tuple(p + e for p, e in zip(pads, extra))
         return stride, pads
 
     def _spatial(self, index: int) -> None:
@@ -490,6 +557,23 @@ class _Walker:
         if self.shape is None:
             raise RtlgenError(f"{where} is not supported on a flat vector of {self.n} features: {op} "
                               "needs a feature map input [batch, C, H, W] or [batch, C, L]")
+        extra = None
+        if self.pending_pad is not None:
+            pad_index, extra = self.pending_pad
+            if op == "MaxPool":
+                self._unfoldable_pad(f"it is followed by {where}", op)
+            own = g._attr(node, "pads")
+            auto_pad = g._attr(node, "auto_pad", "NOTSET")
+            auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+            if (op == "AveragePool" and not int(g._attr(node, "count_include_pad", 0))
+                    and ((own is not None and any(int(v) for v in own))
+                         or auto_pad not in ("NOTSET", "", "VALID"))):
+                raise RtlgenError(
+                    f"{g.where(pad_index)} cannot be folded into {where}: the pool has padding of its "
+                    "own with count_include_pad=0, so its windows would count the Pad's zeros but not "
+                    "its own padding; export the pool with count_include_pad=True, or put all the "
+                    "padding in the Pad or all of it in the pool")
+            self.pending_pad = None
         if op == "Conv":
             if int(g._attr(node, "group", 1)) != 1:
                 raise RtlgenError(f"{where}: group={g._attr(node, 'group', 1)} is not supported; only "
@@ -508,7 +592,7 @@ class _Walker:
             if ks is not None and tuple(int(k) for k in ks) != tuple(w.shape[2:]):
                 raise RtlgenError(f"{where}: shape mismatch: kernel_shape {list(ks)} but the weight "
                                   f"has shape {list(w.shape)}")
-            stride, pads = self._geometry(index, w.shape[2:])
+            stride, pads = self._geometry(index, w.shape[2:], extra)
             bias = np.zeros(w.shape[0])
             if len(node.input) > 2 and node.input[2]:
                 bias = g.const(node.input[2], where).astype(np.float64).reshape(-1)
@@ -524,14 +608,105 @@ class _Walker:
             if ks is None:
                 raise RtlgenError(f"{where}: missing kernel_shape")
             kernel = tuple(int(k) for k in ks)
-            stride, pads = self._geometry(index, kernel)
+            stride, pads = self._geometry(index, kernel, extra)
+            count_include_pad = bool(int(g._attr(node, "count_include_pad", 0)))
+            if extra is not None:
+                d = len(kernel)
+                if any(pads[k] >= kernel[k] or pads[d + k] >= kernel[k] for k in range(d)):
+                    raise RtlgenError(
+                        f"{g.where(pad_index)}: folded into {where} it gives the pads {list(pads)}, "
+                        f"not all smaller than the kernel {list(kernel)}, so a pooling window would lie "
+                        "in the padding only; not supported: pad less")
+                # the Pad's zeros are inputs of the pool: every window counts them
+                count_include_pad = True
             layer = Pool(name=name, kind="max" if op == "MaxPool" else "avg", in_shape=tuple(self.shape),
-                         kernel=kernel, stride=stride, pads=pads,
-                         count_include_pad=bool(int(g._attr(node, "count_include_pad", 0))))
+                         kernel=kernel, stride=stride, pads=pads, count_include_pad=count_include_pad)
             self.last_dense = None
         self.layers.append(layer)
         self.shape = tuple(int(v) for v in layer.out_shape)
         self.n = layer.n_out
+
+    def _unfoldable_pad(self, reason: str, op=None) -> None:
+        index = self.pending_pad[0]
+        where = self.g.where(index)
+        if op == "MaxPool":
+            raise RtlgenError(
+                f"{where} cannot be folded: {reason}, and zero padding before a MaxPool is not the "
+                "same as the pool's own padding (the Pad's zeros can win the max, ONNX pooling padding "
+                "never does); use the pool's padding argument instead of the Pad, or remove the Pad")
+        raise RtlgenError(
+            f"{where} cannot be folded: {reason}; a zero Pad is only supported directly before a "
+            "Conv or an AveragePool, whose padding it becomes; move the padding into that layer "
+            "(e.g. the padding argument of nn.Conv2d) or remove the Pad")
+
+    def _pad(self, index: int) -> None:
+        """Check a Pad node and record its spatial pads for the next Conv/AveragePool."""
+        g = self.g
+        node = g.graph.node[index]
+        where = g.where(index)
+        mode = g._attr(node, "mode", "constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode != "constant":
+            raise RtlgenError(
+                f"{where}: mode={mode!r} padding is not supported; only constant zero padding, which "
+                "is folded into the following Conv or AveragePool; use zero padding (nn.ZeroPad2d, "
+                "F.pad with mode='constant', or padding_mode='zeros')")
+        rank = len(self.shape) + 1 if self.shape is not None else self.rank
+        if len(node.input) > 1 and node.input[1]:
+            raw = g.const(node.input[1], where)
+        else:
+            raw = g._attr(node, "pads", g._attr(node, "paddings"))
+            if raw is None:
+                raise RtlgenError(f"{where}: missing pads (neither a pads input nor a pads attribute)")
+        raw = np.asarray(raw).reshape(-1)
+        if raw.size and not np.all(np.asarray(raw, dtype=np.float64) == np.trunc(raw)):
+            raise RtlgenError(f"{where}: pads {raw.tolist()} must be integers")
+        pads = [int(v) for v in raw]
+        axes = list(range(rank))
+        if len(node.input) > 3 and node.input[3]:
+            axes = [int(a) for a in np.asarray(g.const(node.input[3], where)).reshape(-1)]
+            axes = [a + rank if a < 0 else a for a in axes]
+            if any(not 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
+                raise RtlgenError(f"{where}: axes {axes} are not distinct axes of a rank-{rank} tensor")
+        if len(pads) != 2 * len(axes):
+            raise RtlgenError(f"{where}: shape mismatch: {len(pads)} pads for {len(axes)} axes of a "
+                              f"rank-{rank} input; expected {2 * len(axes)} values")
+        full = [0] * (2 * rank)
+        for k, a in enumerate(axes):
+            full[a] = pads[k]
+            full[rank + a] = pads[len(axes) + k]
+        if len(node.input) > 2 and node.input[2]:
+            value = np.asarray(g.const(node.input[2], where), dtype=np.float64).reshape(-1)
+            if value.size != 1:
+                raise RtlgenError(f"{where}: constant_value must be a scalar, got {value.size} values")
+            value = float(value[0])
+        else:
+            value = float(g._attr(node, "value", 0.0))
+        if value != 0.0:
+            raise RtlgenError(
+                f"{where}: padding with the value {value:g} is not supported; only zero padding, which "
+                "is folded into the following Conv or AveragePool; pad with 0 or remove the Pad")
+        if any(v < 0 for v in full):
+            raise RtlgenError(
+                f"{where}: negative pads {full} (cropping) are not supported; crop the input before it "
+                "reaches the model, or use non-negative pads")
+        if not any(full):
+            return
+        if self.shape is None:
+            raise RtlgenError(
+                f"{where}: padding a flat vector of {self.n} features is not supported; a Pad is only "
+                "folded on a feature map [batch, C, H, W] or [batch, C, L] directly before a Conv or "
+                "an AveragePool; remove the Pad")
+        if full[0] or full[rank] or full[1] or full[rank + 1]:
+            raise RtlgenError(
+                f"{where}: pads {full} pad the batch or channel axis; only the spatial axes (the last "
+                f"{rank - 2}) can be padded; set the batch and channel pads to 0")
+        spatial = tuple(full[2:rank] + full[rank + 2:])
+        if self.pending_pad is not None:   # Pad after Pad: the paddings add up
+            spatial = tuple(a + b for a, b in zip(self.pending_pad[1], spatial))
+            index = self.pending_pad[0]
+        self.pending_pad = (index, spatial)
+        self.last_dense = None
 
     def _batchnorm(self, index: int) -> None:
         g = self.g
@@ -729,6 +904,9 @@ def load_onnx(source, name=None) -> FloatModel:
         seen.add(index)
         walker.step(index, cur)
         cur = g.graph.node[index].output[0]
+    if walker.pending_pad is not None:
+        walker._unfoldable_pad(f"its output reaches the graph output {out_name!r} without a Conv or "
+                               "AveragePool after it")
     if g.consumers.get(out_name):
         listed = ", ".join(g.where(i) for i in g.consumers[out_name])
         raise RtlgenError(f"{label}: the graph output {out_name!r} also feeds {listed}; not supported")

@@ -19,6 +19,15 @@ xgboost, LightGBM and scikit-learn are imported only when needed.
 Unsupported features (categorical splits, multi-output trees, linear
 boosters, unknown objectives) raise :class:`RtlgenError` naming the tree
 and node.
+
+Missing values: the cores take fixed-point codes, which have no NaN, so a
+node's default direction (xgboost ``default_left``, LightGBM ``missing_type``
+NaN, scikit-learn ``missing_go_to_left``), which the libraries apply only to
+NaN, never applies and is ignored.  Splits that treat ordinary values as
+missing are refused: LightGBM zero-as-missing splits, and xgboost
+scikit-learn wrappers set up with a ``missing`` value other than NaN (a
+saved xgboost model does not record that value: a model used with
+``DMatrix(missing=v)`` must be given inputs that never equal ``v``).
 """
 
 from __future__ import annotations
@@ -179,6 +188,16 @@ def from_xgboost(source, name: str | None = None) -> Forest:
             raise RtlgenError(f"model file {path} is not a readable xgboost model (corrupt or truncated?): "
                               f"{first}") from None
         return from_xgboost_json(doc, name)
+    missing = getattr(source, "missing", float("nan"))
+    try:
+        missing = float(missing)
+    except (TypeError, ValueError):
+        missing = float("nan")
+    if not math.isnan(missing):
+        raise RtlgenError(f"xgboost model {name or 'xgb'!r} is set up with missing={missing!r}: xgboost sends "
+                          f"every input equal to {missing!r} down each node's default branch, which the "
+                          "core (comparing every value against the threshold) does not do; use a model "
+                          "with missing=nan (the default) and encode absent values yourself")
     return from_xgboost_json(_xgboost_booster_json(source), name or "xgb")
 
 

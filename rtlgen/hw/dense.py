@@ -10,7 +10,8 @@ from amaranth.lib import wiring
 
 from ..ir.model import QDense
 from ..numerics.fixed import product_range, requantize
-from .ports import layer_members
+from .ports import layer_config_members, layer_members
+from .storage import LayerWords, ParamBank
 from .arith import (Operand, adder_tree, cast_operand, const_operand, range_shape, select, shape_of,
                     tree_depth, tree_stages)
 
@@ -26,9 +27,11 @@ class Slot:
 
 
 class DenseSchedule:
-    """How the nonzero weights of a dense layer map onto shared multipliers.
+    """How the weights of a dense layer map onto shared multipliers.
 
-    Nonzero weights are ordered by output, then input.  With reuse factor
+    ``weights`` marks (nonzero) the matrix entries that get a multiplier:
+    the nonzero constant weights, or every stored weight position.  They
+    are ordered by output, then input.  With reuse factor
     R, multiplier ``m`` computes weights ``m*R .. m*R+R-1`` of that order in
     phases ``0 .. R-1``; there are ``ceil(nonzero / R)`` multipliers.  Since
     consecutive weights mostly feed the same output, each multiplier feeds
@@ -79,13 +82,30 @@ class DenseLayer(wiring.Component):
     zero weights generate nothing) feed a product register, a pipelined
     adder tree per output (a register every ``adder_levels`` levels), an
     accumulator over the R phases when R > 1, and a registered output cast.
-    Weights are constants; :meth:`weight_value` is the single place that
-    provides them, so storage in registers can replace it.
+    Weights are constants, or with ``storage`` ``register``/``tmr`` the
+    words of a :class:`~rtlgen.hw.storage.ParamBank` (submodule ``params``);
+    :meth:`weight_value` and :meth:`bias_operand` are the only places that
+    provide them.  A stored layer has a multiplier position for every
+    weight word that feeds the matrix entry (zero or not), with product
+    widths from the weight type's range, and these extra ports:
+
+    ``cfg_addr``: In(16), ``cfg_wdata``: In(D), ``cfg_we``: In(1)
+        the configuration bus (see :mod:`rtlgen.hw.storage`).
+    ``cfg_rdata``: Out(D)
+        combinational: the layer's word at ``cfg_addr``, else 0.
+    ``cfg_error``: Out(1)
+        registered: a TMR word was scrubbed on the previous clock edge.
     """
 
-    def __init__(self, layer: QDense):
+    def __init__(self, layer: QDense, words: LayerWords | None = None, data_width: int = 8):
         self.layer = layer
-        self.schedule = DenseSchedule(layer.weights, layer.reuse_factor)
+        self.bank = None
+        if layer.stored:
+            if words is None:
+                raise ValueError(f"layer {layer.name!r} stores its parameters: pass its bus words")
+            self.bank = ParamBank(words, data_width)
+            self.windex, self.bindex = layer.param_index()
+        self.schedule = DenseSchedule(layer.structure(), layer.reuse_factor)
         self.in_shape = shape_of(layer.in_type)
         self.out_shape = shape_of(layer.result_type)
         self.prod_frac = layer.in_type.frac + layer.weight_type.frac
@@ -99,7 +119,10 @@ class DenseLayer(wiring.Component):
         # product register + tree registers + (accumulator if R > 1) + output register
         self.latency = (r - 1) + 1 + self.tree_stages + (1 if r > 1 else 0) + 1
         self.ii = r
-        super().__init__(layer_members(layer.in_type, layer.n_in, layer.result_type, layer.n_out))
+        members = layer_members(layer.in_type, layer.n_in, layer.result_type, layer.n_out)
+        if self.bank is not None:
+            members.update(layer_config_members(data_width))
+        super().__init__(members)
 
     # -- numbers shared with reports ------------------------------------
 
@@ -108,7 +131,7 @@ class DenseLayer(wiring.Component):
         return self.schedule.n_mult
 
     def _bias_leaf(self, j: int) -> bool:
-        return self.layer.reuse_factor == 1 and self._bias_code(j) != 0
+        return self.layer.reuse_factor == 1 and (self.bank is not None or self._bias_code(j) != 0)
 
     def _bias_code(self, j: int) -> int:
         """The bias of output j, aligned to the sum's fractional bits."""
@@ -119,14 +142,29 @@ class DenseLayer(wiring.Component):
         return b << (self.sum_frac - layer.bias_type.frac)
 
     def weight_value(self, i: int, j: int):
-        """The weight ``w[i, j]`` as a hardware value (a constant here)."""
+        """The weight ``w[i, j]`` as a hardware value (a constant or a stored word)."""
+        if self.bank is not None:
+            return self.bank.weights[int(self.windex[i, j])]
         w = int(self.layer.weights[i, j])
         return Const(w, range_shape(w, w))
+
+    def bias_operand(self, j: int) -> Operand:
+        """The bias of output j aligned to the sum's format, as an Operand."""
+        if self.bank is None:
+            return const_operand(self._bias_code(j))
+        t = self.layer.bias_type
+        op = Operand(self.bank.biases[int(self.bindex[j])], t.min_code, t.max_code)
+        if self.layer.accum_type is not None:
+            return cast_operand(op, t.frac, self.layer.accum_type)
+        return op.shifted(self.sum_frac - t.frac)
 
     # -- elaboration ------------------------------------------------------
 
     def _product_range(self, slot: Slot) -> tuple[int, int]:
         t = self.layer.in_type
+        if self.bank is not None:
+            wt = self.layer.weight_type
+            return product_range(t.min_code, t.max_code, wt.min_code, wt.max_code)
         w = int(self.layer.weights[slot.i, slot.j])
         return product_range(t.min_code, t.max_code, w, w)
 
@@ -141,6 +179,10 @@ class DenseLayer(wiring.Component):
         m = Module()
         layer, sched, r = self.layer, self.schedule, self.layer.reuse_factor
         x = self.i.payload
+        if self.bank is not None:
+            bank = m.submodules.params = self.bank
+            m.d.comb += [bank.addr.eq(self.cfg_addr), bank.wdata.eq(self.cfg_wdata), bank.we.eq(self.cfg_we),
+                         self.cfg_rdata.eq(bank.rdata), self.cfg_error.eq(bank.error)]
 
         # Phase sequencing (R > 1): phase 0 is the cycle of i.valid.
         if r > 1:
@@ -202,7 +244,7 @@ class DenseLayer(wiring.Component):
                     prod = Operand(Mux(sel, prod.value, 0), lo, hi)
                 leaves.append(self._leaf(prod))
             if self._bias_leaf(j):
-                leaves.append(const_operand(self._bias_code(j)))
+                leaves.append(self.bias_operand(j))
             roots.append(adder_tree(m, leaves, levels_per_stage=layer.adder_levels,
                                     stages=self.tree_stages, name=f"sum{j}",
                                     wrap=layer.accum_type))
@@ -219,7 +261,9 @@ class DenseLayer(wiring.Component):
             done = Signal(name="acc_done")
             m.d.sync += done.eq(p_valid & p_last)
             for j, root in enumerate(roots):
-                bias = self._bias_code(j)
+                bias_op = self.bias_operand(j)
+                # a constant bias enters as a plain integer
+                bias = self._bias_code(j) if self.bank is None else bias_op.value
                 acc_t = layer.accum_type
                 if acc_t is not None:
                     lo, hi = acc_t.min_code, acc_t.max_code
@@ -230,7 +274,7 @@ class DenseLayer(wiring.Component):
                               for s in sched.slots[mult] if s.j == j) << (self.sum_frac - self.prod_frac)
                     pos = sum(max(0, self._product_range(s)[1]) for mult, _, _ in sched.feeds[j]
                               for s in sched.slots[mult] if s.j == j) << (self.sum_frac - self.prod_frac)
-                    lo, hi = min(bias, bias + neg), max(bias, bias + pos)
+                    lo, hi = min(bias_op.lo, bias_op.lo + neg), max(bias_op.hi, bias_op.hi + pos)
                 acc = Signal(range_shape(lo, hi), name=f"acc{j}")
                 start = Mux(p_first, bias, acc)
                 nxt = start + root.value

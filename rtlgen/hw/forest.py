@@ -2,66 +2,142 @@
 
 Datapath, one vector per clock cycle (II 1) unless a reuse factor is set:
 
-1. input register (``in_data`` taken when ``in_valid && in_ready``);
-2. comparisons: one comparator ``x[f] < c`` per distinct (feature, cut)
-   pair of the whole forest, shared by every node that tests it;
-3. leaf selection: per tree, a multiplexer tree that follows the tree's own
-   shape (a leaf at depth d sits behind d multiplexers; nothing is padded
-   to full depth);
-4. per class, a balanced adder tree over the selected leaf codes and the
-   constant base code (exact; widths from the value ranges);
+1. decisions, at the input: one comparator ``x[f] < c`` per distinct
+   (feature, cut) pair of the whole forest, shared by every node that tests
+   it, computed from ``in_data``;
+2. path codes, also at the input: every tree of depth D <= ``table_bits``
+   turns its decisions into a D-bit code (bit j is the decision taken at
+   depth j on the way to the leaf, 1 = left; 0 below the leaf).  The input
+   register holds these codes (taken when ``in_valid && in_ready``), not the
+   input vector; a deeper tree keeps the decision bits it tests instead;
+3. units: the trees of a class are packed, in order, into groups whose codes
+   total at most ``table_bits`` bits; a group is one constant table indexed
+   by its codes that gives the sum of its trees' leaves (with the default 6,
+   every output bit is one function of at most six bits: one LUT6).  A
+   deeper tree is a unit of its own, a multiplexer tree of its own shape
+   over its registered decisions.  Unit values are stored as offsets above
+   their smallest value (unsigned), with common low zero bits dropped; the
+   offsets, the base score and the trees that are a single leaf make one
+   constant per class, folded into the class's first unit;
+4. per class, a balanced adder tree over the unit values (exact; widths from
+   the value ranges);
 5. one cast of each sum to the result type, the optional argmax, and the
    output register.
 
-With ``reuse_factor`` R > 1 the trees of each class are split into R
-groups (the j-th tree of a class in group j mod R); the input register holds
-a vector for R cycles (II = R), each cycle one group's leaves go through
+With ``reuse_factor`` R > 1 the units of each class are split into R groups
+(the j-th unit of a class in group j mod R); the input register holds the
+codes for R cycles (II = R), each cycle one group's unit values go through
 the adder trees (one input per group slot, chosen by the cycle), and an
-accumulator per class, started with the base code, adds the R partial sums
-before the cast.  Latency then grows by R.
+accumulator per class, started with the class constant, adds the R partial
+sums before the cast.  Latency then grows by R.
 
-The levels of steps 2-4 (comparison, selection, each adder level) are
-separated by registers according to ``QForest.pipeline``: ``"none"`` (no
-register between the input and output registers), ``"per_level"`` (one
-after every level) or an integer N (one after every N levels).  Latency =
-2 + the number of those registers.
+The levels of steps 3-4 (unit lookup, each adder level) are separated by
+registers according to ``QForest.pipeline``: ``"none"`` (no register
+between the input and output registers), ``"per_level"`` (one after every
+level) or an integer N (one after every N levels).  Latency = 2 + the
+number of those registers.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 
-from ..ir.forest import QForest
+from ..ir.forest import QForest, QTree
 from .ports import core_members
 from .arith import Operand, cast_operand, const_operand, range_shape, tree_depth
 from .arith import select as select_by_index
 
-__all__ = ["ForestCore", "forest_levels"]
+__all__ = ["ForestCore", "forest_levels", "forest_units"]
 
 
-def _slots(qf: QForest) -> list[list[list[int]]]:
-    """slots[k][s][g]: the tree (index into qf.trees, or -1) that adder input
-    s of class k takes in group g.  The j-th tree of class k is in group
-    j % R, slot j // R."""
-    r = qf.reuse_factor
-    out = []
+# ---------------------------------------------------------------------------
+# Plan: path codes, units and their constant tables (pure Python)
+# ---------------------------------------------------------------------------
+
+def _walk(tree: QTree, code: int) -> int:
+    """The leaf a path code leads to (bit j: the decision at depth j, 1 = left)."""
+    node, depth = 0, 0
+    while tree.feature[node] >= 0:
+        node = tree.left[node] if (code >> depth) & 1 else tree.right[node]
+        depth += 1
+    return node
+
+
+@dataclass
+class Unit:
+    """Trees of one class summed by one lookup: ``trees`` indexes qf.trees.
+
+    ``table`` (kind ``"table"``) maps the concatenated path codes (the first
+    tree in the low bits) to the sum of the trees' leaf codes; kind ``"mux"``
+    is one tree deeper than ``table_bits``, selected by a multiplexer tree."""
+    kind: str
+    trees: list[int]
+    output: int
+    bits: list[int]
+    table: list[int] | None = None
+
+
+def forest_units(qf: QForest) -> tuple[list[list[Unit]], list[int]]:
+    """(units per class, constant per class).  Constants are in leaf-code units
+    and do not include the base score; trees that are one leaf go there."""
+    units: list[list[Unit]] = [[] for _ in range(qf.n_outputs)]
+    consts = [0] * qf.n_outputs
     for k in range(qf.n_outputs):
-        mine = [t for t, tree in enumerate(qf.trees) if tree.output == k]
-        n_slots = -(-len(mine) // r)
-        out.append([[mine[s * r + g] if s * r + g < len(mine) else -1 for g in range(r)]
+        open_group: Unit | None = None
+        for t, tree in enumerate(qf.trees):
+            if tree.output != k:
+                continue
+            depth = tree.depth()
+            if depth == 0:
+                consts[k] += tree.value[0]
+                continue
+            if depth > qf.table_bits:
+                units[k].append(Unit("mux", [t], k, [depth]))
+                continue
+            if open_group is None or sum(open_group.bits) + depth > qf.table_bits:
+                open_group = Unit("table", [], k, [])
+                units[k].append(open_group)
+            open_group.trees.append(t)
+            open_group.bits.append(depth)
+    for ulist in units:
+        for u in ulist:
+            if u.kind != "table":
+                continue
+            table = [0]
+            shift = 0
+            for t, d in zip(u.trees, u.bits):
+                tree = qf.trees[t]
+                leaf = [tree.value[_walk(tree, code)] for code in range(1 << d)]
+                table = [table[low] + leaf[high] for high in range(1 << d) for low in range(1 << shift)]
+                shift += d
+            u.table = table
+    return units, consts
+
+
+def _slots(units: list[list[Unit]], r: int) -> list[list[list[int]]]:
+    """slots[k][s][g]: the unit (index into units[k], or -1) that adder input s
+    of class k takes in group g.  The j-th unit of class k is in group j % r,
+    slot j // r."""
+    out = []
+    for ulist in units:
+        n_slots = -(-len(ulist) // r)
+        out.append([[s * r + g if s * r + g < len(ulist) else -1 for g in range(r)]
                     for s in range(n_slots)])
     return out
 
 
 def forest_levels(qf: QForest) -> int:
     """Combinational levels between the input register and the output (or
-    accumulator) register."""
+    accumulator) register: the unit lookup and the adder levels."""
+    units, _ = forest_units(qf)
     if qf.reuse_factor == 1:
-        per_class = [1 + sum(1 for t in qf.trees if t.output == k) for k in range(qf.n_outputs)]
+        per_class = [len(u) for u in units]
     else:
-        per_class = [len(slots) for slots in _slots(qf)]
-    return 2 + max(tree_depth(max(1, n)) for n in per_class)
+        per_class = [len(slots) for slots in _slots(units, qf.reuse_factor)]
+    return 1 + max(tree_depth(max(1, n)) for n in per_class)
 
 
 def _register_after(qf: QForest, n_levels: int) -> list[bool]:
@@ -77,19 +153,56 @@ def _register_after(qf: QForest, n_levels: int) -> list[bool]:
     return out
 
 
+def _lookup(table: list[int], shape, index):
+    """``table[index]`` as one constant bit vector per output bit, shifted by
+    ``index`` (one LUT per output bit when the index has at most six bits).
+    A column whose last entry is 0 is stored inverted, so that every constant
+    keeps its full width in the Verilog."""
+    n = len(table)
+    columns = []
+    for b in range(shape.width):
+        column = 0
+        for code, v in enumerate(table):
+            column |= ((v >> b) & 1) << code
+        if column in (0, (1 << n) - 1):
+            columns.append(Const(column & 1, 1))
+        elif column >> (n - 1):
+            columns.append((Const(column, n) >> index)[0])
+        else:
+            columns.append(~(Const(column ^ ((1 << n) - 1), n) >> index)[0])
+    value = Cat(*columns)
+    return value.as_signed() if shape.signed else value
+
+
+def _trailing_zeros(values: list[int]) -> int:
+    acc = 0
+    for v in values:
+        acc |= v
+    return (acc & -acc).bit_length() - 1 if acc else 0
+
+
+# ---------------------------------------------------------------------------
+# The core
+# ---------------------------------------------------------------------------
+
 class ForestCore(wiring.Component):
-    """Fixed-latency core of a quantized decision forest (the port contract of
-    :class:`rtlgen.hw.network.Network`: ``in_valid``/``in_ready``/``in_data``,
-    ``out_valid``/``out_data``; II = reuse factor, no back-pressure).  ``out_data``
-    element k is the result code of class k; with ``class_output`` the last
-    element is the predicted class index."""
+    """Fixed-latency core of a quantized decision forest.
+
+    Ports (the contract of :class:`rtlgen.hw.network.Network`): ``in_valid``,
+    ``in_ready``, ``in_data`` (feature i at element i), ``out_valid``,
+    ``out_data``; no back-pressure.  ``out_data`` element k is the result code
+    of class k; with ``class_output`` the last element is the predicted class
+    index.  Latency ``2 + registers between levels (+ R when R > 1)`` cycles,
+    II = reuse factor R (``in_ready`` is low for R - 1 cycles after each
+    accepted vector)."""
 
     def __init__(self, qf: QForest):
         self.qf = qf
+        self.units, self.consts = forest_units(qf)
         self.n_levels = forest_levels(qf)
         self.registers = _register_after(qf, self.n_levels)
         self.ii = qf.reuse_factor
-        self.latency = 2 + sum(self.registers) + (self.ii - 1 + 1 if self.ii > 1 else 0)
+        self.latency = 2 + sum(self.registers) + (self.ii if self.ii > 1 else 0)
         self.comparators = len({(f, c) for t in qf.trees for f, c in zip(t.feature, t.cut) if f >= 0})
         super().__init__(core_members(qf.input_type, qf.n_features, qf.result_type, qf.n_out))
 
@@ -100,16 +213,13 @@ class ForestCore(wiring.Component):
         accept = Signal()
         m.d.comb += accept.eq(self.in_valid & self.in_ready)
         valid = Signal(name="x_valid")
-        x = Signal.like(self.in_data, name="x_data")
-        with m.If(accept):
-            m.d.sync += x.eq(self.in_data)
         phase = None
         if r == 1:
             m.d.comb += self.in_ready.eq(1)
             m.d.sync += valid.eq(accept)
         else:
-            # the input register holds x for r cycles; group g is evaluated
-            # in the g-th of them
+            # the input register holds the codes for r cycles; group g is
+            # evaluated in the g-th of them
             cooldown = Signal(range(r), name="cooldown")
             m.d.comb += self.in_ready.eq(cooldown == 0)
             with m.If(accept):
@@ -123,6 +233,96 @@ class ForestCore(wiring.Component):
                 m.d.sync += [valid.eq(0), phase.eq(0)]
             with m.Elif(valid):
                 m.d.sync += phase.eq(phase + 1)
+
+        # decisions on the input, shared across the forest
+        keys = sorted({(f, c) for t in qf.trees for f, c in zip(t.feature, t.cut) if f >= 0})
+        decide = {}
+        for f, c in keys:
+            s = Signal(name=f"cmp_f{f}_{'m' if c < 0 else ''}{abs(c)}")
+            m.d.comb += s.eq(self.in_data[f] < c)
+            decide[(f, c)] = s
+
+        def registered(value, width, name):
+            reg = Signal(width, name=name)
+            with m.If(accept):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        # the input register: path codes (table units) or decisions (mux units)
+        held_cmp = {}
+
+        def held(key):
+            if key not in held_cmp:
+                f, c = key
+                held_cmp[key] = registered(decide[key], 1, f"d_f{f}_{'m' if c < 0 else ''}{abs(c)}")
+            return held_cmp[key]
+
+        def code_bit(tree: QTree, j: int, node: int = 0, depth: int = 0):
+            if tree.feature[node] < 0:
+                return None
+            d = decide[(tree.feature[node], tree.cut[node])]
+            if depth == j:
+                return d
+            a = code_bit(tree, j, tree.left[node], depth + 1)
+            b = code_bit(tree, j, tree.right[node], depth + 1)
+            if a is None and b is None:
+                return None
+            return Mux(d, 0 if a is None else a, 0 if b is None else b)
+
+        ss = qf.sum_frac - qf.score_type.frac
+        sb = qf.sum_frac - qf.base_type.frac
+        # unit values at sum_frac: tables of entries, or leaf values of a mux tree
+        plans = []
+        starts = [(qf.base[k] << sb) + (self.consts[k] << ss) for k in range(qf.n_outputs)]
+        for k, ulist in enumerate(self.units):
+            row = []
+            for u in ulist:
+                if u.kind == "table":
+                    entries = [e << ss for e in u.table]
+                else:
+                    tree = qf.trees[u.trees[0]]
+                    entries = [tree.value[n] << ss for n, _ in tree.leaves()]
+                lo = min(entries)
+                starts[k] += lo
+                row.append([e - lo for e in entries])
+            plans.append(row)
+        values: list[list[Operand]] = []
+        for k, ulist in enumerate(self.units):
+            ops = []
+            for i, u in enumerate(ulist):
+                # without an accumulator the class constant goes into the first unit
+                fold = starts[k] if (i == 0 and r == 1) else 0
+                stored = [e + fold for e in plans[k][i]]
+                tz = _trailing_zeros(stored)
+                stored = [e >> tz for e in stored]
+                lo, hi = min(stored), max(stored)
+                shape = range_shape(lo, hi)
+                if lo == hi:
+                    ops.append(const_operand(lo << tz))
+                    continue
+                if u.kind == "table":
+                    bits = []
+                    for t, d in zip(u.trees, u.bits):
+                        tree = qf.trees[t]
+                        for j in range(d):
+                            b = code_bit(tree, j)
+                            bits.append(Const(0, 1) if b is None else b)
+                    index = registered(Cat(*bits), len(bits), f"code_c{k}_u{i}")
+                    val = _lookup(stored, shape, index)
+                else:
+                    tree = qf.trees[u.trees[0]]
+                    leaf_value = dict(zip([n for n, _ in tree.leaves()], stored))
+
+                    def select(node):
+                        if tree.feature[node] < 0:
+                            return Const(leaf_value[node], shape)
+                        return Mux(held((tree.feature[node], tree.cut[node])),
+                                   select(tree.left[node]), select(tree.right[node]))
+                    val = select(0)
+                ops.append(Operand(val, lo, hi).shifted(tz))
+            if r == 1 and not ulist:
+                ops.append(const_operand(starts[k]))
+            values.append(ops)
 
         level = 0
 
@@ -150,66 +350,26 @@ class ForestCore(wiring.Component):
                 phase = p
             return out
 
-        # comparisons, shared across the forest
-        keys = sorted({(f, c) for t in qf.trees for f, c in zip(t.feature, t.cut) if f >= 0})
-        bits = []
-        for f, c in keys:
-            s = Signal(name=f"cmp_f{f}_{'m' if c < 0 else ''}{abs(c)}")
-            m.d.comb += s.eq(x[f] < c)
-            bits.append(Operand(s, 0, 1))
-        bits = stage(bits, "cmp")
-        cmp = {key: op.value for key, op in zip(keys, bits)}
-
-        # leaf selection, one mux per internal node
-        # every leaf value is stored as its offset above the tree's smallest
-        # leaf (unsigned, narrower); the offsets' sum goes into the base
-        leaves = []
-        offsets = [0] * qf.n_outputs
-        for t, tree in enumerate(qf.trees):
-            low = min(tree.value[n] for n, _ in tree.leaves())
-
-            def select(node):
-                if tree.feature[node] < 0:
-                    v = tree.value[node] - low
-                    return v, v, None
-                lo_l, hi_l, val_l = select(tree.left[node])
-                lo_r, hi_r, val_r = select(tree.right[node])
-                lo, hi = min(lo_l, lo_r), max(hi_l, hi_r)
-                shape = range_shape(lo, hi)
-                a = Const(lo_l, shape) if val_l is None else val_l
-                b = Const(lo_r, shape) if val_r is None else val_r
-                return lo, hi, Mux(cmp[(tree.feature[node], tree.cut[node])], a, b)
-            lo, hi, val = select(0)
-            leaves.append(const_operand(lo) if val is None else Operand(val, lo, hi))
-            offsets[tree.output] += low
-        ss = qf.sum_frac - qf.score_type.frac
-        sb = qf.sum_frac - qf.base_type.frac
         if r == 1:
-            leaves = stage(leaves, "leaf")
-            # per-class adder trees (base code as a constant leaf)
-            nodes = []
-            for k in range(qf.n_outputs):
-                ops = [op.shifted(ss) for t, op in zip(qf.trees, leaves) if t.output == k]
-                base = (qf.base[k] << sb) + (offsets[k] << ss)
-                if base != 0 or not ops:
-                    ops.append(const_operand(base))
-                nodes.append(ops)
+            flat = [op for ops in values for op in ops]
+            counts = [len(ops) for ops in values]
+            flat = stage(flat, "unit")
         else:
-            # adder input s of class k takes, in group g, the leaf of its g-th tree
-            slot_ops, counts = [], []
-            for slots in _slots(qf):
+            # adder input s of class k takes, in group g, the value of its g-th unit
+            flat, counts = [], []
+            for k, slots in enumerate(_slots(self.units, r)):
                 counts.append(len(slots))
                 for group in slots:
-                    ops = [leaves[t] if t >= 0 else const_operand(0) for t in group]
+                    ops = [values[k][u] if u >= 0 else const_operand(0) for u in group]
                     lo, hi = min(op.lo for op in ops), max(op.hi for op in ops)
                     shape = range_shape(lo, hi)
                     vals = [op.value if not isinstance(op.value, Const) else Const(op.lo, shape) for op in ops]
-                    slot_ops.append(Operand(select_by_index(vals, phase), lo, hi))
-            slot_ops = stage(slot_ops, "slot")
-            nodes, pos = [], 0
-            for n in counts:
-                nodes.append([op.shifted(ss) for op in slot_ops[pos:pos + n]] or [const_operand(0)])
-                pos += n
+                    flat.append(Operand(select_by_index(vals, phase), lo, hi))
+            flat = stage(flat, "slot")
+        nodes, pos = [], 0
+        for n in counts:
+            nodes.append(flat[pos:pos + n] or [const_operand(0)])
+            pos += n
         while level < self.n_levels:
             for k, ops in enumerate(nodes):
                 if len(ops) > 1:
@@ -227,19 +387,18 @@ class ForestCore(wiring.Component):
                 pos += n
 
         if r > 1:
-            # accumulate the r partial sums; the base (and the leaf offsets) start it
+            # accumulate the r partial sums; the class constant starts it
             sums, done = [], Signal(name="acc_done")
             for k, ops in enumerate(nodes):
                 lo, hi = qf.sum_range(k)
                 acc = Signal(range_shape(min(lo, 0), max(hi, 0)), name=f"acc_{k}")
-                start = (qf.base[k] << sb) + (offsets[k] << ss)
                 with m.If(valid):
-                    m.d.sync += acc.eq(Mux(phase == 0, start + ops[0].value, acc + ops[0].value))
+                    m.d.sync += acc.eq(Mux(phase == 0, starts[k] + ops[0].value, acc + ops[0].value))
                 sums.append([Operand(acc, lo, hi)])
             m.d.sync += done.eq(valid & (phase == r - 1))
             nodes, valid = sums, done
         results = [cast_operand(ops[0], qf.sum_frac, qf.result_type) for ops in nodes]
-        out_vals = [r.value for r in results]
+        out_vals = [res.value for res in results]
         if qf.class_output:
             if qf.n_outputs == 1:
                 out_vals.append(Mux(results[0].value > 0, 1, 0))

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring
+import operator
+from functools import reduce
 
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..errors import RtlgenError
 from ..ir.conv import QMaxPool
 from ..ir.model import QActivation, QDense, QModel
 from .activation import ActivationLayer
-from .ports import core_members
+from .ports import config_bus_members, core_members
 from .dense import DenseLayer
 from .pool import MaxPoolLayer
+from .storage import CLEAR_ADDR, ERROR_COUNT_ADDR, STATUS_ADDR, BusLayout, bus_layout
 
-__all__ = ["Network", "make_layer"]
+__all__ = ["Network", "make_layer", "layer_instance"]
 
 
-def make_layer(layer):
-    """The hardware component for one quantized IR layer."""
+def make_layer(layer, bus: BusLayout | None = None, index: int | None = None):
+    """The hardware component for one quantized IR layer (``index`` in the model, for its bus words)."""
     if isinstance(layer, QMaxPool):
         return MaxPoolLayer(layer)
     if isinstance(layer, QDense):
+        if layer.stored:
+            if bus is None:
+                raise RtlgenError(f"layer {layer.name!r}: storage {layer.storage!r} is supported in "
+                                  "parallel cores only; use storage: constant here")
+            return DenseLayer(layer, bus.for_layer(index), bus.data_width)
         return DenseLayer(layer)
     if isinstance(layer, QActivation):
         return ActivationLayer(layer)
@@ -44,17 +55,54 @@ class Network(wiring.Component):
         its value until the next ``out_valid``.  There is no output
         back-pressure: the consumer must take every result (trigger style).
 
+    When some layer stores its parameters (``storage`` ``register`` or
+    ``tmr``), the core also has the configuration bus
+    (:func:`rtlgen.hw.ports.config_bus_members`, map in
+    :mod:`rtlgen.hw.storage`; ``self.bus`` is its :class:`BusLayout`):
+
+    ``cfg_addr``: In(16), ``cfg_wdata``: In(D), ``cfg_we``: In(1)
+        one word written per cycle where ``cfg_we`` is high.
+    ``cfg_rdata``: Out(D)
+        registered: the word at the address presented on the previous cycle.
+
+    With the model's ``i2c`` option an :class:`~rtlgen.hw.i2c.I2CTarget`
+    (submodule ``i2c``) masters that bus instead, and the ports are the I2C
+    pins ``scl_i``: In(1), ``sda_i``: In(1) (idle high) and ``sda_oe``:
+    Out(1) (1 pulls SDA low).
+
+    The bus holds the status registers: a sticky error flag and a saturating
+    error counter (``min(D, 16)`` bits) that counts the cycles in which some
+    TMR word was scrubbed; both show a flip two clock edges after it
+    happened, and a write to CLEAR clears them (a clear wins over a count
+    in the same cycle).
+
     Latency ``self.latency`` = 1 (input register) + the sum of the layers'
     latencies; II ``self.ii`` = the largest reuse factor.  ``rst`` is a
-    synchronous, active-high reset of the control state.
+    synchronous, active-high reset of the control state and of the stored
+    parameters (back to the trained codes).
     """
 
     def __init__(self, model: QModel):
         self.model = model
-        self.layers = [make_layer(layer) for layer in model.layers]
+        self.bus = bus_layout(model)
+        self.layers = [make_layer(layer, self.bus, k) for k, layer in enumerate(model.layers)]
         self.latency = 1 + sum(layer.latency for layer in self.layers)
         self.ii = max([layer.ii for layer in self.layers] or [1])
-        super().__init__(core_members(model.input_type, model.n_in, model.output_type, model.n_out))
+        members = core_members(model.input_type, model.n_in, model.output_type, model.n_out)
+        self.i2c = None
+        if self.bus is not None and model.i2c is not None:
+            from .i2c import I2CTarget
+            opts = model.i2c
+            self.i2c = I2CTarget(int(opts["address"]), self.bus.data_width, clk_hz=float(opts["clk_hz"]),
+                                 filter_cycles=int(opts["filter_cycles"]))
+            members.update({"scl_i": In(1), "sda_i": In(1), "sda_oe": Out(1)})
+        elif self.bus is not None:
+            members.update(config_bus_members(self.bus.data_width))
+        super().__init__(members)
+
+    def instance_name(self, k: int) -> str:
+        """The Verilog instance name of layer ``k`` inside the core."""
+        return layer_instance(k, self.model.layers[k].name)
 
     def elaborate(self, platform):
         m = Module()
@@ -78,11 +126,49 @@ class Network(wiring.Component):
 
         valid, payload = x_valid, x_data
         for k, layer in enumerate(self.layers):
-            m.submodules[f"layer{k}_{_ident(layer.layer.name)}"] = layer
+            m.submodules[self.instance_name(k)] = layer
             m.d.comb += [layer.i.valid.eq(valid), layer.i.payload.eq(payload)]
             valid, payload = layer.o.valid, layer.o.payload
         m.d.comb += [self.out_valid.eq(valid), self.out_data.eq(payload)]
+        if self.bus is not None:
+            self._config_bus(m)
         return m
+
+    def _config_bus(self, m: Module):
+        d = self.bus.data_width
+        if self.i2c is not None:
+            i2c = m.submodules.i2c = self.i2c
+            addr, wdata, we = Signal(16, name="cfg_addr"), Signal(d, name="cfg_wdata"), Signal(name="cfg_we")
+            rdata_reg = Signal(d, name="cfg_rdata")
+            m.d.comb += [i2c.scl_i.eq(self.scl_i), i2c.sda_i.eq(self.sda_i), self.sda_oe.eq(i2c.sda_oe),
+                         addr.eq(i2c.bus_addr), wdata.eq(i2c.bus_wdata), we.eq(i2c.bus_we),
+                         i2c.bus_rdata.eq(rdata_reg)]
+        else:
+            addr, wdata, we, rdata_reg = self.cfg_addr, self.cfg_wdata, self.cfg_we, self.cfg_rdata
+        stored = [layer for layer in self.layers if getattr(layer, "bank", None) is not None]
+        for layer in stored:
+            m.d.comb += [layer.cfg_addr.eq(addr), layer.cfg_wdata.eq(wdata), layer.cfg_we.eq(we)]
+        width = self.bus.counter_width
+        flag = Signal(name="err_flag")
+        count = Signal(width, name="err_count")
+        error = Signal(name="err_any")
+        m.d.comb += error.eq(Cat(*[layer.cfg_error for layer in stored]).any())
+        with m.If(we & (addr == CLEAR_ADDR)):
+            m.d.sync += [flag.eq(0), count.eq(0)]
+        with m.Elif(error):
+            m.d.sync += [flag.eq(1), count.eq(Mux(count == (1 << width) - 1, count, count + 1))]
+        rdata = Signal(d, name="cfg_rdata_next")
+        m.d.comb += rdata.eq(reduce(operator.or_, [layer.cfg_rdata for layer in stored]))
+        with m.If(addr == STATUS_ADDR):
+            m.d.comb += rdata.eq(flag)
+        with m.If(addr == ERROR_COUNT_ADDR):
+            m.d.comb += rdata.eq(count)
+        m.d.sync += rdata_reg.eq(rdata)
+
+
+def layer_instance(k: int, name: str) -> str:
+    """The Verilog instance name of layer ``k`` (named ``name``) inside a :class:`Network`."""
+    return f"layer{k}_{_ident(name)}"
 
 
 def _ident(name: str) -> str:

@@ -28,12 +28,28 @@ Per-layer keys:
     adder-tree levels between pipeline registers (default 2, at least 1).
 ``io``
     ``parallel`` (default): the whole input vector is one word and every
-    output is computed at once.  ``stream`` (one pixel per cycle with line
-    buffers) is not supported yet.
+    output is computed at once.  ``stream`` (Conv and pooling layers): the
+    image enters one pixel (all channels) per cycle, line buffers form the
+    windows and one window is computed per ``reuse_factor`` cycles (see
+    :mod:`rtlgen.hw.stream`).  Streamed layers must be the leading layers of
+    the model; activations take the mode of the layer before them.
+
+``storage``
+    ``constant`` (default: weights folded into the logic), ``register``
+    (one register word per parameter, reset to the trained code, written
+    through the configuration bus) or ``tmr`` (three voted, scrubbed copies;
+    see :mod:`rtlgen.hw.storage`).  Dense and Conv layers only.
+``tmr_bits``
+    with ``storage: tmr``: only the N most significant bits of each word
+    are triplicated (1 .. the widest of the weight and bias widths; default
+    the whole word).
 
 Conv and AveragePool layers take the dense keys (an average pool's
-``weight`` type holds ``1/n``; its bias is zero); MaxPool takes ``result``
-and ``io``.
+``weight`` type holds ``1/n``; its bias is zero, and its storage is always
+constant); MaxPool takes ``result`` and ``io``.
+
+Top-level ``i2c: {address: 0x42, clk_hz: 10e6, filter_cycles: 3}`` puts an
+I2C target (:mod:`rtlgen.hw.i2c`) in front of the configuration bus.
 """
 
 from __future__ import annotations
@@ -46,12 +62,13 @@ import numpy as np
 from ..errors import RtlgenError
 from ..numerics.fixed import Overflow, parse_type, quantize
 from .conv import Conv, Pool, QConv, QMaxPool, pool_matrix
-from .model import Activation, Dense, FloatModel, QActivation, QDense, QModel
+from .model import STORAGE_MODES, Activation, Dense, FloatModel, QActivation, QDense, QModel
 
-DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "io"}
+DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "io", "storage", "tmr_bits"}
 ACTIVATION_KEYS = {"result", "io"}
 IO_MODES = ("parallel", "stream")
-TOP_KEYS = {"input", "default", "layers", "name"}
+TOP_KEYS = {"input", "default", "layers", "name", "i2c"}
+I2C_KEYS = {"address", "clk_hz", "filter_cycles"}
 
 
 def load_config(source) -> dict:
@@ -83,7 +100,7 @@ def _type(value, where: str):
         raise RtlgenError(f"{where}: {exc}") from None
 
 
-def _reuse(value, nonzero: int, where: str) -> int:
+def _reuse(value, nonzero: int, where: str, what: str = "nonzero weights") -> int:
     upper = max(1, nonzero)
     if isinstance(value, str) and value.strip().lower() in ("full", "max"):
         return upper
@@ -92,8 +109,108 @@ def _reuse(value, nonzero: int, where: str) -> int:
     if not 1 <= int(value) <= upper:
         raise RtlgenError(
             f"{where}: reuse_factor {value} is out of range: use 1 to {upper} "
-            f"(the layer has {nonzero} nonzero weights) or 'full'")
+            f"(the layer has {nonzero} {what}) or 'full'")
     return int(value)
+
+
+class _StreamPrefix:
+    """Checks that ``io: stream`` layers form the leading part of the model.
+
+    Streamed layers are the input stage: Conv and pooling layers (with the
+    activations that follow them) from the first layer on.  A Dense layer
+    never streams (a ``default`` io of ``stream`` does not apply to it).
+    """
+
+    def __init__(self):
+        self.streaming = True      # still inside the leading streamed part
+        self.any = False           # some layer streams
+        self.last_parallel = None  # name of the first layer that does not stream
+
+    def mode(self, layer, io: str, explicit: bool, where: str) -> str:
+        spatial = isinstance(layer, (Conv, Pool))
+        if isinstance(layer, Activation):
+            mode = "stream" if self.streaming and self.any else "parallel"
+            if explicit and io != mode:
+                raise RtlgenError(f"{where}: an activation takes the io mode of the layer before it "
+                                  f"({mode}); remove its 'io' key")
+            return mode
+        if not spatial:
+            if explicit and io == "stream":
+                raise RtlgenError(f"{where}: io 'stream' applies to Conv and pooling layers only; "
+                                  "use io: parallel for this layer")
+            io = "parallel"
+        if io == "stream":
+            if not self.streaming:
+                raise RtlgenError(
+                    f"{where}: io 'stream' layers must come first (they form the input stage), but "
+                    f"layer {self.last_parallel!r} before it is parallel: stream every Conv/pooling "
+                    "layer up to this one, or use io: parallel here")
+            if len(layer.in_shape) not in (2, 3):
+                raise RtlgenError(f"{where}: io 'stream' needs a [C, L] or [C, H, W] feature map input")
+            self.any = True
+        elif self.streaming:
+            self.streaming = False
+            self.last_parallel = layer.name
+        return io
+
+
+def _window_nonzero(matrix: np.ndarray, layer, where: str) -> int:
+    """Nonzero weights of one window of a streamed average pool."""
+    if any(layer.pads) and not layer.count_include_pad:
+        raise RtlgenError(f"{where}: a streamed AveragePool with padding needs count_include_pad=1 "
+                          "(its divisor would change at the borders): use io: parallel or "
+                          "count_include_pad=1")
+    nonzero = np.unique(matrix[matrix != 0])
+    if len(nonzero) != 1:
+        raise RtlgenError(f"{where}: 1/n quantizes to zero in the weight type: widen layers."
+                          f"{layer.name}.weight")
+    return int(layer.in_shape[0] * np.prod(layer.kernel))
+
+
+def _storage(merged: dict, own: dict, layer, io: str, weight_type, bias_type, where: str):
+    """The layer's (storage, tmr_bits) from its merged configuration."""
+    trained = isinstance(layer, (Dense, Conv))
+    storage = merged.get("storage", "constant") if trained else own.get("storage", "constant")
+    if storage not in STORAGE_MODES:
+        raise RtlgenError(f"{where}: storage must be one of {', '.join(STORAGE_MODES)}, got {storage!r}")
+    if storage != "constant" and not trained:
+        raise RtlgenError(f"{where}: an AveragePool has no trained parameters to store; "
+                          "remove its 'storage' key (it is always constant)")
+    if storage != "constant" and io == "stream":
+        raise RtlgenError(f"{where}: storage {storage!r} needs io: parallel; use storage: constant "
+                          "for a streamed layer")
+    tmr_bits = merged.get("tmr_bits") if storage == "tmr" else own.get("tmr_bits")
+    if tmr_bits is None:
+        return storage, None
+    if storage != "tmr":
+        raise RtlgenError(f"{where}: tmr_bits applies only with storage: tmr (the layer's storage is "
+                          f"{storage!r}); remove it or set storage: tmr")
+    widest = max(weight_type.width, bias_type.width)
+    if isinstance(tmr_bits, bool) or not isinstance(tmr_bits, (int, np.integer)) or \
+            not 1 <= int(tmr_bits) <= widest:
+        raise RtlgenError(f"{where}: tmr_bits must be an integer from 1 to {widest} (the widest stored "
+                          f"word), got {tmr_bits!r}")
+    return storage, int(tmr_bits)
+
+
+def _i2c(value, layers) -> dict | None:
+    """The ``i2c`` option: an I2C target in front of the configuration bus."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "address" not in value or set(value) - I2C_KEYS:
+        raise RtlgenError(f"config 'i2c' must be a mapping with 'address' (7-bit, 0x08..0x77) and optional "
+                          f"'clk_hz' and 'filter_cycles'; allowed keys: {sorted(I2C_KEYS)}")
+    if not any(getattr(layer, "stored", False) for layer in layers):
+        raise RtlgenError("config 'i2c' needs a configuration bus: set storage: register or tmr on some "
+                          "dense/conv layer")
+    address, clk_hz, filt = value["address"], value.get("clk_hz", 10e6), value.get("filter_cycles", 3)
+    if isinstance(address, bool) or not isinstance(address, int) or not 0x08 <= address <= 0x77:
+        raise RtlgenError(f"config 'i2c': address must be a 7-bit I2C address from 0x08 to 0x77, got {address!r}")
+    if isinstance(clk_hz, bool) or not isinstance(clk_hz, (int, float)) or not clk_hz > 0:
+        raise RtlgenError(f"config 'i2c': clk_hz must be the core clock frequency in Hz, got {clk_hz!r}")
+    if isinstance(filt, bool) or not isinstance(filt, int) or filt < 1:
+        raise RtlgenError(f"config 'i2c': filter_cycles must be an integer >= 1, got {filt!r}")
+    return {"address": address, "clk_hz": float(clk_hz), "filter_cycles": filt}
 
 
 def _quantize_param(values: np.ndarray, typ, where: str) -> np.ndarray:
@@ -131,6 +248,7 @@ def apply_config(model: FloatModel, config) -> QModel:
     layers = []
     in_type = input_type
     size = model.n_in
+    stream_state = _StreamPrefix()
     for layer in model.layers:
         own = overrides.get(layer.name) or {}
         if not isinstance(own, dict):
@@ -150,14 +268,13 @@ def apply_config(model: FloatModel, config) -> QModel:
         io = merged.get("io", "parallel")
         if io not in IO_MODES:
             raise RtlgenError(f"{where}: io must be 'parallel' or 'stream', got {io!r}")
-        if io == "stream":
-            raise RtlgenError(f"{where}: io 'stream' is not supported yet; use io: parallel")
+        io = stream_state.mode(layer, io, "io" in own, where)
         if isinstance(layer, Pool) and layer.kind == "max":
             if layer.n_in != size:
                 raise RtlgenError(f"{where}: expects {layer.n_in} inputs but the previous layer gives {size}")
             q = QMaxPool(name=layer.name, in_type=in_type, result_type=result_type,
                          in_shape=tuple(layer.in_shape), kernel=tuple(layer.kernel),
-                         stride=tuple(layer.stride), pads=tuple(layer.pads))
+                         stride=tuple(layer.stride), pads=tuple(layer.pads), io=io)
             if not all(q.windows()):
                 raise RtlgenError(f"{where}: a pooling window lies entirely in the padding; "
                                   "use pads smaller than the kernel")
@@ -189,21 +306,32 @@ def apply_config(model: FloatModel, config) -> QModel:
                 w = _quantize_param(layer.weight, weight_type, f"{where} weights")
                 b = _quantize_param(layer.bias, bias_type, f"{where} bias")
             nonzero = int(np.count_nonzero(w))
-            reuse = _reuse(merged.get("reuse_factor", 1), nonzero, where)
+            if io == "stream":   # the reuse factor applies to one window
+                nonzero = int(np.count_nonzero(kernel_codes)) if isinstance(layer, Conv) else \
+                    _window_nonzero(w, layer, where)
+            storage, tmr_bits = _storage(merged, own, layer, io, weight_type, bias_type, where)
+            what = "nonzero weights"
+            if storage != "constant":   # every structural position is multiplied
+                what = "weight positions"
+                nonzero = int(np.count_nonzero(layer.matrix(np.ones_like(kernel_codes)))) \
+                    if isinstance(layer, Conv) else int(w.size)
+            reuse = _reuse(merged.get("reuse_factor", 1), nonzero, where, what)
             levels = merged.get("adder_levels", 2)
             if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
                 raise RtlgenError(f"{where}: adder_levels must be an integer >= 1, got {levels!r}")
             common = dict(name=layer.name, in_type=in_type, weight_type=weight_type, bias_type=bias_type,
                           result_type=result_type, weights=w, bias=b, reuse_factor=reuse,
                           accum_type=accum_type, adder_levels=levels)
+            if storage != "constant":
+                common.update(storage=storage, tmr_bits=tmr_bits)
             if isinstance(layer, Conv):
                 q = QConv(**common, in_shape=tuple(layer.in_shape), out_shape=layer.out_shape,
                           kernel=layer.kernel, stride=tuple(layer.stride), pads=tuple(layer.pads),
-                          kernel_codes=kernel_codes, bias_codes=bias_codes)
+                          kernel_codes=kernel_codes, bias_codes=bias_codes, io=io)
             elif isinstance(layer, Pool):
                 q = QConv(**common, in_shape=tuple(layer.in_shape), out_shape=layer.out_shape,
                           kernel=tuple(layer.kernel), stride=tuple(layer.stride), pads=tuple(layer.pads),
-                          count_include_pad=layer.count_include_pad, op="avgpool")
+                          count_include_pad=layer.count_include_pad, op="avgpool", io=io)
             else:
                 q = QDense(**common)
             size = layer.n_out
@@ -216,4 +344,4 @@ def apply_config(model: FloatModel, config) -> QModel:
         in_type = result_type
     name = cfg.get("name") or model.name
     return QModel(name=name, input_type=input_type, n_in=model.n_in, layers=layers,
-                  input_shape=getattr(model, "input_shape", None))
+                  input_shape=getattr(model, "input_shape", None), i2c=_i2c(cfg.get("i2c"), layers))

@@ -214,6 +214,16 @@ class QConv(QDense):
         return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
                 "kernel": list(self.kernel), "stride": list(self.stride), "pads": list(self.pads)}
 
+    @property
+    def reuse_limit(self) -> int:
+        """The largest reuse factor: nonzero weights of the unrolled matrix,
+        or of one window when the layer streams."""
+        if self.io != "stream":
+            return max(1, self.nonzero)
+        if self.op == "conv":
+            return max(1, int(np.count_nonzero(self.kernel_codes)))
+        return int(self.in_shape[0] * prod(self.kernel))
+
 
 @dataclass
 class QMaxPool:

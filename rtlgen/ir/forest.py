@@ -22,6 +22,7 @@ The configuration (YAML/JSON mapping)::
     pipeline: per_level             # none | per_level | N (levels per register)
     reuse_factor: 1                 # evaluate the trees in R groups, one per cycle (II = R)
     class_output: false             # also emit the argmax class as an extra output element
+    table_bits: 6                   # path-code bits per leaf-sum table (0: multiplexer trees)
 
 :func:`quantize_forest` turns thresholds into integer comparisons on input
 codes (``code < c``) that take the same branch as the library for every
@@ -47,7 +48,7 @@ DECISIONS = {
     "le_f64": "x <= t in float64 (LightGBM, conifer)",
 }
 FOREST_KEYS = {"input", "features", "score", "base", "result", "pipeline", "reuse_factor",
-               "class_output", "name"}
+               "class_output", "table_bits", "name"}
 
 
 @dataclass
@@ -209,6 +210,7 @@ class QForest:
     pipeline: object = "per_level"   # "none", "per_level" or int
     class_output: bool = False
     reuse_factor: int = 1            # trees evaluated in this many groups (II)
+    table_bits: int = 6              # path-code bits per leaf-sum table of the core
     task: str = "classifier"
     decision: str = ""
     library: str = ""
@@ -256,7 +258,8 @@ class QForest:
             "input_types": [str(t) for t in self.input_types], "score_type": str(self.score_type),
             "base_type": str(self.base_type), "result_type": str(self.result_type),
             "base": [int(b) for b in self.base], "pipeline": self.pipeline,
-            "class_output": self.class_output, "reuse_factor": self.reuse_factor, "task": self.task, "decision": self.decision,
+            "class_output": self.class_output, "reuse_factor": self.reuse_factor,
+            "table_bits": self.table_bits, "task": self.task, "decision": self.decision,
             "library": self.library, "objective": self.objective,
             "trees": [{"feature": t.feature, "cut": [int(c) for c in t.cut], "left": t.left,
                        "right": t.right, "value": [int(v) for v in t.value], "output": t.output}
@@ -273,7 +276,7 @@ class QForest:
                                 right=list(t["right"]), value=list(t["value"]), output=int(t["output"]))
                           for t in d["trees"]],
                    pipeline=d.get("pipeline", "per_level"), class_output=bool(d.get("class_output")),
-                   reuse_factor=int(d.get("reuse_factor", 1)),
+                   reuse_factor=int(d.get("reuse_factor", 1)), table_bits=int(d.get("table_bits", 6)),
                    task=d.get("task", "classifier"), decision=d.get("decision", ""),
                    library=d.get("library", ""), objective=d.get("objective", ""))
 
@@ -379,6 +382,12 @@ def quantize_forest(forest: Forest, config) -> QForest:
     if isinstance(reuse, bool) or not isinstance(reuse, (int, np.integer)) or not 1 <= int(reuse) <= most:
         raise RtlgenError(f"config 'reuse_factor' {reuse!r}: use an integer from 1 to {most} (the most "
                           "trees of one class); the trees are evaluated in that many groups, II = reuse_factor")
+    table_bits = cfg.get("table_bits", 6)
+    if isinstance(table_bits, bool) or not isinstance(table_bits, (int, np.integer)) \
+            or not 0 <= int(table_bits) <= 8:
+        raise RtlgenError(f"config 'table_bits' {table_bits!r}: use an integer from 0 to 8 (path-code bits "
+                          "per leaf-sum table: 6 suits 6-input LUTs; 0 keeps multiplexer trees, "
+                          "usually smaller on 4-input-LUT devices)")
     class_output = cfg.get("class_output", False)
     if not isinstance(class_output, bool):
         raise RtlgenError(f"config 'class_output' must be true or false, got {class_output!r}")
@@ -389,7 +398,8 @@ def quantize_forest(forest: Forest, config) -> QForest:
     qf = QForest(name=cfg.get("name") or forest.name, n_features=forest.n_features,
                  n_outputs=forest.n_outputs, input_types=in_types, score_type=score_type,
                  base_type=base_type, result_type=score_type, base=base, trees=trees,
-                 pipeline=pipeline, class_output=class_output, reuse_factor=int(reuse), task=forest.task,
+                 pipeline=pipeline, class_output=class_output, reuse_factor=int(reuse),
+                 table_bits=int(table_bits), task=forest.task,
                  decision=forest.decision, library=forest.library, objective=forest.objective)
     if cfg.get("result") is not None:
         qf.result_type = _type(cfg["result"], "config 'result'")

@@ -25,14 +25,17 @@ Conv, MaxPool, AveragePool
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Union
 
 import numpy as np
 
+from ..errors import RtlgenError
 from ..numerics.fixed import FixedType, parse_type
 
 ACTIVATIONS = ("relu", "linear")
+#: where a dense/conv layer keeps its weights and biases (see :class:`QDense`)
+STORAGE_MODES = ("constant", "register", "tmr")
 
 
 # ---------------------------------------------------------------------------
@@ -89,6 +92,16 @@ class QDense:
 
     ``weights`` holds integer codes of ``weight_type`` with shape
     [n_in, n_out]; ``bias`` holds codes of ``bias_type``.
+
+    ``storage`` says where the hardware keeps the parameters: ``constant``
+    (folded into the logic; zero weights cost nothing), ``register`` (one
+    register word per parameter, reset to the trained code and writable on
+    the configuration bus) or ``tmr`` (as ``register``, with the
+    ``tmr_bits`` most significant bits of every word triplicated, voted,
+    checked and scrubbed; ``None`` means the whole word).  A parameter is a
+    weight (a matrix entry of a dense layer, a kernel tap of a convolution)
+    or a bias (per output, per output channel of a convolution);
+    :meth:`param_index` maps the matrix onto them.
     """
     name: str
     in_type: FixedType
@@ -101,6 +114,8 @@ class QDense:
     accum_type: Optional[FixedType] = None
     adder_levels: int = 2
     op: str = "dense"
+    storage: str = "constant"
+    tmr_bits: Optional[int] = None
 
     @property
     def n_in(self) -> int:
@@ -116,10 +131,80 @@ class QDense:
         return int(np.count_nonzero(self.weights))
 
     @property
+    def stored(self) -> bool:
+        """True when the parameters live in registers (``register`` or ``tmr``)."""
+        return self.storage != "constant"
+
+    @property
+    def positions(self) -> int:
+        """Matrix entries that get a multiplier (see :meth:`structure`)."""
+        return int(np.count_nonzero(self.structure()))
+
+    @property
     def multipliers(self) -> int:
-        """Multipliers the hardware instantiates: ceil(nonzero / R)."""
-        nz = self.nonzero
+        """Multipliers the hardware instantiates: ceil(positions / R)."""
+        nz = self.positions
         return -(-nz // self.reuse_factor) if nz else 0
+
+    def structure(self) -> np.ndarray:
+        """Boolean [n_in, n_out]: the matrix entries the hardware multiplies.
+
+        Constant weights: the nonzero ones.  Stored weights: every entry
+        backed by a parameter word (all of a dense matrix; the taps of a
+        convolution that fall inside the input), zero or not.
+        """
+        if not self.stored:
+            return np.asarray(self.weights) != 0
+        return self.param_index()[0] >= 0
+
+    def _is_conv(self) -> bool:
+        return self.op == "conv"
+
+    def param_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """The parameter word behind each matrix entry and each bias.
+
+        Returns ``(windex, bindex)``: ``windex`` [n_in, n_out] holds the
+        weight word number (-1 where no parameter feeds the entry: padding
+        taps and positions outside every window), ``bindex`` [n_out] the
+        bias word number.  Word order: a dense layer's weight ``w[i, j]`` is
+        word ``j*n_in + i`` and bias ``b[j]`` word ``j``; a convolution's
+        kernel tap ``w[co, ci, k...]`` is its flat C-order index in the
+        kernel and bias ``b[co]`` word ``co``.
+        """
+        n_in, n_out = self.n_in, self.n_out
+        if self._is_conv():
+            from .conv import conv_matrix
+            if self.kernel_codes is None:
+                raise RtlgenError(f"layer {self.name!r}: the model has no kernel codes for this conv layer; "
+                                  "rebuild it from the model file to store its parameters")
+            kernel = np.asarray(self.kernel_codes)
+            ids = np.arange(1, kernel.size + 1, dtype=np.int64).reshape(kernel.shape)
+            windex = conv_matrix(ids, self.in_shape, self.stride, self.pads) - 1
+            per_channel = n_out // kernel.shape[0]
+            return windex, np.arange(n_out) // per_channel
+        windex = (np.arange(n_out)[None, :] * n_in + np.arange(n_in)[:, None]).astype(np.int64)
+        return windex, np.arange(n_out)
+
+    def param_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The weight and bias codes in word order (see :meth:`param_index`)."""
+        if self._is_conv():
+            return (np.asarray(self.kernel_codes).reshape(-1).copy(),
+                    np.asarray(self.bias_codes).reshape(-1).copy())
+        return np.asarray(self.weights).T.reshape(-1).copy(), np.asarray(self.bias).reshape(-1).copy()
+
+    def with_params(self, weight_codes, bias_codes) -> "QDense":
+        """A copy of this layer holding other parameter codes (in word order)."""
+        weight_codes = np.asarray(weight_codes, dtype=np.int64).reshape(-1)
+        bias_codes = np.asarray(bias_codes, dtype=np.int64).reshape(-1)
+        if self._is_conv():
+            from .conv import conv_matrix
+            kernel = weight_codes.reshape(np.asarray(self.kernel_codes).shape)
+            per_channel = self.n_out // kernel.shape[0]
+            return replace(self, weights=conv_matrix(kernel, self.in_shape, self.stride, self.pads),
+                           bias=np.repeat(bias_codes, per_channel), kernel_codes=kernel,
+                           bias_codes=bias_codes.copy())
+        return replace(self, weights=weight_codes.reshape(self.n_out, self.n_in).T.copy(),
+                       bias=bias_codes.copy())
 
 
 @dataclass
@@ -153,6 +238,8 @@ class QModel:
     layers: list
     #: [C, H, W] or [C, L] when the input is a feature map (flattened in that order)
     input_shape: Optional[tuple] = None
+    #: an I2C target in front of the configuration bus: {"address", "clk_hz", "filter_cycles"}
+    i2c: Optional[dict] = None
 
     @property
     def n_out(self) -> int:
@@ -170,7 +257,8 @@ class QModel:
         for layer in self.layers:
             if isinstance(layer, QMaxPool):
                 layers.append({"op": "maxpool", "name": layer.name, "in_type": str(layer.in_type),
-                               "result_type": str(layer.result_type), **layer.geometry()})
+                               "result_type": str(layer.result_type), "io": layer.io,
+                               **layer.geometry()})
                 continue
             if isinstance(layer, QDense):
                 layers.append({
@@ -182,9 +270,11 @@ class QModel:
                     "weights": [[int(v) for v in row] for row in layer.weights],
                     "bias": [int(v) for v in layer.bias],
                 })
+                if layer.stored:
+                    layers[-1].update({"storage": layer.storage, "tmr_bits": layer.tmr_bits})
                 if isinstance(layer, QConv):
                     layers[-1].update({"op": layer.op, "count_include_pad": layer.count_include_pad,
-                                       **layer.geometry()})
+                                       "io": layer.io, **layer.geometry()})
                     if layer.kernel_codes is not None:
                         layers[-1]["kernel_codes"] = np.asarray(layer.kernel_codes).tolist()
                         layers[-1]["bias_codes"] = [int(v) for v in layer.bias_codes]
@@ -198,6 +288,8 @@ class QModel:
                "layers": layers}
         if self.input_shape is not None:
             out["input_shape"] = [int(v) for v in self.input_shape]
+        if self.i2c is not None:
+            out["i2c"] = dict(self.i2c)
         return out
 
     @classmethod
@@ -209,7 +301,8 @@ class QModel:
                 layers.append(QMaxPool(
                     name=ld["name"], in_type=parse_type(ld["in_type"]),
                     result_type=parse_type(ld["result_type"]), in_shape=tuple(ld["in_shape"]),
-                    kernel=tuple(ld["kernel"]), stride=tuple(ld["stride"]), pads=tuple(ld["pads"])))
+                    kernel=tuple(ld["kernel"]), stride=tuple(ld["stride"]), pads=tuple(ld["pads"]),
+                    io=ld.get("io", "parallel")))
             elif ld["op"] in ("conv", "avgpool"):
                 layers.append(QConv(
                     name=ld["name"], in_type=parse_type(ld["in_type"]),
@@ -222,7 +315,8 @@ class QModel:
                     kernel=tuple(ld["kernel"]), stride=tuple(ld["stride"]), pads=tuple(ld["pads"]),
                     count_include_pad=bool(ld.get("count_include_pad", False)), op=ld["op"],
                     kernel_codes=_int_array(ld["kernel_codes"]) if "kernel_codes" in ld else None,
-                    bias_codes=_int_array(ld["bias_codes"]) if "bias_codes" in ld else None))
+                    bias_codes=_int_array(ld["bias_codes"]) if "bias_codes" in ld else None,
+                    io=ld.get("io", "parallel"), **_storage_fields(ld)))
             elif ld["op"] == "dense":
                 layers.append(QDense(
                     name=ld["name"], in_type=parse_type(ld["in_type"]),
@@ -230,13 +324,20 @@ class QModel:
                     result_type=parse_type(ld["result_type"]),
                     accum_type=parse_type(ld["accum_type"]) if ld.get("accum_type") else None,
                     weights=_int_array(ld["weights"]), bias=_int_array(ld["bias"]),
-                    reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2))))
+                    reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2)),
+                    **_storage_fields(ld)))
             else:
                 layers.append(QActivation(
                     name=ld["name"], kind=ld["kind"], size=int(ld["size"]),
                     in_type=parse_type(ld["in_type"]), result_type=parse_type(ld["result_type"])))
         shape = tuple(int(v) for v in d["input_shape"]) if d.get("input_shape") else None
-        return cls(d["name"], parse_type(d["input_type"]), int(d["n_in"]), layers, shape)
+        return cls(d["name"], parse_type(d["input_type"]), int(d["n_in"]), layers, shape, d.get("i2c"))
+
+
+def _storage_fields(ld: dict) -> dict:
+    tmr_bits = ld.get("tmr_bits")
+    return {"storage": ld.get("storage", "constant"),
+            "tmr_bits": int(tmr_bits) if tmr_bits is not None else None}
 
 
 def _int_array(values) -> np.ndarray:

@@ -1,0 +1,170 @@
+"""Configuration-bus and fault-injection simulation of a core with stored parameters.
+
+:func:`make_plan` prepares what ``sims/test_config_bus.py`` needs: input
+vectors with their golden outputs, a reprogramming with new parameters (and
+the golden outputs under them), unmapped addresses to write garbage to, and
+the fault list: every (word, copy, bit) of the triplicated bits when there
+are at most ``max_single`` of them, else a random sample of that size (the
+plan records which); a sample of double flips (the same bit in two
+copies) and of flips in unprotected low bits.
+
+:func:`run_config_bench` runs the bench on Icarus or Verilator (built with
+``--public-flat-rw`` so that the copies' registers can be written) and
+returns the figures it recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..emit.regmap import ConfigDriver
+from ..errors import RtlgenError
+from ..golden.mlp import predict_codes
+from ..ir.model import QModel
+from . import tools
+from .sim import SIMS_DIR, TIMESCALE, _environ, _results_failures, _sys_path_first, _tail, read_manifest
+
+__all__ = ["BENCH_MODULE", "make_plan", "fault_list", "run_config_bench"]
+
+BENCH_MODULE = "test_config_bus"
+VERILATOR_ARGS = ("-Wno-fatal", "--public-flat-rw", "-CFLAGS", "-O0")
+
+
+def fault_list(regmap: dict, max_single: int = 2000, max_double: int = 64, max_unprotected: int = 64,
+               seed: int = 1) -> dict:
+    """The flips to inject: exhaustive up to the limits, else a seeded random sample."""
+    rng = np.random.default_rng(seed)
+    single, double, unprotected = [], [], []
+    for layer in regmap["layers"]:
+        if layer["storage"] != "tmr":
+            continue
+        prefix_of = {"weights": "w", "bias": "b"}
+        for kind in ("weights", "bias"):
+            g = layer[kind]
+            low = g["width"] - g["protected_bits"]
+            for k in range(g["count"]):
+                signal = f"{layer['instance']}.{prefix_of[kind]}{k}"
+                for bit in range(g["protected_bits"]):
+                    double.append([signal, [0, 1], bit])
+                    for copy in range(3):
+                        single.append([signal, copy, bit])
+                for bit in range(low):
+                    unprotected.append([signal, bit])
+
+    def pick(items, limit):
+        if len(items) <= limit:
+            return items, "exhaustive"
+        idx = sorted(rng.choice(len(items), size=limit, replace=False))
+        return [items[i] for i in idx], f"random sample of {limit} of {len(items)} (seed {seed})"
+
+    total_single = len(single)
+    single, how = pick(single, max_single)
+    for entry in double:    # vary which two copies are hit
+        entry[1] = [[0, 1], [1, 2], [0, 2]][int(rng.integers(3))]
+    double, how_double = pick(double, max_double)
+    unprotected, how_un = pick(unprotected, max_unprotected)
+    return {"single": single, "double": double, "unprotected": unprotected,
+            "single_total": total_single, "single_selection": how, "double_selection": how_double,
+            "unprotected_selection": how_un, "max_scrub_cycles": int(regmap["scrub_cycles"])}
+
+
+def _random_params(model: QModel, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for layer in model.layers:
+        if getattr(layer, "stored", False):
+            w, b = layer.param_codes()
+            wt, bt = layer.weight_type, layer.bias_type
+            out[layer.name] = (rng.integers(wt.min_code, wt.max_code + 1, size=w.shape),
+                               rng.integers(bt.min_code, bt.max_code + 1, size=b.shape))
+    return out
+
+
+def make_plan(model: QModel, regmap: dict, n_vectors: int = 24, seed: int = 1, **fault_limits) -> dict:
+    """Everything the config-bus bench checks, with golden outputs."""
+    driver = ConfigDriver(regmap)
+    t = model.input_type
+    rng = np.random.default_rng(seed)
+    x = rng.integers(t.min_code, t.max_code + 1, size=(n_vectors, model.n_in))
+    x[0], x[1] = t.max_code, t.min_code
+    reprogrammed = driver.model_with(model, _random_params(model, seed + 1))
+    writes = driver.writes(reprogrammed)
+    mapped = {a for a, _ in writes} | {0, 1, 2}
+    end = int(regmap["end_addr"])
+    candidates = list(range(3, end + 32)) + [0x8000, 0xFFFE, 0xFFFF]
+    unmapped = [a for a in candidates if a not in mapped]
+    return {
+        "vectors": x.tolist(),
+        "expected": predict_codes(model, x).tolist(),
+        "program": {"writes": [[int(a), int(w)] for a, w in writes],
+                    "readback": {str(a): int(w) for a, w in writes},
+                    "expected": predict_codes(reprogrammed, x).tolist()},
+        "unmapped": unmapped,
+        "faults": fault_list(regmap, seed=seed, **fault_limits),
+    }
+
+
+def run_config_bench(outdir, plan: dict, simulator: str = "icarus", work_dir=None,
+                     testcase: list[str] | None = None) -> dict:
+    """Run ``sims/test_config_bus.py`` on the core in ``outdir``; return its figures.
+
+    Raises :class:`RtlgenError` naming the failing checks (and the log).
+    """
+    outdir = Path(outdir).resolve()
+    manifest = read_manifest(outdir)
+    if "config_bus" not in manifest:
+        raise RtlgenError(f"{outdir}: the core has no configuration bus (every layer has storage: constant)")
+    top = str(manifest["top"])
+    tools.ensure_simulator(simulator)
+    from cocotb_tools.runner import get_runner
+
+    temporary = work_dir is None
+    wdir = Path(tempfile.mkdtemp(prefix=f"rtlgen-cfg-{top}-{simulator}-")) if temporary else Path(work_dir)
+    wdir = wdir.resolve()
+    wdir.mkdir(parents=True, exist_ok=True)
+    plan_path, results_path = wdir / "plan.json", wdir / "results.json"
+    results_xml = wdir / f"results_{simulator}.xml"
+    build_log, sim_log = wdir / f"build_{simulator}.log", wdir / f"sim_{simulator}.log"
+    for stale in (results_path, results_xml):
+        stale.unlink(missing_ok=True)
+    plan_path.write_text(json.dumps(plan) + "\n")
+    env = {"RTLGEN_MANIFEST": str(outdir / "manifest.json"), "RTLGEN_PLAN": str(plan_path),
+           "RTLGEN_RESULTS": str(results_path)}
+    runner = get_runner(simulator)
+    runner.log.setLevel(logging.WARNING)
+    build_env = tools.verilator_build_env() if simulator == "verilator" else {}
+    try:
+        with _environ(build_env):
+            runner.build(sources=[outdir / manifest["verilog"]], hdl_toplevel=top,
+                         build_dir=wdir / f"sim_build_{simulator}",
+                         build_args=list(VERILATOR_ARGS) if simulator == "verilator" else [],
+                         always=True, timescale=TIMESCALE, log_file=build_log)
+    except (RuntimeError, SystemExit, OSError, ValueError) as e:
+        raise RtlgenError(f"{simulator} failed to build {top} ({e}); work dir {wdir}\n{_tail(build_log)}") from None
+    error = None
+    with _environ(env), _sys_path_first(SIMS_DIR):
+        try:
+            runner.test(test_module=BENCH_MODULE, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                        build_dir=wdir / f"sim_build_{simulator}", test_dir=wdir,
+                        results_xml=str(results_xml), extra_env=env, timescale=TIMESCALE,
+                        testcase=testcase, log_file=sim_log)
+        except SystemExit as e:
+            error = f"simulator exited with status {e.code}"
+        except (RuntimeError, OSError) as e:
+            error = str(e)
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    outcome = _results_failures(results_xml)
+    if error is not None or outcome is None or outcome[0] == 0 or outcome[1]:
+        why = "; ".join(outcome[1]) if outcome and outcome[1] else (error or "no test ran")
+        raise RtlgenError(f"{simulator} config-bus bench of {top} failed: {why} (log {sim_log}; "
+                          f"work dir {wdir})\n{_tail(sim_log)}")
+    results["tests"] = outcome[0]
+    if temporary:
+        shutil.rmtree(wdir, ignore_errors=True)
+    return results

@@ -1,0 +1,274 @@
+"""Streamed CNN input stages (``io: stream``): RTL vs golden, timing, errors.
+
+* generated RTL equals the golden model on Icarus and Verilator over a
+  matrix of kernel sizes, strides, paddings (valid, same, asymmetric),
+  channel counts, reuse factors, max/average pooling, several streamed
+  layers in a row, 1-D maps, and streamed layers followed by parallel ones;
+  inputs include the extreme codes and random vectors, offered with random
+  gaps so the section pauses at arbitrary points;
+* the bench checks the latency from every frame's last pixel exactly, and
+  at full input rate the frames complete exactly ``ii`` cycles apart;
+* every streamed core passes Verilator lint;
+* the line-buffer geometry (window corners) against a direct enumeration;
+* misplaced ``io: stream`` settings are clear errors (exit code 2).
+"""
+
+from __future__ import annotations
+
+import json
+from math import prod
+
+import numpy as np
+import pytest
+import yaml
+
+from rtlgen.cli import main
+from rtlgen.emit.build import save_build
+from rtlgen.errors import RtlgenError
+from rtlgen.flows.lint import lint_build
+from rtlgen.flows.sim import run_sim
+from rtlgen.golden.mlp import predict_codes
+from rtlgen.hw.stream import StreamGeometry
+from rtlgen.ir.config import apply_config
+from rtlgen.ir.conv import Conv, Pool, QConv, window_taps
+from rtlgen.ir.model import Activation, Dense, FloatModel, QModel
+
+TYPES = {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<8,4,RND,SAT>",
+         "result": "fixed<9,4,RND_CONV,SAT>"}
+
+
+def _conv(rng, name, in_shape, c_out, kernel, stride, pads):
+    return Conv(name, rng.normal(size=(c_out, in_shape[0], *kernel)), rng.normal(size=c_out),
+                in_shape, stride, pads)
+
+
+def _model(case: str):
+    """(float model, per-layer config) of one named test case."""
+    rng = np.random.default_rng(sum(map(ord, case)))
+    if case == "k3_same_c2":          # 3x3 stride 1 "same", ReLU, max pool, dense
+        c = _conv(rng, "c", (2, 6, 5), 3, (3, 3), (1, 1), (1, 1, 1, 1))
+        mp = Pool("mp", "max", c.out_shape, (2, 2), (2, 2), (0, 0, 1, 0))
+        d = Dense("d", rng.normal(size=(prod(mp.out_shape), 4)), rng.normal(size=4))
+        return [c, Activation("r", "relu"), mp, d], {"c": {"io": "stream"}, "mp": {"io": "stream"}}
+    if case == "econt_like":          # 8x8x1, 3x3 stride 2, TensorFlow "same" (pads at the end)
+        c = _conv(rng, "c", (1, 8, 8), 4, (3, 3), (2, 2), (0, 0, 1, 1))
+        d = Dense("d", rng.normal(size=(c.n_out, 5)), rng.normal(size=5))
+        return [c, Activation("r", "relu"), d], {"c": {"io": "stream", "reuse_factor": 3}}
+    if case == "two_convs":           # valid 2x2, then padded 3x3 stride (2, 1), avg pool
+        c1 = _conv(rng, "c1", (1, 7, 6), 2, (2, 2), (1, 1), (0, 0, 0, 0))
+        c2 = _conv(rng, "c2", c1.out_shape, 3, (3, 3), (2, 1), (1, 1, 1, 1))
+        ap = Pool("ap", "avg", c2.out_shape, (2, 2), (1, 1), (0, 0, 0, 0))
+        return ([c1, Activation("r1", "relu"), c2, Activation("r2", "relu"), ap],
+                {"c1": {"io": "stream", "reuse_factor": 2}, "c2": {"io": "stream", "reuse_factor": 5},
+                 "ap": {"io": "stream", "weight": "fixed<8,1,RND,SAT>"}})
+    if case == "asym_k2x3_full":      # non-square kernel and strides, asymmetric pads, R = full
+        c = _conv(rng, "c", (3, 5, 7), 2, (2, 3), (2, 1), (0, 2, 1, 0))
+        return [c], {"c": {"io": "stream", "reuse_factor": "full"}}
+    if case == "k1_then_parallel":    # 1x1 streamed conv, then a parallel conv and dense
+        c1 = _conv(rng, "c1", (2, 4, 4), 3, (1, 1), (1, 1), (0, 0, 0, 0))
+        c2 = _conv(rng, "c2", c1.out_shape, 2, (2, 2), (2, 2), (0, 0, 0, 0))
+        d = Dense("d", rng.normal(size=(c2.n_out, 3)), rng.normal(size=3))
+        return ([c1, Activation("r1", "relu"), c2, d],
+                {"c1": {"io": "stream"}, "d": {"reuse_factor": 4}})
+    if case == "conv1d_pool":         # 1-D: conv k3 stride 2 pad (1, 2), max pool with padding
+        c = _conv(rng, "c", (2, 9), 3, (3,), (2,), (1, 2))
+        mp = Pool("mp", "max", c.out_shape, (2,), (1,), (1, 0))
+        return [c, mp], {"c": {"io": "stream", "reuse_factor": 2}, "mp": {"io": "stream"}}
+    if case == "unused_tail":         # stride 2 valid on 8x8: the last row and column feed no window
+        c = _conv(rng, "c", (2, 8, 8), 2, (3, 3), (2, 2), (0, 0, 0, 0))
+        d = Dense("d", rng.normal(size=(c.n_out, 2)), rng.normal(size=2))
+        return [c, Activation("r", "relu"), d], {"c": {"io": "stream", "reuse_factor": 4}}
+    if case == "maxpool_first":       # a streamed max pool as the first layer, signed input
+        mp = Pool("mp", "max", (2, 5, 5), (3, 3), (2, 2), (1, 1, 1, 1))
+        return [mp], {"mp": {"io": "stream"}}
+    raise KeyError(case)
+
+
+def _quantized(case: str):
+    layers, overrides = _model(case)
+    in_shape = layers[0].in_shape
+    fm = FloatModel(case, prod(in_shape), layers, input_shape=tuple(in_shape))
+    return apply_config(fm, {"input": "fixed<6,2,RND,SAT>", "default": TYPES, "layers": overrides})
+
+
+def _vectors(q, n, seed):
+    rng = np.random.default_rng(seed)
+    t = q.input_type
+    x = rng.integers(t.min_code, t.max_code + 1, size=(n, q.n_in))
+    x[0], x[1] = t.max_code, t.min_code          # saturate every accumulator both ways
+    x[2] = np.where(np.arange(q.n_in) % 2, t.max_code, t.min_code)
+    x[3] = 0
+    return x
+
+
+ICARUS_CASES = ["k3_same_c2", "econt_like", "two_convs", "asym_k2x3_full", "k1_then_parallel",
+                "conv1d_pool", "maxpool_first", "unused_tail"]
+VERILATOR_CASES = ["k3_same_c2", "two_convs", "unused_tail"]
+
+
+@pytest.mark.parametrize("simulator,case",
+                         [("icarus", c) for c in ICARUS_CASES] + [("verilator", c) for c in VERILATOR_CASES])
+def test_stream_rtl_equals_golden(simulator, case, tmp_path):
+    q = _quantized(case)
+    manifest = save_build(q, tmp_path / "core")
+    assert manifest["io"] == "stream"
+    shape = q.input_shape
+    assert manifest["stream"]["channels"] == shape[0]
+    assert manifest["stream"]["pixels"] == prod(shape[1:])
+    assert manifest["ports"]["in_data"] == shape[0] * q.input_type.width
+    x = _vectors(q, 24, 7)
+    expected = predict_codes(q, x)
+    # random in_valid gaps: the section pauses anywhere; the bench checks every
+    # output, the exact latency from each frame's last pixel and the ii spacing
+    got = run_sim(tmp_path / "core", x, simulator=simulator, expected=expected,
+                  work_dir=tmp_path / "work", gap=0.4, seed=3)
+    assert np.array_equal(got, expected)
+    # full input rate: frames complete exactly ii cycles apart
+    run_sim(tmp_path / "core", x[:4], simulator=simulator, expected=expected[:4],
+            work_dir=tmp_path / "work", gap=0.0)
+    report = json.loads((tmp_path / "work" / "report.json").read_text())
+    assert report["min_accept_spacing"] == manifest["ii"]
+    assert report["latency_measured"] == [manifest["latency"]]
+    if simulator == "icarus":
+        assert lint_build(tmp_path / "core") == []
+
+
+def test_stream_matches_parallel_build_of_the_same_model(tmp_path):
+    """Streaming changes the timing only: the same model, parallel, gives the same codes."""
+    q = _quantized("two_convs")
+    par = QModel.from_dict({**q.to_dict(), "layers": [
+        {**ld, "io": "parallel"} for ld in q.to_dict()["layers"]]})
+    x = _vectors(q, 10, 11)
+    save_build(par, tmp_path / "par")
+    assert np.array_equal(run_sim(tmp_path / "par", x), predict_codes(q, x))
+    back = QModel.from_dict(json.loads(json.dumps(q.to_dict())))
+    assert [getattr(layer, "io", None) for layer in back.layers] == \
+        [getattr(layer, "io", None) for layer in q.layers]
+
+
+@pytest.mark.parametrize("case", ICARUS_CASES)
+def test_window_corners_equal_direct_enumeration(case):
+    """The walker's corner masks name exactly the windows the layer has."""
+    q = _quantized(case)
+    layer = q.layers[0]
+    g = StreamGeometry.of(layer)
+    spatial = layer.in_shape[1:]
+    n_windows = len(window_taps(spatial, layer.kernel, layer.stride, layer.pads))
+    rows = [r for r in range(g.padded_height) if g.window_rows() >> r & 1]
+    cols = [c for c in range(g.padded_width) if g.window_cols() >> c & 1]
+    assert len(rows) * len(cols) == n_windows == g.out_pixels
+    # a corner at padded (r, c) is the window whose first tap is (r - kh + 1, c - kw + 1)
+    assert rows[0] == g.kh - 1 and cols[0] == g.kw - 1
+    assert all(b - a == g.sh for a, b in zip(rows, rows[1:]))
+    assert all(b - a == g.sw for a, b in zip(cols, cols[1:]))
+    assert g.buffer_pixels == (g.kh - 1) * g.padded_width + g.kw
+
+
+def test_reuse_factor_counts_one_window():
+    q = _quantized("two_convs")
+    c2 = q.layers[2]
+    assert isinstance(c2, QConv) and c2.io == "stream"
+    assert c2.reuse_factor == 5
+    layers, overrides = _model("two_convs")
+    fm = FloatModel("r", prod(layers[0].in_shape), layers, input_shape=layers[0].in_shape)
+    kernel_nonzero = int(np.count_nonzero(c2.kernel_codes))
+    cfg = {"input": "fixed<6,2,RND,SAT>", "default": TYPES,
+           "layers": {**overrides, "c2": {"io": "stream", "reuse_factor": kernel_nonzero + 1}}}
+    with pytest.raises(RtlgenError, match=rf"'c2'.*reuse_factor {kernel_nonzero + 1} is out of range"):
+        apply_config(fm, cfg)
+
+
+BAD_CONFIGS = [
+    ("dense_stream", {"d": {"io": "stream"}}, r"layer 'd': io 'stream' applies to Conv and pooling"),
+    ("after_parallel", {"c": {"io": "parallel"}, "mp": {"io": "stream"}},
+     r"layer 'mp': io 'stream' layers must come first .* layer 'c'"),
+    ("activation_mismatch", {"c": {"io": "stream"}, "r": {"io": "parallel"}},
+     r"layer 'r': an activation takes the io mode of the layer before it \(stream\)"),
+    ("bad_mode", {"c": {"io": "serial"}}, r"layer 'c': io must be 'parallel' or 'stream'"),
+]
+
+
+@pytest.mark.parametrize("case,layers,message", BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])
+def test_misplaced_stream_settings_are_errors(case, layers, message):
+    model_layers, _ = _model("k3_same_c2")
+    fm = FloatModel("b", prod(model_layers[0].in_shape), model_layers,
+                    input_shape=model_layers[0].in_shape)
+    with pytest.raises(RtlgenError, match=message):
+        apply_config(fm, {"input": "fixed<6,2,RND,SAT>", "default": TYPES, "layers": layers})
+
+
+def test_padded_average_pool_without_count_include_pad_is_an_error():
+    ap = Pool("ap", "avg", (1, 4, 4), (2, 2), (2, 2), (1, 1, 0, 0))
+    fm = FloatModel("a", 16, [ap], input_shape=(1, 4, 4))
+    with pytest.raises(RtlgenError, match=r"'ap'.*count_include_pad=1"):
+        apply_config(fm, {"input": "fixed<6,2,RND,SAT>", "default": TYPES,
+                          "layers": {"ap": {"io": "stream", "weight": "fixed<8,1,RND,SAT>"}}})
+
+
+def test_cli_stream_build_and_sim_of_the_econt_model(tmp_path, capsys):
+    """The shipped ECON-T-style encoder, streamed, through the CLI on Icarus."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    cfg = yaml.safe_load((root / "models" / "econt_encoder.yaml").read_text())
+    cfg.setdefault("default", {})["io"] = "stream"
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "core"
+    assert main(["build", str(root / "models" / "econt_encoder.onnx"), "-c", str(tmp_path / "cfg.yaml"),
+                 "-o", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["io"] == "stream" and manifest["stream"]["pixels"] == 64
+    assert [layer.get("io") for layer in manifest["layers"] if "kernel" in layer] == ["stream"]
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1.5, size=(12, 64))
+    np.save(tmp_path / "x.npy", x)
+    capsys.readouterr()
+    assert main(["sim", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
+                 "--simulator", "icarus"]) == 0
+    assert "0 mismatches" in capsys.readouterr().out
+
+
+def test_streamed_layers_keep_constant_weights(tmp_path):
+    """Register/TMR storage is not available on a streamed layer: a clear error, nothing written."""
+    model_layers, _ = _model("k3_same_c2")
+    fm = FloatModel("b", prod(model_layers[0].in_shape), model_layers,
+                    input_shape=model_layers[0].in_shape)
+    with pytest.raises(RtlgenError, match=r"layer 'c'.*storage"):
+        q = apply_config(fm, {"input": "fixed<6,2,RND,SAT>", "default": TYPES,
+                              "layers": {"c": {"io": "stream", "storage": "register"}}})
+        save_build(q, tmp_path / "core")
+    assert not (tmp_path / "core").exists()
+
+
+def test_cicada_style_example_streams_on_verilator(tmp_path, capsys):
+    """The shipped CICADA-style model (18x14 map, two streamed convs) through the CLI."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "core"
+    assert main(["build", str(root / "models" / "cicada_encoder.onnx"), "-c",
+                 str(root / "models" / "cicada_encoder.yaml"), "-o", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["io"] == "stream" and manifest["stream"]["pixels"] == 18 * 14
+    assert manifest["ii"] >= 18 * 14
+    rng = np.random.default_rng(9)
+    x = rng.uniform(0, 40, size=(40, 18 * 14))
+    x[0], x[1] = 1e6, 0.0                   # saturated and empty maps
+    np.save(tmp_path / "x.npy", x)
+    capsys.readouterr()
+    assert main(["sim", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
+                 "--simulator", "verilator"]) == 0
+    assert "40 vectors on verilator: 0 mismatches" in capsys.readouterr().out
+
+
+def test_sweep_caps_a_streamed_layer_at_its_window():
+    """A reuse sweep gives a streamed conv at most one window's nonzero weights."""
+    from rtlgen.flows.sweep import _variant_config
+    q = _quantized("two_convs")
+    limits = {layer.name: layer.reuse_limit for layer in q.layers if isinstance(layer, QConv)}
+    assert limits["c2"] == int(np.count_nonzero(q.layers[2].kernel_codes)) < q.layers[2].nonzero
+    assert limits["ap"] == 3 * 4
+    layers, overrides = _model("two_convs")
+    fm = FloatModel("s", prod(layers[0].in_shape), layers, input_shape=layers[0].in_shape)
+    cfg = {"input": "fixed<6,2,RND,SAT>", "default": TYPES, "layers": overrides}
+    big = apply_config(fm, _variant_config(cfg, limits, 1000))
+    assert [layer.reuse_factor for layer in big.layers if isinstance(layer, QConv)] == \
+        [limits[name] for name in ("c1", "c2", "ap")]
