@@ -78,6 +78,11 @@ def _model(case: str):
         c = _conv(rng, "c", (2, 8, 8), 2, (3, 3), (2, 2), (0, 0, 0, 0))
         d = Dense("d", rng.normal(size=(c.n_out, 2)), rng.normal(size=2))
         return [c, Activation("r", "relu"), d], {"c": {"io": "stream", "reuse_factor": 4}}
+    if case == "avg_border":          # padded average pool, count_include_pad=0: 1/n varies at borders
+        c = _conv(rng, "c", (2, 5, 6), 2, (2, 2), (1, 1), (1, 0, 0, 1))
+        ap = Pool("ap", "avg", c.out_shape, (3, 3), (2, 1), (1, 1, 1, 1), count_include_pad=False)
+        return [c, Activation("r", "relu"), ap], {"c": {"io": "stream"},
+                                                   "ap": {"io": "stream", "weight": "fixed<10,1,RND,SAT>"}}
     if case == "maxpool_first":       # a streamed max pool as the first layer, signed input
         mp = Pool("mp", "max", (2, 5, 5), (3, 3), (2, 2), (1, 1, 1, 1))
         return [mp], {"mp": {"io": "stream"}}
@@ -102,7 +107,7 @@ def _vectors(q, n, seed):
 
 
 ICARUS_CASES = ["k3_same_c2", "econt_like", "two_convs", "asym_k2x3_full", "k1_then_parallel",
-                "conv1d_pool", "maxpool_first", "unused_tail"]
+                "conv1d_pool", "maxpool_first", "unused_tail", "avg_border"]
 VERILATOR_CASES = ["k3_same_c2", "two_convs", "unused_tail"]
 
 
@@ -197,12 +202,19 @@ def test_misplaced_stream_settings_are_errors(case, layers, message):
         apply_config(fm, {"input": "fixed<6,2,RND,SAT>", "default": TYPES, "layers": layers})
 
 
-def test_padded_average_pool_without_count_include_pad_is_an_error():
+def test_padded_average_pool_with_varying_divisor_limits():
+    """A streamed pool whose 1/n varies multiplies the exact window sum once: no accum, R = 1."""
     ap = Pool("ap", "avg", (1, 4, 4), (2, 2), (2, 2), (1, 1, 0, 0))
     fm = FloatModel("a", 16, [ap], input_shape=(1, 4, 4))
-    with pytest.raises(RtlgenError, match=r"'ap'.*count_include_pad=1"):
-        apply_config(fm, {"input": "fixed<6,2,RND,SAT>", "default": TYPES,
-                          "layers": {"ap": {"io": "stream", "weight": "fixed<8,1,RND,SAT>"}}})
+    base = {"input": "fixed<6,2,RND,SAT>", "default": TYPES}
+    q = apply_config(fm, {**base, "layers": {"ap": {"io": "stream", "weight": "fixed<8,1,RND,SAT>"}}})
+    assert q.layers[0].varying_divisor and q.layers[0].reuse_limit == 1
+    with pytest.raises(RtlgenError, match=r"'ap'.*needs an exact sum"):
+        apply_config(fm, {**base, "layers": {"ap": {"io": "stream", "weight": "fixed<8,1,RND,SAT>",
+                                                      "accum": "fixed<16,6,TRN,WRAP>"}}})
+    with pytest.raises(RtlgenError, match=r"'ap'.*takes reuse_factor 1"):
+        apply_config(fm, {**base, "layers": {"ap": {"io": "stream", "weight": "fixed<8,1,RND,SAT>",
+                                                      "reuse_factor": 2}}})
 
 
 def test_cli_stream_build_and_sim_of_the_econt_model(tmp_path, capsys):

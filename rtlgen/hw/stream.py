@@ -15,8 +15,10 @@ right.  Each streamed layer is a :class:`WindowStage`:
   fixed taps;
 * that window goes to the layer's per-window compute unit (a
   :class:`~rtlgen.hw.dense.DenseLayer` holding the kernel as a
-  ``[C_in * Kh * Kw, C_out]`` matrix, or a max-pool comparator tree) and
-  the activations after it; one window per ``reuse_factor`` cycles.
+  ``[C_in * Kh * Kw, C_out]`` matrix, a max-pool comparator tree, or an
+  :class:`AvgPoolWindow` when an average pool's divisor changes at the
+  borders) and the activations after it; one window per ``reuse_factor``
+  cycles.
 
 The output pixels of a stage are the input pixels of the next one.  A
 stage whose output is not taken holds it and freezes (clock enable) with
@@ -53,8 +55,9 @@ from amaranth.lib.wiring import In, Out
 from ..errors import RtlgenError
 from ..ir.conv import QConv, QMaxPool, conv_matrix
 from ..ir.model import QActivation, QDense, QModel
+from ..numerics.fixed import product_range
 from .activation import ActivationLayer
-from .arith import select, shape_of
+from .arith import Operand, cast_operand, range_shape, select, shape_of
 from .dense import DenseLayer
 from .pool import MaxPoolLayer
 
@@ -163,6 +166,91 @@ def _window_layer(layer) -> object:
                   accum_type=layer.accum_type, adder_levels=layer.adder_levels)
 
 
+class AvgPoolWindow(wiring.Component):
+    """Average pool of one window whose divisor depends on its position.
+
+    ``y[c] = cast_result(code * sum_t x[c, t])``, where ``code`` is the
+    window's ``q(1/n)`` (``n`` its taps inside the input): the same exact
+    value as the golden model's ``sum_t x[c, t] * code``.
+
+    Ports
+    -----
+    ``i``: In(stream.Signature(ArrayLayout(in codes, C * taps), always_ready=True))
+        the window in (channel, tap) order; padding taps hold 0.
+    ``code``: In(weight code shape)
+        the window's ``q(1/n)`` code, read with ``i.valid``.
+    ``o``: Out(stream.Signature(ArrayLayout(result codes, C), always_ready=True))
+
+    Latency 2 (window sums, then product and cast), II 1, one multiplier
+    per channel.
+    """
+
+    latency = 2
+    ii = 1
+
+    def __init__(self, layer: QConv, codes: list[int]):
+        self.layer = layer
+        self.channels = layer.in_shape[0]
+        self.taps = prod(layer.kernel)
+        self.code_lo, self.code_hi = min(codes), max(codes)
+        self.multipliers = self.channels
+        super().__init__({
+            "i": In(stream.Signature(_pixel(layer.in_type, self.channels * self.taps), always_ready=True)),
+            "code": In(shape_of(layer.weight_type)),
+            "o": Out(stream.Signature(_pixel(layer.result_type, self.channels), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        t_in, layer = self.layer.in_type, self.layer
+        lo, hi = self.taps * t_in.min_code, self.taps * t_in.max_code
+        valid = Signal(name="sum_valid")
+        code = Signal.like(self.code, name="sum_code")
+        m.d.sync += valid.eq(self.i.valid)
+        with m.If(self.i.valid):
+            m.d.sync += code.eq(self.code)
+        sums = []
+        for c in range(self.channels):
+            total = Signal(range_shape(lo, hi), name=f"sum{c}")
+            with m.If(self.i.valid):
+                m.d.sync += total.eq(sum(self.i.payload[c * self.taps + t] for t in range(self.taps)))
+            sums.append(total)
+        m.d.sync += self.o.valid.eq(valid)
+        p_lo, p_hi = product_range(lo, hi, self.code_lo, self.code_hi)
+        with m.If(valid):
+            for c, total in enumerate(sums):
+                prod_op = Operand(total * code, p_lo, p_hi)
+                m.d.sync += self.o.payload[c].eq(
+                    cast_operand(prod_op, t_in.frac + layer.weight_type.frac, layer.result_type).value)
+        return m
+
+
+def _divisor_codes(layer: QConv, geom: "StreamGeometry"):
+    """Per padded corner row/column: a class index; per class pair: the q(1/n) code."""
+    def inside(o, s, pad, k, size):
+        return sum(1 for t in range(k) if 0 <= o * s - pad + t < size)
+
+    g = geom
+    n_osp = g.out_pixels
+    rows = {o * g.sh + g.kh - 1: inside(o, g.sh, g.pad_top, g.kh, g.height) for o in range(g.out_height)}
+    cols = {o * g.sw + g.kw - 1: inside(o, g.sw, g.pad_left, g.kw, g.width) for o in range(g.out_width)}
+    row_kinds = sorted(set(rows.values()))
+    col_kinds = sorted(set(cols.values()))
+    codes = {}
+    weights = np.asarray(layer.weights)
+    for oy in range(g.out_height):
+        for ox in range(g.out_width):
+            column = weights[:, oy * g.out_width + ox]   # channel 0's output at this position
+            nz = column[column != 0]
+            key = (rows[oy * g.sh + g.kh - 1], cols[ox * g.sw + g.kw - 1])
+            codes[key] = int(nz[0]) if len(nz) else 0
+    assert n_osp == g.out_height * g.out_width
+    table = [codes.get((a, b), 0) for a in row_kinds for b in col_kinds]
+    row_index = [row_kinds.index(rows[r]) if r in rows else 0 for r in range(g.padded_height)]
+    col_index = [col_kinds.index(cols[c]) if c in cols else 0 for c in range(g.padded_width)]
+    return row_index, col_index, len(col_kinds), table
+
+
 def _pixel(t, channels: int) -> data.ArrayLayout:
     return data.ArrayLayout(shape_of(t), channels)
 
@@ -199,8 +287,13 @@ class WindowStage(wiring.Component):
         self.layer = layer
         self.geom = StreamGeometry.of(layer)
         self.reuse = layer.reuse_factor if isinstance(layer, QConv) else 1
-        self.compute = (MaxPoolLayer if isinstance(layer, QMaxPool) else DenseLayer)(_window_layer(layer))
         g = self.geom
+        self.divisors = None
+        if isinstance(layer, QConv) and layer.varying_divisor:
+            self.divisors = _divisor_codes(layer, g)
+            self.compute = AvgPoolWindow(layer, self.divisors[3])
+        else:
+            self.compute = (MaxPoolLayer if isinstance(layer, QMaxPool) else DenseLayer)(_window_layer(layer))
         self.activations = [ActivationLayer(QActivation(name=a.name, kind=a.kind, size=self.compute_out,
                                                         in_type=a.in_type, result_type=a.result_type))
                             for a in activations]
@@ -283,6 +376,14 @@ class WindowStage(wiring.Component):
         m.d.sync += win_valid.eq(step & corner)
         m.submodules.compute = compute = self.compute
         m.d.comb += compute.i.valid.eq(win_valid)
+        if self.divisors is not None:   # the window's q(1/n), chosen by its corner position
+            row_index, col_index, n_cols, table = self.divisors
+            kind = (select([Const(k, range(max(row_index) + 2)) for k in row_index], row) * n_cols +
+                    select([Const(k, range(max(col_index) + 2)) for k in col_index], col))
+            win_code = Signal.like(compute.code, name="win_code")
+            with m.If(step & corner):
+                m.d.sync += win_code.eq(select([Const(v, compute.code.shape()) for v in table], kind))
+            m.d.comb += compute.code.eq(win_code)
         k = 0
         for c in range(g.channels):
             for ky in range(g.kh):

@@ -154,12 +154,22 @@ class _StreamPrefix:
         return io
 
 
-def _window_nonzero(matrix: np.ndarray, layer, where: str) -> int:
+def _window_nonzero(matrix: np.ndarray, layer, where: str, merged: dict) -> int:
     """Nonzero weights of one window of a streamed average pool."""
     if any(layer.pads) and not layer.count_include_pad:
-        raise RtlgenError(f"{where}: a streamed AveragePool with padding needs count_include_pad=1 "
-                          "(its divisor would change at the borders): use io: parallel or "
-                          "count_include_pad=1")
+        # the divisor changes at the borders: the window sum is multiplied
+        # once by its position's q(1/n), which is exact only for an exact sum
+        if merged.get("accum") is not None:
+            raise RtlgenError(f"{where}: a streamed AveragePool whose divisor changes at the borders "
+                              "(padding with count_include_pad=0) needs an exact sum: remove its accum "
+                              "type, or use io: parallel")
+        if merged.get("reuse_factor", 1) not in (1, "full"):
+            raise RtlgenError(f"{where}: a streamed AveragePool whose divisor changes at the borders "
+                              "takes reuse_factor 1 (one multiplier per channel)")
+        if not matrix.any():
+            raise RtlgenError(f"{where}: every 1/n quantizes to zero in the weight type: widen "
+                              f"layers.{layer.name}.weight")
+        return 1
     nonzero = np.unique(matrix[matrix != 0])
     if len(nonzero) != 1:
         raise RtlgenError(f"{where}: 1/n quantizes to zero in the weight type: widen layers."
@@ -308,7 +318,7 @@ def apply_config(model: FloatModel, config) -> QModel:
             nonzero = int(np.count_nonzero(w))
             if io == "stream":   # the reuse factor applies to one window
                 nonzero = int(np.count_nonzero(kernel_codes)) if isinstance(layer, Conv) else \
-                    _window_nonzero(w, layer, where)
+                    _window_nonzero(w, layer, where, merged)
             storage, tmr_bits = _storage(merged, own, layer, io, weight_type, bias_type, where)
             what = "nonzero weights"
             if storage != "constant":   # every structural position is multiplied

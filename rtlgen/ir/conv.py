@@ -222,7 +222,14 @@ class QConv(QDense):
             return max(1, self.nonzero)
         if self.op == "conv":
             return max(1, int(np.count_nonzero(self.kernel_codes)))
+        if self.varying_divisor:
+            return 1
         return int(self.in_shape[0] * prod(self.kernel))
+
+    @property
+    def varying_divisor(self) -> bool:
+        """An average pool whose ``1/n`` changes at the borders."""
+        return self.op == "avgpool" and any(self.pads) and not self.count_include_pad
 
 
 @dataclass
