@@ -10,8 +10,15 @@ Models: ``econt`` (models/econt_encoder.onnx + .yaml, the ECON-T-style
 encoder), ``jet`` (models/jet_mlp.onnx + .yaml), ``small`` (a 16-8-5 MLP
 with random weights and the jet precisions, quick).
 
+The ratios are against the first variant built (``constant`` unless
+``--variants`` leaves it out).  The ECON-T encoder at reuse factor 1
+(2805 constant multipliers, 3016 variable ones with stored weights) is
+heavy for generic synthesis: its ``register`` core needed more than 17 GB
+in ABC; ``--reuse 8`` keeps every stored word and divides the multipliers.
+
 Usage: ``python bench/tmr_overhead.py [--model econt] [--target generic]
-[--tmr-bits 3] [--reuse R] [--jobs N] [--workdir DIR] [--json OUT.json]``.
+[--tmr-bits 3] [--reuse R] [--variants constant,tmr] [--jobs N] [--workdir DIR]
+[--json OUT.json]``.
 """
 
 from __future__ import annotations
@@ -83,6 +90,8 @@ def main(argv=None) -> int:
     p.add_argument("--target", default="generic")
     p.add_argument("--tmr-bits", type=int, default=None, help="also build tmr with this many triplicated bits")
     p.add_argument("--reuse", default=None, help="reuse factor for every layer (default: the model's config)")
+    p.add_argument("--variants", default=None,
+                   help="comma-separated subset of constant,register,tmr,tmrN (default: all)")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--workdir", default=None)
     p.add_argument("--json", default=None)
@@ -92,6 +101,9 @@ def main(argv=None) -> int:
     variants = [("constant", "constant", None), ("register", "register", None), ("tmr", "tmr", None)]
     if args.tmr_bits is not None:
         variants.append((f"tmr{args.tmr_bits}", "tmr", args.tmr_bits))
+    if args.variants:
+        wanted = args.variants.split(",")
+        variants = [v for v in variants if v[0] in wanted]
     jobs = [(args.model, v, s, b, reuse, args.target, str(workdir)) for v, s, b in variants]
     print(f"model {args.model}, target {args.target}, work dir {workdir}", flush=True)
     print("| storage | stored words | D | multipliers | cells | x constant | FFs | x constant | synth s |")

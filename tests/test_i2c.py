@@ -445,9 +445,10 @@ def test_parameter_errors():
     I2CTarget(0x42, 16, clk_hz=2.4e6)
 
 
-def test_verilog_converts_and_lints(tmp_path):
+@pytest.mark.parametrize("width", [8, 16, 24])
+def test_verilog_converts_and_lints(tmp_path, width):
     from rtlgen.flows.lint import lint
-    text = verilog.convert(I2CTarget(ADDR, 16), name="i2c_target")
+    text = verilog.convert(I2CTarget(ADDR, width), name="i2c_target")
     path = tmp_path / "i2c_target.v"
     path.write_text(text)
     assert lint(path, "i2c_target", logdir=tmp_path / "lint") == []

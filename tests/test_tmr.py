@@ -571,3 +571,43 @@ def test_bad_i2c_config(i2c, message):
         apply_config(model, {"input": "fixed<7,3>", "i2c": i2c, "default": {**BASE, "storage": "tmr"}})
     with pytest.raises(RtlgenError, match="needs a configuration bus"):
         apply_config(model, {"input": "fixed<7,3>", "i2c": {"address": 0x42}, "default": BASE})
+
+
+@pytest.mark.parametrize("protected", [6, 2])
+def test_synthesis_keeps_three_copies(protected, tmp_path):
+    """Yosys must not merge the copies (they share data, reset value and write enable)."""
+    import shutil
+    import subprocess
+
+    from amaranth.back import verilog
+    yosys = shutil.which("yosys")
+    if yosys is None:
+        pytest.skip("no native yosys")
+    (tmp_path / "w.v").write_text(verilog.convert(TmrWord(parse_type("fixed<6,2>"), -7, protected),
+                                                  name="w", emit_src=False))
+    subprocess.run([yosys, "-q", "-p", "read_verilog w.v; synth -flatten -top w; tee -q -o stat.json stat -json"],
+                   cwd=tmp_path, check=True, timeout=120)
+    cells = json.loads((tmp_path / "stat.json").read_text())["modules"]["\\w"]["num_cells_by_type"]
+    ffs = sum(n for kind, n in cells.items() if "DFF" in kind.upper())
+    assert ffs == 3 * protected + (6 - protected)
+
+
+@pytest.mark.parametrize("i2c", [False, True])
+def test_pnr_wrapper_connects_the_bus(tmp_path, i2c):
+    """The place-and-route pin wrapper drives every bus input and observes cfg_rdata."""
+    from rtlgen.flows.lint import lint
+    from rtlgen.flows.synth import pnr_wrapper
+    q = small_mlp("tmr", tmr_bits=3)
+    if i2c:
+        q = apply_config(FloatModel("m", q.n_in, [Dense("d", np.ones((q.n_in, 2)) / 4, np.zeros(2))]),
+                         {"input": "fixed<6,2,RND,SAT>", "i2c": {"address": 0x42, "clk_hz": 10e6},
+                          "default": {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<6,2,RND,SAT>",
+                                      "result": "fixed<9,4,RND,SAT>", "storage": "register"}})
+    manifest = save_build(q, tmp_path / "core")
+    text = pnr_wrapper(manifest, name="pnr_top")
+    assert (".scl_i(scl_i)" in text) == i2c and (".cfg_we(cfg_we)" in text) == (not i2c)
+    (tmp_path / "pnr_top.v").write_text(text)
+    # lint the wrapper with the core: a missing or mis-sized connection is a PINMISSING/WIDTH finding
+    combined = tmp_path / "pnr_top_all.v"
+    combined.write_text(text + (tmp_path / "core" / manifest["verilog"]).read_text())
+    assert lint(combined, "pnr_top", logdir=tmp_path / "lint") == []

@@ -285,7 +285,7 @@ class I2CTarget(wiring.Component):
         received = Signal(max(d, 16))        # every received bit shifts in at the LSB
         is_read = Signal()
         master_ack = Signal()
-        word_byte = Signal(range(self.bytes_per_word))
+        word_byte = Signal(range(max(self.bytes_per_word, 2)))
         last_byte = word_byte == self.bytes_per_word - 1
         pointer = Signal(I2C_ADDR_WIDTH)
         pointer_valid = Signal()

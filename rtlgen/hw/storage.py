@@ -191,16 +191,19 @@ def _word(m: Module, name: str, t: FixedType, code: int, protected: int, we, wda
     copies = [Signal(unsigned(protected), name=f"{name}_c{n}", init=bits >> low, attrs={"keep": 1})
               for n in range(3)]
     voted = Signal(unsigned(protected), name=f"{name}_v")
+    m.d.comb += voted.eq(vote(*copies))
+    # the copies disagree exactly when one of them differs from the vote
+    differs = [Signal(name=f"{name}_d{n}") for n in range(3)]
+    m.d.comb += [d.eq(c != voted) for d, c in zip(differs, copies)]
     mismatch = Signal(name=f"{name}_mm")
-    m.d.comb += [voted.eq(vote(*copies)),
-                 mismatch.eq(((copies[0] ^ copies[1]) | (copies[0] ^ copies[2])).any())]
+    m.d.comb += mismatch.eq(Cat(*differs).any())
     # each copy is rewritten only when it disagrees with the vote: besides
     # scrubbing just the bad copy, this gives the three registers different
     # enables, so that synthesis cannot merge them into one
-    for c in copies:
+    for c, d in zip(copies, differs):
         with m.If(we):
             m.d.sync += c.eq(wdata[low:width])
-        with m.Elif(c != voted):
+        with m.Elif(d):
             m.d.sync += c.eq(voted)
     if low:
         lo = Signal(unsigned(low), name=f"{name}_lo", init=bits & ((1 << low) - 1))
