@@ -59,6 +59,7 @@ from ..numerics.fixed import product_range
 from .activation import ActivationLayer
 from .arith import Operand, cast_operand, range_shape, select, shape_of
 from .dense import DenseLayer
+from .network import _ident, layer_instance, make_layer
 from .pool import MaxPoolLayer
 
 __all__ = ["stream_prefix", "StreamGeometry", "WindowStage", "StreamFront", "StreamNetwork", "StreamTiming",
@@ -573,10 +574,6 @@ def measure_timing(front: StreamFront, frames: int = 3) -> StreamTiming:
     return StreamTiming(latencies.pop(), periods.pop())
 
 
-def _ident(name: str) -> str:
-    out = "".join(c if c.isalnum() else "_" for c in name).strip("_")
-    return out or "layer"
-
 
 class StreamNetwork(wiring.Component):
     """A core whose leading Conv/pooling layers are streamed.
@@ -599,7 +596,6 @@ class StreamNetwork(wiring.Component):
     """
 
     def __init__(self, model: QModel):
-        from .network import make_layer
         split = stream_prefix(model)
         self.model = model
         self.parallel = [make_layer(layer) for layer in model.layers[split:]]
@@ -631,7 +627,7 @@ class StreamNetwork(wiring.Component):
                      front.in_data.eq(self.in_data)]
         valid, payload = front.x_valid, front.x_data
         for k, layer in enumerate(self.parallel):
-            m.submodules[f"layer{k}_{_ident(layer.layer.name)}"] = layer
+            m.submodules[layer_instance(k, layer.layer.name)] = layer
             m.d.comb += [layer.i.valid.eq(valid), layer.i.payload.eq(payload)]
             valid, payload = layer.o.valid, layer.o.payload
         m.d.comb += [self.out_valid.eq(valid), self.out_data.eq(payload)]
