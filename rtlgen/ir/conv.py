@@ -163,16 +163,9 @@ class Conv:
         return np.repeat(np.asarray(b), prod(self.out_shape[1:]))
 
 
-@dataclass
-class Pool:
-    """Max or average pooling (``kind`` ``max`` or ``avg``), per channel."""
-    name: str
-    kind: str
-    in_shape: tuple
-    kernel: tuple
-    stride: tuple
-    pads: tuple
-    count_include_pad: bool = False
+class _PoolGeometry:
+    """Shapes of a per-channel window operation (``in_shape``, ``kernel``,
+    ``stride``, ``pads`` and ``name`` come from the dataclass)."""
 
     @property
     def out_shape(self) -> tuple:
@@ -186,6 +179,18 @@ class Pool:
     @property
     def n_out(self) -> int:
         return prod(self.out_shape)
+
+
+@dataclass
+class Pool(_PoolGeometry):
+    """Max or average pooling (``kind`` ``max`` or ``avg``), per channel."""
+    name: str
+    kind: str
+    in_shape: tuple
+    kernel: tuple
+    stride: tuple
+    pads: tuple
+    count_include_pad: bool = False
 
 
 # ---------------------------------------------------------------------------
@@ -233,7 +238,7 @@ class QConv(QDense):
 
 
 @dataclass
-class QMaxPool:
+class QMaxPool(_PoolGeometry):
     """Max pooling with its result type: ``cast_result(max(window codes))``."""
     name: str
     in_type: FixedType
@@ -247,18 +252,6 @@ class QMaxPool:
     io: str = "parallel"
     _windows: list = field(default=None, repr=False, compare=False)
 
-    @property
-    def out_shape(self) -> tuple:
-        return (self.in_shape[0],) + out_spatial(self.in_shape[1:], self.kernel, self.stride, self.pads,
-                                                 f"layer {self.name!r}")
-
-    @property
-    def n_in(self) -> int:
-        return prod(self.in_shape)
-
-    @property
-    def n_out(self) -> int:
-        return prod(self.out_shape)
 
     @property
     def multipliers(self) -> int:

@@ -305,27 +305,15 @@ class QModel:
                     io=ld.get("io", "parallel")))
             elif ld["op"] in ("conv", "avgpool"):
                 layers.append(QConv(
-                    name=ld["name"], in_type=parse_type(ld["in_type"]),
-                    weight_type=parse_type(ld["weight_type"]), bias_type=parse_type(ld["bias_type"]),
-                    result_type=parse_type(ld["result_type"]),
-                    accum_type=parse_type(ld["accum_type"]) if ld.get("accum_type") else None,
-                    weights=_int_array(ld["weights"]), bias=_int_array(ld["bias"]),
-                    reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2)),
+                    **_dense_fields(ld),
                     in_shape=tuple(ld["in_shape"]), out_shape=tuple(ld["out_shape"]),
                     kernel=tuple(ld["kernel"]), stride=tuple(ld["stride"]), pads=tuple(ld["pads"]),
                     count_include_pad=bool(ld.get("count_include_pad", False)), op=ld["op"],
                     kernel_codes=_int_array(ld["kernel_codes"]) if "kernel_codes" in ld else None,
                     bias_codes=_int_array(ld["bias_codes"]) if "bias_codes" in ld else None,
-                    io=ld.get("io", "parallel"), **_storage_fields(ld)))
+                    io=ld.get("io", "parallel")))
             elif ld["op"] == "dense":
-                layers.append(QDense(
-                    name=ld["name"], in_type=parse_type(ld["in_type"]),
-                    weight_type=parse_type(ld["weight_type"]), bias_type=parse_type(ld["bias_type"]),
-                    result_type=parse_type(ld["result_type"]),
-                    accum_type=parse_type(ld["accum_type"]) if ld.get("accum_type") else None,
-                    weights=_int_array(ld["weights"]), bias=_int_array(ld["bias"]),
-                    reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2)),
-                    **_storage_fields(ld)))
+                layers.append(QDense(**_dense_fields(ld)))
             else:
                 layers.append(QActivation(
                     name=ld["name"], kind=ld["kind"], size=int(ld["size"]),
@@ -338,6 +326,18 @@ def _storage_fields(ld: dict) -> dict:
     tmr_bits = ld.get("tmr_bits")
     return {"storage": ld.get("storage", "constant"),
             "tmr_bits": int(tmr_bits) if tmr_bits is not None else None}
+
+
+def _dense_fields(ld: dict) -> dict:
+    """The :class:`QDense` fields of a serialized dense, conv or average-pool layer."""
+    return dict(
+        name=ld["name"], in_type=parse_type(ld["in_type"]),
+        weight_type=parse_type(ld["weight_type"]), bias_type=parse_type(ld["bias_type"]),
+        result_type=parse_type(ld["result_type"]),
+        accum_type=parse_type(ld["accum_type"]) if ld.get("accum_type") else None,
+        weights=_int_array(ld["weights"]), bias=_int_array(ld["bias"]),
+        reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2)),
+        **_storage_fields(ld))
 
 
 def _int_array(values) -> np.ndarray:
