@@ -180,11 +180,9 @@ async def reset_readback(dut):
     codes = await driver.read_params(bus)
     bad = []
     for w in driver.regmap["words"]:
-        entry = driver.layers[w["layer"]]
-        got = codes[w["layer"]][0 if w["kind"] == "weight" else 1][w["index"]]
+        got = codes[w["layer"]][w["group"]][w["index"]]
         if int(got) != w["reset"]:
             bad.append((w["addr"], int(got), w["reset"]))
-        del entry
     status = await driver.status(bus)
     _record("reset_readback", {"words": len(driver.regmap["words"]), "bad": bad[:10], "status": list(status)})
     assert not bad, f"words differ from their trained codes after reset: {bad[:5]}"

@@ -122,16 +122,29 @@ def manifest_for(model: QModel, core: Network, top: str) -> dict:
         }
     else:
         manifest["io"] = "parallel"
-    regmap = regmap_for(model) if isinstance(core, Network) else None
-    if regmap is not None:
-        d = regmap["data_width"]
-        if regmap["i2c"] is not None:
-            manifest["ports"].update(regmap["i2c"]["ports"])
-        else:
-            manifest["ports"].update({"cfg_addr": regmap["addr_width"], "cfg_wdata": d, "cfg_we": 1,
-                                      "cfg_rdata": d})
-        manifest["config_bus"] = bus_summary(regmap)
+    add_config_bus(manifest, regmap_for(model) if isinstance(core, Network) else None)
     return manifest
+
+
+def add_config_bus(manifest: dict, regmap: dict | None) -> None:
+    """Add a core's configuration bus (ports and ``config_bus``) to its manifest."""
+    if regmap is None:
+        return
+    d = regmap["data_width"]
+    if regmap["i2c"] is not None:
+        manifest["ports"].update(regmap["i2c"]["ports"])
+    else:
+        manifest["ports"].update({"cfg_addr": regmap["addr_width"], "cfg_wdata": d, "cfg_we": 1,
+                                  "cfg_rdata": d})
+    manifest["config_bus"] = bus_summary(regmap)
+
+
+def regmap_files(manifest: dict, model) -> dict[str, str]:
+    """``regmap.json`` and ``regmap.md`` of a core with a configuration bus (else nothing)."""
+    if "config_bus" not in manifest:
+        return {}
+    regmap = regmap_for(model)
+    return {REGMAP_JSON: json.dumps(regmap, indent=1) + "\n", REGMAP_MD: regmap_markdown(regmap, manifest["top"])}
 
 
 def build_core(model: QModel, top: str | None = None) -> tuple[str, dict]:
@@ -185,11 +198,8 @@ def save_build(model: QModel, outdir, top: str | None = None) -> dict:
         manifest["verilog"]: verilog_text,
         MANIFEST: json.dumps(manifest, indent=2) + "\n",
         MODEL: json.dumps(model.to_dict()) + "\n",
+        **regmap_files(manifest, model),
     }
-    if "config_bus" in manifest:
-        regmap = regmap_for(model)
-        files[REGMAP_JSON] = json.dumps(regmap, indent=1) + "\n"
-        files[REGMAP_MD] = regmap_markdown(regmap, manifest["top"])
     write_build(outdir, files)
     return manifest
 

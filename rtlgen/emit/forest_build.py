@@ -1,9 +1,10 @@
 """Build folders of decision-forest cores (manifest kind ``"bdt"``).
 
 Same layout as an MLP build (:mod:`rtlgen.emit.build`): ``<top>.v``,
-``manifest.json`` (ports, input/output element types, latency, II and a
-``forest`` summary) and ``model.json`` (the quantized forest), written
-atomically.
+``manifest.json`` (ports, input/output element types, latency, II, a
+``forest`` summary and, with stored thresholds or leaves, the
+``config_bus``), ``model.json`` (the quantized forest) and ``regmap.json``
+/ ``regmap.md`` when there is a configuration bus, written atomically.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from amaranth.back import verilog
 
 from ..errors import RtlgenError
 from ..ir.forest import QForest
-from .build import _IDENT, _VERILOG_KEYWORDS, FORMAT, MANIFEST, MODEL, read_build, top_name, write_build
+from .build import (_IDENT, _VERILOG_KEYWORDS, FORMAT, MANIFEST, MODEL, add_config_bus, read_build,
+                    regmap_files, top_name, write_build)
+from .regmap import regmap_for
 
 __all__ = ["build_forest_core", "save_forest_build", "load_forest_build", "build_kind"]
 
@@ -23,7 +26,7 @@ __all__ = ["build_forest_core", "save_forest_build", "load_forest_build", "build
 def manifest_for_forest(qf: QForest, core, top: str) -> dict:
     tin, tout = qf.input_type, qf.result_type
     depths = [t.depth() for t in qf.trees]
-    return {
+    manifest = {
         "format": FORMAT,
         "kind": "bdt",
         "top": top,
@@ -47,9 +50,12 @@ def manifest_for_forest(qf: QForest, core, top: str) -> dict:
                    "score": str(qf.score_type), "base": str(qf.base_type), "result": str(qf.result_type),
                    "pipeline": qf.pipeline, "levels": core.n_levels, "reuse_factor": qf.reuse_factor,
                    "table_bits": qf.table_bits,
+                   "threshold_storage": qf.threshold_storage, "leaf_storage": qf.leaf_storage,
                    "units": [[{"kind": u.kind, "trees": u.trees} for u in ulist] for ulist in core.units]},
         "layers": [],
     }
+    add_config_bus(manifest, regmap_for(qf))
+    return manifest
 
 
 def build_forest_core(qf: QForest, top: str | None = None) -> tuple[str, dict]:
@@ -70,6 +76,7 @@ def save_forest_build(qf: QForest, outdir, top: str | None = None) -> dict:
         manifest["verilog"]: text,
         MANIFEST: json.dumps(manifest, indent=2) + "\n",
         MODEL: json.dumps(qf.to_dict()) + "\n",
+        **regmap_files(manifest, qf),
     })
     return manifest
 

@@ -28,7 +28,7 @@ from ..errors import RtlgenError
 from ..hw.network import layer_instance
 from ..hw.storage import (ADDR_WIDTH, CLEAR_ADDR, COUNT_CYCLES, ERROR_COUNT_ADDR, FIRST_PARAM_ADDR,
                           SCRUB_CYCLES, STATUS_ADDR, bus_layout)
-from ..ir.model import QDense, QModel
+from ..ir.forest import QForest
 from ..numerics.fixed import parse_type
 
 __all__ = ["REGMAP_JSON", "REGMAP_MD", "regmap_for", "regmap_markdown", "bus_summary", "ConfigDriver"]
@@ -43,6 +43,11 @@ _ORDER = {
               "b[j] at bias.base + j"),
     "conv": ("w[co][ci][k...] at weights.base + its flat C-order index in the kernel "
              "[C_out, C_in, k...]; b[co] at bias.base + co"),
+    "thresholds": ("one word per internal node: tree by tree (the order of model.json), each tree's "
+                   "internal nodes in node order; the node goes left when the input code of its "
+                   "feature is < the word (min code: always right, max code + 1: always left)"),
+    "leaves": ("one word per leaf: tree by tree, each tree's leaves in node order (score codes); "
+               "then base[k], the base score of class k"),
 }
 
 
@@ -57,38 +62,58 @@ def _status_registers(counter_width: int) -> list[dict]:
     ]
 
 
-def regmap_for(model: QModel) -> dict | None:
-    """The register map of the core of ``model`` (None when every layer is constant)."""
+def _instance(model, lw) -> str:
+    """The Verilog instance path of a set's bank inside the core top."""
+    if isinstance(model, QForest):
+        return lw.name
+    return f"{layer_instance(lw.index, lw.name)}.params"
+
+
+def _word_places(model, lw) -> list[list[dict]]:
+    """Per group, per word: where the word sits in a forest (tree, node, feature)."""
+    if not isinstance(model, QForest):
+        return [[{} for _ in g.codes] for g in lw.groups]
+    nodes = [(t, n, f) for t, tree in enumerate(model.trees) for n, f in enumerate(tree.feature)]
+    if lw.op == "thresholds":
+        return [[{"tree": t, "node": n, "feature": f} for t, n, f in nodes if f >= 0]]
+    return [[{"tree": t, "node": n} for t, n, f in nodes if f < 0], [{"class": k} for k in range(model.n_outputs)]]
+
+
+def regmap_for(model) -> dict | None:
+    """The register map of the core of ``model`` (a QModel or a QForest;
+    None when nothing is stored)."""
     bus = bus_layout(model)
     if bus is None:
         return None
     layers, words = [], []
     for lw in bus.layers:
-        layer = model.layers[lw.index]
-        instance = f"{layer_instance(lw.index, lw.name)}.params"
-        entry = {"name": lw.name, "index": lw.index, "op": "conv" if layer.op == "conv" else "dense",
-                 "storage": lw.storage, "tmr_bits": lw.tmr_bits, "instance": instance}
-        entry["order"] = _ORDER[entry["op"]]
-        if entry["op"] == "conv":
-            entry["kernel_shape"] = [int(v) for v in np.asarray(layer.kernel_codes).shape]
-        else:
+        instance = _instance(model, lw)
+        entry = {"name": lw.name, "index": lw.index, "op": lw.op, "storage": lw.storage,
+                 "tmr_bits": lw.tmr_bits, "instance": instance, "order": _ORDER[lw.op],
+                 "groups": [g.key for g in lw.groups]}
+        if lw.op == "conv":
+            entry["kernel_shape"] = [int(v) for v in np.asarray(model.layers[lw.index].kernel_codes).shape]
+        elif lw.op == "dense":
+            layer = model.layers[lw.index]
             entry["matrix_shape"] = [layer.n_in, layer.n_out]
-        for group, prefix in ((lw.weights, "w"), (lw.bias, "b")):
-            t = group.type
-            entry["weights" if group.kind == "weight" else "bias"] = {
-                "base": group.base, "count": group.count, "type": str(t), "width": t.width,
-                "signed": t.signed, "protected_bits": group.protected,
+        places = _word_places(model, lw)
+        for gi, group in enumerate(lw.groups):
+            t, prefix = group.type, group.prefix
+            entry[group.key] = {
+                "kind": group.kind, "base": group.base, "count": group.count, "type": str(t),
+                "width": t.width, "signed": t.signed, "protected_bits": group.protected, "prefix": prefix,
                 "signals": (f"{instance}.{prefix}<k>" if group.protected == 0 else
                             f"{instance}.{prefix}<k>_c0/_c1/_c2 (top {group.protected} bits)"
                             + (f", {instance}.{prefix}<k>_lo (low {t.width - group.protected} bits)"
                                if group.protected < t.width else "")),
             }
             for k, code in enumerate(group.codes):
-                words.append({"addr": group.base + k, "layer": lw.name, "kind": group.kind, "index": k,
-                              "type": str(t), "reset": int(code), "signal": f"{instance}.{prefix}{k}"})
+                words.append({"addr": group.base + k, "layer": lw.name, "kind": group.kind, "group": gi,
+                              "index": k, "type": str(t), "reset": int(code),
+                              "signal": f"{instance}.{prefix}{k}", **places[gi][k]})
         layers.append(entry)
     return {
-        "format": 1,
+        "format": 2,
         "addr_width": ADDR_WIDTH,
         "data_width": bus.data_width,
         "counter_width": bus.counter_width,
@@ -136,10 +161,10 @@ def regmap_markdown(regmap: dict, top: str = "") -> str:
         meaning = reg.get("description") or "; ".join(reg.get("fields", {}).values())
         lines.append(f"| `0x{reg['addr']:04x}` | {reg['name']} | {reg['access']} | {meaning} |")
     lines += ["", "## Parameter words", "",
-              "| layer | storage | kind | first | last | count | type | triplicated bits |",
+              "| set | storage | group | first | last | count | type | triplicated bits |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for layer in regmap["layers"]:
-        for kind in ("weights", "bias"):
+        for kind in layer["groups"]:
             g = layer[kind]
             if not g["count"]:
                 continue
@@ -149,10 +174,11 @@ def regmap_markdown(regmap: dict, top: str = "") -> str:
     lines += ["", "Word order:", ""]
     lines += [f"- `{layer['name']}`: {layer['order']}" for layer in regmap["layers"]]
     if len(regmap["words"]) <= MD_WORD_LIMIT:
-        lines += ["", "## Every word", "", "| address | layer | kind | index | type | reset code |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "## Every word", "", "| address | set | kind | index | where | type | reset code |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for w in regmap["words"]:
-            lines.append(f"| `0x{w['addr']:04x}` | `{w['layer']}` | {w['kind']} | {w['index']} | "
+            where = ", ".join(f"{key} {w[key]}" for key in ("tree", "node", "feature", "class") if key in w)
+            lines.append(f"| `0x{w['addr']:04x}` | `{w['layer']}` | {w['kind']} | {w['index']} | {where} | "
                          f"`{w['type']}` | {w['reset']} |")
     else:
         lines += ["", f"({len(regmap['words'])} words: see regmap.json for the list.)"]
@@ -219,61 +245,60 @@ class ConfigDriver:
         return Bits(uint=int(addr), length=ADDR_WIDTH).bytes + b"".join(self.word_bytes(w) for w in words)
 
     # -- parameters -------------------------------------------------------
+    #
+    # Parameters travel as {set name: (codes of group 0, codes of group 1, ...)}
+    # in the order of the register map's "groups" (a layer: weights, bias; a
+    # forest: thresholds; leaves, base), each in word order.
 
-    def _stored_layer(self, model: QModel, name: str) -> QDense:
-        for layer in model.layers:
-            if layer.name == name:
-                if not isinstance(layer, QDense):
-                    raise RtlgenError(f"layer {name!r} of the model has no parameters")
-                return layer
-        raise RtlgenError(f"the register map names layer {name!r}, which the model does not have")
+    def _sets(self, model) -> dict:
+        sets = {ps.name: ps for ps in model.param_sets()}
+        for name in self.layers:
+            if name not in sets:
+                raise RtlgenError(f"the register map names {name!r}, which the model does not store; "
+                                  "rebuild the core for this model")
+        return sets
 
-    def writes(self, model: QModel) -> list[tuple[int, int]]:
-        """(address, word) for every stored parameter of ``model``, in address order."""
+    def writes(self, model) -> list[tuple[int, int]]:
+        """(address, word) for every stored parameter of ``model`` (a QModel
+        or QForest of the core's shape), in address order."""
+        sets = self._sets(model)
         out = []
         for name, entry in self.layers.items():
-            layer = self._stored_layer(model, name)
-            codes = layer.param_codes()
-            for kind, values in zip(("weights", "bias"), codes):
-                g = entry[kind]
-                if len(values) != g["count"]:
-                    raise RtlgenError(f"layer {name!r}: {len(values)} {kind} codes, the register map "
+            for key, group in zip(entry["groups"], sets[name].groups):
+                g = entry[key]
+                if len(group.codes) != g["count"]:
+                    raise RtlgenError(f"{name!r}: {len(group.codes)} {key} codes, the register map "
                                       f"has {g['count']} words; rebuild the core for this model")
-                out += [(g["base"] + k, self.encode(c, g["type"])) for k, c in enumerate(values)]
-        return out
+                out += [(g["base"] + k, self.encode(c, g["type"])) for k, c in enumerate(group.codes)]
+        return sorted(out)
 
-    def codes_from_words(self, words: dict[int, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per layer (weight codes, bias codes) in word order, from address -> word."""
+    def codes_from_words(self, words: dict[int, int]) -> dict[str, tuple]:
+        """Per set, the codes of each group in word order, from address -> word."""
         out = {}
         for name, entry in self.layers.items():
-            parts = []
-            for kind in ("weights", "bias"):
-                g = entry[kind]
-                parts.append(np.array([self.decode(words[g["base"] + k], g["type"]) for k in range(g["count"])],
-                                      dtype=np.int64))
-            out[name] = tuple(parts)
+            out[name] = tuple(np.array([self.decode(words[entry[key]["base"] + k], entry[key]["type"])
+                                        for k in range(entry[key]["count"])], dtype=np.int64)
+                              for key in entry["groups"])
         return out
 
-    def model_with(self, model: QModel, codes: dict[str, tuple]) -> QModel:
-        """A copy of ``model`` whose stored layers hold ``codes`` (for the golden model)."""
-        layers = [layer.with_params(*codes[layer.name]) if layer.name in codes else layer
-                  for layer in model.layers]
-        return QModel(model.name, model.input_type, model.n_in, layers, model.input_shape)
+    def model_with(self, model, codes: dict[str, tuple]):
+        """A copy of ``model`` whose stored sets hold ``codes`` (for the golden model)."""
+        return model.with_param_codes(codes)
 
     def addresses(self) -> list[int]:
-        return [g["base"] + k for entry in self.layers.values() for kind in ("weights", "bias")
-                for g in (entry[kind],) for k in range(g["count"])]
+        return [entry[key]["base"] + k for entry in self.layers.values() for key in entry["groups"]
+                for k in range(entry[key]["count"])]
 
     # -- bus transactions ----------------------------------------------------
 
-    async def program(self, bus, model: QModel) -> int:
+    async def program(self, bus, model) -> int:
         """Write every stored parameter of ``model``; returns the number of writes."""
         writes = self.writes(model)
         for addr, word in writes:
             await bus.write(addr, word)
         return len(writes)
 
-    async def read_params(self, bus) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    async def read_params(self, bus) -> dict[str, tuple]:
         """Read back every stored parameter (TMR words voted)."""
         words = {}
         for addr in self.addresses():

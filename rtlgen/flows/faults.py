@@ -25,12 +25,12 @@ import numpy as np
 
 from ..emit.regmap import ConfigDriver
 from ..errors import RtlgenError
-from ..golden.mlp import predict_codes
-from ..ir.model import QModel
+from ..ir.forest import QForest
+from ..numerics.fixed import parse_type
 from . import tools
 from .sim import SIMS_DIR, TIMESCALE, _environ, _results_failures, _sys_path_first, _tail, read_manifest
 
-__all__ = ["BENCH_MODULE", "make_plan", "fault_list", "run_config_bench"]
+__all__ = ["BENCH_MODULE", "make_plan", "fault_list", "random_params", "run_config_bench"]
 
 BENCH_MODULE = "test_config_bus"
 VERILATOR_ARGS = ("-Wno-fatal", "--public-flat-rw", "-CFLAGS", "-O0")
@@ -44,12 +44,11 @@ def fault_list(regmap: dict, max_single: int = 2000, max_double: int = 64, max_u
     for layer in regmap["layers"]:
         if layer["storage"] != "tmr":
             continue
-        prefix_of = {"weights": "w", "bias": "b"}
-        for kind in ("weights", "bias"):
-            g = layer[kind]
+        for key in layer["groups"]:
+            g = layer[key]
             low = g["width"] - g["protected_bits"]
             for k in range(g["count"]):
-                signal = f"{layer['instance']}.{prefix_of[kind]}{k}"
+                signal = f"{layer['instance']}.{g['prefix']}{k}"
                 for bit in range(g["protected_bits"]):
                     double.append([signal, [0, 1], bit])
                     for copy in range(3):
@@ -74,26 +73,48 @@ def fault_list(regmap: dict, max_single: int = 2000, max_double: int = 64, max_u
             "unprotected_selection": how_un, "max_scrub_cycles": int(regmap["scrub_cycles"])}
 
 
-def _random_params(model: QModel, seed: int) -> dict:
+def random_params(regmap: dict, seed: int) -> dict:
+    """Random codes for every stored word, in the driver's form
+    ({set: (codes of each group)}), drawn uniformly from each group's type
+    (thresholds: from the input range, where they change decisions)."""
+    driver = ConfigDriver(regmap)
     rng = np.random.default_rng(seed)
     out = {}
-    for layer in model.layers:
-        if getattr(layer, "stored", False):
-            w, b = layer.param_codes()
-            wt, bt = layer.weight_type, layer.bias_type
-            out[layer.name] = (rng.integers(wt.min_code, wt.max_code + 1, size=w.shape),
-                               rng.integers(bt.min_code, bt.max_code + 1, size=b.shape))
+    for name, entry in driver.layers.items():
+        groups = []
+        for key in entry["groups"]:
+            t = parse_type(entry[key]["type"])
+            lo, hi = t.min_code, t.max_code + 1
+            if entry[key]["kind"] == "threshold":    # cuts in [min input code, max input code + 1]
+                lo, hi = lo // 2, hi // 2 + 1
+            groups.append(rng.integers(lo, hi, size=entry[key]["count"]))
+        out[name] = tuple(groups)
     return out
 
 
-def make_plan(model: QModel, regmap: dict, n_vectors: int = 24, seed: int = 1, **fault_limits) -> dict:
-    """Everything the config-bus bench checks, with golden outputs."""
+def _golden(model):
+    if isinstance(model, QForest):
+        from ..golden.forest import predict_codes
+    else:
+        from ..golden.mlp import predict_codes
+    return predict_codes
+
+
+def make_plan(model, regmap: dict, n_vectors: int = 24, seed: int = 1, vectors=None, **fault_limits) -> dict:
+    """Everything the config-bus bench checks, with golden outputs.
+
+    ``model`` is the core's QModel or QForest; ``vectors`` (input codes)
+    default to the extreme codes and random ones."""
     driver = ConfigDriver(regmap)
+    predict_codes = _golden(model)
     t = model.input_type
-    rng = np.random.default_rng(seed)
-    x = rng.integers(t.min_code, t.max_code + 1, size=(n_vectors, model.n_in))
-    x[0], x[1] = t.max_code, t.min_code
-    reprogrammed = driver.model_with(model, _random_params(model, seed + 1))
+    if vectors is None:
+        rng = np.random.default_rng(seed)
+        x = rng.integers(t.min_code, t.max_code + 1, size=(n_vectors, model.n_in))
+        x[0], x[1] = t.max_code, t.min_code
+    else:
+        x = np.asarray(vectors, dtype=np.int64)
+    reprogrammed = driver.model_with(model, random_params(regmap, seed + 1))
     writes = driver.writes(reprogrammed)
     mapped = {a for a, _ in writes} | {0, 1, 2}
     end = int(regmap["end_addr"])

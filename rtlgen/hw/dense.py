@@ -153,7 +153,7 @@ class DenseLayer(wiring.Component):
         if self.bank is None:
             return const_operand(self._bias_code(j))
         t = self.layer.bias_type
-        op = Operand(self.bank.biases[int(self.bindex[j])], t.min_code, t.max_code)
+        op = Operand(self.bank.bias[int(self.bindex[j])], t.min_code, t.max_code)
         if self.layer.accum_type is not None:
             return cast_operand(op, t.frac, self.layer.accum_type)
         return op.shifted(self.sum_frac - t.frac)
@@ -181,8 +181,9 @@ class DenseLayer(wiring.Component):
         x = self.i.payload
         if self.bank is not None:
             bank = m.submodules.params = self.bank
-            m.d.comb += [bank.addr.eq(self.cfg_addr), bank.wdata.eq(self.cfg_wdata), bank.we.eq(self.cfg_we),
-                         self.cfg_rdata.eq(bank.rdata), self.cfg_error.eq(bank.error)]
+            m.d.comb += [bank.cfg_addr.eq(self.cfg_addr), bank.cfg_wdata.eq(self.cfg_wdata),
+                         bank.cfg_we.eq(self.cfg_we), self.cfg_rdata.eq(bank.cfg_rdata),
+                         self.cfg_error.eq(bank.cfg_error)]
 
         # Phase sequencing (R > 1): phase 0 is the cycle of i.valid.
         if r > 1:

@@ -46,7 +46,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 
 from ..ir.forest import QForest, QTree
+from .config_bus import attach_config_bus, config_bus_ports
 from .ports import core_members
+from .storage import ParamBank, bus_layout
 from .arith import Operand, cast_operand, const_operand, range_shape, tree_depth
 from .arith import select as select_by_index
 
@@ -82,15 +84,20 @@ class Unit:
 
 def forest_units(qf: QForest) -> tuple[list[list[Unit]], list[int]]:
     """(units per class, constant per class).  Constants are in leaf-code units
-    and do not include the base score; trees that are one leaf go there."""
+    and do not include the base score; trees that are one leaf go there.
+    With stored leaves every tree is a multiplexer unit of its own."""
     units: list[list[Unit]] = [[] for _ in range(qf.n_outputs)]
     consts = [0] * qf.n_outputs
+    stored_leaves = qf.leaf_storage != "constant"
     for k in range(qf.n_outputs):
         open_group: Unit | None = None
         for t, tree in enumerate(qf.trees):
             if tree.output != k:
                 continue
             depth = tree.depth()
+            if stored_leaves:
+                units[k].append(Unit("mux", [t], k, [depth]))
+                continue
             if depth == 0:
                 consts[k] += tree.value[0]
                 continue
@@ -134,7 +141,8 @@ def forest_levels(qf: QForest) -> int:
     accumulator) register: the unit lookup and the adder levels."""
     units, _ = forest_units(qf)
     if qf.reuse_factor == 1:
-        per_class = [len(u) for u in units]
+        # stored leaves: the stored base score is one more adder input
+        per_class = [len(u) + (qf.leaf_storage != "constant") for u in units]
     else:
         per_class = [len(slots) for slots in _slots(units, qf.reuse_factor)]
     return 1 + max(tree_depth(max(1, n)) for n in per_class)
@@ -194,7 +202,17 @@ class ForestCore(wiring.Component):
     of class k; with ``class_output`` the last element is the predicted class
     index.  Latency ``2 + registers between levels (+ R when R > 1)`` cycles,
     II = reuse factor R (``in_ready`` is low for R - 1 cycles after each
-    accepted vector)."""
+    accepted vector).
+
+    With stored thresholds or leaves (``QForest.threshold_storage`` /
+    ``leaf_storage`` ``register`` or ``tmr``) the core also has the
+    configuration bus of :mod:`rtlgen.hw.config_bus` (``cfg_addr``,
+    ``cfg_wdata``, ``cfg_we``, ``cfg_rdata``, or the I2C pins) and one
+    :class:`~rtlgen.hw.storage.ParamBank` per stored set (submodules
+    ``thresholds`` and ``leaves``).  Stored thresholds give every internal
+    node its own comparator against its threshold word; stored leaves make
+    every tree a multiplexer over its leaf words, and the base scores words
+    too.  Latency and II do not change."""
 
     def __init__(self, qf: QForest):
         self.qf = qf
@@ -203,8 +221,34 @@ class ForestCore(wiring.Component):
         self.registers = _register_after(qf, self.n_levels)
         self.ii = qf.reuse_factor
         self.latency = 2 + sum(self.registers) + (self.ii if self.ii > 1 else 0)
-        self.comparators = len({(f, c) for t in qf.trees for f, c in zip(t.feature, t.cut) if f >= 0})
-        super().__init__(core_members(qf.input_type, qf.n_features, qf.result_type, qf.n_out))
+        self.bus = bus_layout(qf)
+        self.banks = {}
+        if self.bus is not None:
+            self.banks = {lw.name: ParamBank(lw, self.bus.data_width) for lw in self.bus.layers}
+        self.stored_thresholds = "thresholds" in self.banks
+        if self.stored_thresholds:
+            self.comparators = sum(1 for t in qf.trees for f in t.feature if f >= 0)
+        else:
+            self.comparators = len({(f, c) for t in qf.trees for f, c in zip(t.feature, t.cut) if f >= 0})
+        members = core_members(qf.input_type, qf.n_features, qf.result_type, qf.n_out)
+        self.i2c = None
+        if self.bus is not None:
+            bus_members, self.i2c = config_bus_ports(self.bus, qf.i2c)
+            members.update(bus_members)
+        super().__init__(members)
+
+    @staticmethod
+    def _word_numbers(qf: QForest, leaves: bool) -> list[dict]:
+        """Per tree: node -> its word number among the stored thresholds or leaves."""
+        out, n = [], 0
+        for tree in qf.trees:
+            words = {}
+            for node, f in enumerate(tree.feature):
+                if (f < 0) == leaves:
+                    words[node] = n
+                    n += 1
+            out.append(words)
+        return out
 
     def elaborate(self, platform):
         qf = self.qf
@@ -234,13 +278,37 @@ class ForestCore(wiring.Component):
             with m.Elif(valid):
                 m.d.sync += phase.eq(phase + 1)
 
-        # decisions on the input, shared across the forest
-        keys = sorted({(f, c) for t in qf.trees for f, c in zip(t.feature, t.cut) if f >= 0})
+        for name, bank in self.banks.items():
+            m.submodules[name] = bank
+        if self.bus is not None:
+            attach_config_bus(m, self, self.bus, self.i2c, list(self.banks.values()))
+
+        # decisions on the input: with constant thresholds one comparator per
+        # (feature, cut), shared across the forest; else one per node
         decide = {}
-        for f, c in keys:
-            s = Signal(name=f"cmp_f{f}_{'m' if c < 0 else ''}{abs(c)}")
-            m.d.comb += s.eq(self.in_data[f] < c)
-            decide[(f, c)] = s
+        if self.stored_thresholds:
+            thresholds = self.banks["thresholds"].thresholds
+            for t, words in enumerate(self._word_numbers(qf, leaves=False)):
+                for node, word in words.items():
+                    s = Signal(name=f"cmp_t{t}_n{node}")
+                    m.d.comb += s.eq(self.in_data[qf.trees[t].feature[node]] < thresholds[word])
+                    decide[(t, node)] = s
+        else:
+            keys = sorted({(f, c) for t in qf.trees for f, c in zip(t.feature, t.cut) if f >= 0})
+            shared = {}
+            for f, c in keys:
+                s = Signal(name=f"cmp_f{f}_{'m' if c < 0 else ''}{abs(c)}")
+                m.d.comb += s.eq(self.in_data[f] < c)
+                shared[(f, c)] = s
+            for t, tree in enumerate(qf.trees):
+                for node, (f, c) in enumerate(zip(tree.feature, tree.cut)):
+                    if f >= 0:
+                        decide[(t, node)] = shared[(f, c)]
+
+        def key_of(t: int, node: int):
+            """Nodes with one key share one decision (and its register)."""
+            tree = qf.trees[t]
+            return (t, node) if self.stored_thresholds else (tree.feature[node], tree.cut[node])
 
         def registered(value, width, name):
             reg = Signal(width, name=name)
@@ -251,27 +319,69 @@ class ForestCore(wiring.Component):
         # the input register: path codes (table units) or decisions (mux units)
         held_cmp = {}
 
-        def held(key):
+        def held(t: int, node: int):
+            key = key_of(t, node)
             if key not in held_cmp:
-                f, c = key
-                held_cmp[key] = registered(decide[key], 1, f"d_f{f}_{'m' if c < 0 else ''}{abs(c)}")
+                a, b = key
+                name = f"d_t{a}_n{b}" if self.stored_thresholds else f"d_f{a}_{'m' if b < 0 else ''}{abs(b)}"
+                held_cmp[key] = registered(decide[(t, node)], 1, name)
             return held_cmp[key]
 
-        def code_bit(tree: QTree, j: int, node: int = 0, depth: int = 0):
+        def code_bit(t: int, j: int, node: int = 0, depth: int = 0):
+            tree = qf.trees[t]
             if tree.feature[node] < 0:
                 return None
-            d = decide[(tree.feature[node], tree.cut[node])]
+            d = decide[(t, node)]
             if depth == j:
                 return d
-            a = code_bit(tree, j, tree.left[node], depth + 1)
-            b = code_bit(tree, j, tree.right[node], depth + 1)
+            a = code_bit(t, j, tree.left[node], depth + 1)
+            b = code_bit(t, j, tree.right[node], depth + 1)
             if a is None and b is None:
                 return None
             return Mux(d, 0 if a is None else a, 0 if b is None else b)
 
+        # unit values at sum_frac: tables of entries, or leaf values of a mux tree
+        if "leaves" in self.banks:
+            values, starts = self._stored_leaf_values(held)
+        else:
+            values, starts = self._constant_leaf_values(qf, code_bit, held, registered)
+        self._sum_and_output(m, values, starts, valid, phase)
+        return m
+
+    def _stored_leaf_values(self, held):
+        """Per class, the unit operands (multiplexers over leaf words); the
+        class start is the stored base score (an adder input when R = 1)."""
+        qf, r = self.qf, self.ii
+        bank = self.banks["leaves"]
         ss = qf.sum_frac - qf.score_type.frac
         sb = qf.sum_frac - qf.base_type.frac
-        # unit values at sum_frac: tables of entries, or leaf values of a mux tree
+        st, bt = qf.score_type, qf.base_type
+        words = self._word_numbers(qf, leaves=True)
+        values, starts = [], []
+        for k, ulist in enumerate(self.units):
+            ops = []
+            for u in ulist:
+                t = u.trees[0]
+                tree = qf.trees[t]
+
+                def select(node):
+                    if tree.feature[node] < 0:
+                        return bank.leaves[words[t][node]]
+                    return Mux(held(t, node), select(tree.left[node]), select(tree.right[node]))
+                ops.append(Operand(select(0), st.min_code, st.max_code).shifted(ss))
+            base = Operand(bank.base[k], bt.min_code, bt.max_code).shifted(sb)
+            if r == 1:
+                ops.append(base)
+            values.append(ops)
+            starts.append(base.value)
+        return values, starts
+
+    def _constant_leaf_values(self, qf, code_bit, held, registered):
+        """Per class, the unit operands (constant tables or multiplexer
+        trees, offsets folded into one constant per class) and that constant."""
+        r = self.ii
+        ss = qf.sum_frac - qf.score_type.frac
+        sb = qf.sum_frac - qf.base_type.frac
         plans = []
         starts = [(qf.base[k] << sb) + (self.consts[k] << ss) for k in range(qf.n_outputs)]
         for k, ulist in enumerate(self.units):
@@ -303,27 +413,31 @@ class ForestCore(wiring.Component):
                 if u.kind == "table":
                     bits = []
                     for t, d in zip(u.trees, u.bits):
-                        tree = qf.trees[t]
                         for j in range(d):
-                            b = code_bit(tree, j)
+                            b = code_bit(t, j)
                             bits.append(Const(0, 1) if b is None else b)
                     index = registered(Cat(*bits), len(bits), f"code_c{k}_u{i}")
                     val = _lookup(stored, shape, index)
                 else:
-                    tree = qf.trees[u.trees[0]]
+                    t = u.trees[0]
+                    tree = qf.trees[t]
                     leaf_value = dict(zip([n for n, _ in tree.leaves()], stored))
 
                     def select(node):
                         if tree.feature[node] < 0:
                             return Const(leaf_value[node], shape)
-                        return Mux(held((tree.feature[node], tree.cut[node])),
-                                   select(tree.left[node]), select(tree.right[node]))
+                        return Mux(held(t, node), select(tree.left[node]), select(tree.right[node]))
                     val = select(0)
                 ops.append(Operand(val, lo, hi).shifted(tz))
             if r == 1 and not ulist:
                 ops.append(const_operand(starts[k]))
             values.append(ops)
+        return values, starts
 
+    def _sum_and_output(self, m, values, starts, valid, phase):
+        """Adder trees (or the slots and accumulator when R > 1), the cast,
+        the optional argmax and the output register."""
+        qf, r = self.qf, self.ii
         level = 0
 
         def stage(ops: list[Operand], what: str) -> list[Operand]:
@@ -413,4 +527,3 @@ class ForestCore(wiring.Component):
         with m.If(valid):
             for k, v in enumerate(out_vals):
                 m.d.sync += self.out_data[k].eq(v)
-        return m

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import operator
-from functools import reduce
-
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from ..errors import RtlgenError
 from ..ir.conv import QMaxPool
 from ..ir.model import QActivation, QDense, QModel
 from .activation import ActivationLayer
-from .ports import config_bus_members, core_members
+from .config_bus import attach_config_bus, config_bus_ports
+from .ports import core_members
 from .dense import DenseLayer
 from .pool import MaxPoolLayer
-from .storage import CLEAR_ADDR, ERROR_COUNT_ADDR, STATUS_ADDR, BusLayout, bus_layout
+from .storage import BusLayout, bus_layout
 
 __all__ = ["Network", "make_layer", "layer_instance"]
 
@@ -70,11 +67,7 @@ class Network(wiring.Component):
     pins ``scl_i``: In(1), ``sda_i``: In(1) (idle high) and ``sda_oe``:
     Out(1) (1 pulls SDA low).
 
-    The bus holds the status registers: a sticky error flag and a saturating
-    error counter (``min(D, 16)`` bits) that counts the cycles in which some
-    TMR word was scrubbed; both show a flip two clock edges after it
-    happened, and a write to CLEAR clears them (a clear wins over a count
-    in the same cycle).
+    The bus holds the status registers (:mod:`rtlgen.hw.config_bus`).
 
     Latency ``self.latency`` = 1 (input register) + the sum of the layers'
     latencies; II ``self.ii`` = the largest reuse factor.  ``rst`` is a
@@ -90,14 +83,9 @@ class Network(wiring.Component):
         self.ii = max([layer.ii for layer in self.layers] or [1])
         members = core_members(model.input_type, model.n_in, model.output_type, model.n_out)
         self.i2c = None
-        if self.bus is not None and model.i2c is not None:
-            from .i2c import I2CTarget
-            opts = model.i2c
-            self.i2c = I2CTarget(int(opts["address"]), self.bus.data_width, clk_hz=float(opts["clk_hz"]),
-                                 filter_cycles=int(opts["filter_cycles"]))
-            members.update({"scl_i": In(1), "sda_i": In(1), "sda_oe": Out(1)})
-        elif self.bus is not None:
-            members.update(config_bus_members(self.bus.data_width))
+        if self.bus is not None:
+            bus_members, self.i2c = config_bus_ports(self.bus, model.i2c)
+            members.update(bus_members)
         super().__init__(members)
 
     def instance_name(self, k: int) -> str:
@@ -131,39 +119,9 @@ class Network(wiring.Component):
             valid, payload = layer.o.valid, layer.o.payload
         m.d.comb += [self.out_valid.eq(valid), self.out_data.eq(payload)]
         if self.bus is not None:
-            self._config_bus(m)
+            banks = [layer for layer in self.layers if getattr(layer, "bank", None) is not None]
+            attach_config_bus(m, self, self.bus, self.i2c, banks)
         return m
-
-    def _config_bus(self, m: Module):
-        d = self.bus.data_width
-        if self.i2c is not None:
-            i2c = m.submodules.i2c = self.i2c
-            addr, wdata, we = Signal(16, name="cfg_addr"), Signal(d, name="cfg_wdata"), Signal(name="cfg_we")
-            rdata_reg = Signal(d, name="cfg_rdata")
-            m.d.comb += [i2c.scl_i.eq(self.scl_i), i2c.sda_i.eq(self.sda_i), self.sda_oe.eq(i2c.sda_oe),
-                         addr.eq(i2c.bus_addr), wdata.eq(i2c.bus_wdata), we.eq(i2c.bus_we),
-                         i2c.bus_rdata.eq(rdata_reg)]
-        else:
-            addr, wdata, we, rdata_reg = self.cfg_addr, self.cfg_wdata, self.cfg_we, self.cfg_rdata
-        stored = [layer for layer in self.layers if getattr(layer, "bank", None) is not None]
-        for layer in stored:
-            m.d.comb += [layer.cfg_addr.eq(addr), layer.cfg_wdata.eq(wdata), layer.cfg_we.eq(we)]
-        width = self.bus.counter_width
-        flag = Signal(name="err_flag")
-        count = Signal(width, name="err_count")
-        error = Signal(name="err_any")
-        m.d.comb += error.eq(Cat(*[layer.cfg_error for layer in stored]).any())
-        with m.If(we & (addr == CLEAR_ADDR)):
-            m.d.sync += [flag.eq(0), count.eq(0)]
-        with m.Elif(error):
-            m.d.sync += [flag.eq(1), count.eq(Mux(count == (1 << width) - 1, count, count + 1))]
-        rdata = Signal(d, name="cfg_rdata_next")
-        m.d.comb += rdata.eq(reduce(operator.or_, [layer.cfg_rdata for layer in stored]))
-        with m.If(addr == STATUS_ADDR):
-            m.d.comb += rdata.eq(flag)
-        with m.If(addr == ERROR_COUNT_ADDR):
-            m.d.comb += rdata.eq(count)
-        m.d.sync += rdata_reg.eq(rdata)
 
 
 def layer_instance(k: int, name: str) -> str:

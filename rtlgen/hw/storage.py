@@ -1,9 +1,11 @@
 """Parameter storage: register words, TMR words and the configuration bus map.
 
-A dense or conv layer whose ``storage`` is ``register`` or ``tmr`` keeps
-one register word per parameter (weight or bias, see
-:meth:`rtlgen.ir.model.QDense.param_index`), reset to the trained code and
-written through the configuration bus.  With ``tmr`` the ``tmr_bits`` most
+A stored parameter set (a dense or conv layer whose ``storage`` is
+``register`` or ``tmr``, or a forest's thresholds or leaves; see
+:mod:`rtlgen.ir.params`) keeps one register word per parameter (weight or
+bias, see :meth:`rtlgen.ir.model.QDense.param_index`; threshold, leaf or
+base score, see :meth:`rtlgen.ir.forest.QForest.param_sets`), reset to the
+trained code and written through the configuration bus.  With ``tmr`` the ``tmr_bits`` most
 significant bits of each word are held in three copies: a bitwise majority
 voter feeds the datapath, any disagreement between the copies is a
 *mismatch*, and on the clock edge that follows a mismatch the copy that
@@ -23,8 +25,10 @@ Register map (word addresses, ``ADDR_WIDTH`` bits):
 ``0x0001``  R      ERROR_COUNT: saturating count of the clock cycles in
                    which at least one TMR word was scrubbed
 ``0x0002``  W      CLEAR: any write clears the flag and the counter
-``0x0010``  R/W    first parameter word; each layer's weights, then its
-                   biases, each group starting on a multiple of 16
+``0x0010``  R/W    first parameter word; each set's groups in order (a
+                   layer's weights, then its biases; a forest's
+                   thresholds, then its leaves and base scores), each
+                   group starting on a multiple of 16
 =========== ====== ======================================================
 
 A parameter word holds the code in its low ``W`` bits (two's complement
@@ -42,9 +46,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import RtlgenError
-from ..ir.model import QDense, QModel
+from ..ir.params import GROUP_KINDS
 from ..numerics.fixed import FixedType
 from .arith import select, shape_of
+from .ports import layer_config_members
 
 __all__ = ["ADDR_WIDTH", "STATUS_ADDR", "ERROR_COUNT_ADDR", "CLEAR_ADDR", "FIRST_PARAM_ADDR",
            "SCRUB_CYCLES", "COUNT_CYCLES", "WordGroup", "LayerWords", "BusLayout", "bus_layout",
@@ -71,7 +76,7 @@ COUNT_CYCLES = 2
 @dataclass(frozen=True)
 class WordGroup:
     """``count`` consecutive parameter words of one type from ``base``."""
-    kind: str            # "weight" or "bias"
+    kind: str            # a kind of rtlgen.ir.params.GROUP_KINDS ("weight", "bias", "threshold", ...)
     base: int
     type: FixedType
     codes: tuple         # trained codes, in word order (the reset values)
@@ -85,20 +90,32 @@ class WordGroup:
     def end(self) -> int:
         return self.base + self.count
 
+    @property
+    def key(self) -> str:
+        """Its name in the register map and the port of its bank."""
+        return GROUP_KINDS[self.kind][0]
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of its word signals (``<prefix><k>``)."""
+        return GROUP_KINDS[self.kind][1]
+
 
 @dataclass(frozen=True)
 class LayerWords:
-    """The parameter words of one stored layer."""
-    index: int           # position of the layer in the model
+    """The parameter words of one stored set (a layer, or a forest's thresholds or leaves)."""
+    index: int           # position of the set in the model
     name: str
+    op: str
     storage: str
     tmr_bits: int | None
-    weights: WordGroup
-    bias: WordGroup
+    groups: tuple        # WordGroup, in address order
 
-    @property
-    def groups(self) -> tuple[WordGroup, WordGroup]:
-        return (self.weights, self.bias)
+    def group(self, key: str) -> WordGroup:
+        for g in self.groups:
+            if g.key == key:
+                return g
+        raise KeyError(key)
 
 
 @dataclass(frozen=True)
@@ -127,33 +144,32 @@ def _align(addr: int) -> int:
     return -(-addr // GROUP_ALIGN) * GROUP_ALIGN
 
 
-def _protected(layer: QDense, t: FixedType) -> int:
-    if layer.storage != "tmr":
+def _protected(storage: str, tmr_bits: int | None, t: FixedType) -> int:
+    if storage != "tmr":
         return 0
-    return t.width if layer.tmr_bits is None else min(layer.tmr_bits, t.width)
+    return t.width if tmr_bits is None else min(tmr_bits, t.width)
 
 
-def bus_layout(model: QModel) -> BusLayout | None:
-    """Addresses of every stored parameter of ``model`` (None when all are constant)."""
-    stored = [(k, layer) for k, layer in enumerate(model.layers)
-              if isinstance(layer, QDense) and layer.stored]
-    if not stored:
+def bus_layout(model) -> BusLayout | None:
+    """Addresses of every stored parameter of ``model`` (a QModel or a
+    QForest; None when nothing is stored)."""
+    sets = model.param_sets()
+    if not sets:
         return None
-    widest = max(max(layer.weight_type.width, layer.bias_type.width) for _, layer in stored)
+    widest = max(g.type.width for ps in sets for g in ps.groups)
     data_width = max(8, -(-widest // 8) * 8)
     layers, addr = [], FIRST_PARAM_ADDR
-    for k, layer in stored:
-        wcodes, bcodes = layer.param_codes()
+    for ps in sets:
         groups = []
-        for kind, t, codes in (("weight", layer.weight_type, wcodes), ("bias", layer.bias_type, bcodes)):
-            groups.append(WordGroup(kind, addr, t, tuple(int(c) for c in codes), _protected(layer, t)))
-            addr = _align(addr + len(codes))
+        for g in ps.groups:
+            groups.append(WordGroup(g.kind, addr, g.type, tuple(g.codes), _protected(ps.storage, ps.tmr_bits, g.type)))
+            addr = _align(addr + len(g.codes))
         if addr > 1 << ADDR_WIDTH:
             raise RtlgenError(
-                f"layer {layer.name!r}: the stored parameters need {addr} word addresses, more than the "
+                f"{ps.name!r}: the stored parameters need {addr} word addresses, more than the "
                 f"{1 << ADDR_WIDTH} of the {ADDR_WIDTH}-bit configuration bus; use storage: constant "
-                "for some layers")
-        layers.append(LayerWords(k, layer.name, layer.storage, layer.tmr_bits, *groups))
+                "for some of them")
+        layers.append(LayerWords(ps.index, ps.name, ps.op, ps.storage, ps.tmr_bits, tuple(groups)))
     return BusLayout(data_width, layers)
 
 
@@ -280,38 +296,37 @@ class TmrWord(wiring.Component):
 
 
 class ParamBank(wiring.Component):
-    """The stored parameters of one layer, on the configuration bus.
+    """The stored parameters of one set (a layer, or a forest's thresholds
+    or leaves), on the configuration bus.
 
     Ports
     -----
-    ``addr``: In(16), ``wdata``: In(D), ``we``: In(1)
-        the configuration bus: on a clock edge where ``we`` is high the word
-        at ``addr`` (if it belongs to this layer) takes ``wdata``.
-    ``rdata``: Out(D)
-        combinational: the (voted) word at ``addr``, 0 when ``addr`` is not
-        one of this layer's words.
-    ``error``: Out(1)
-        registered: some TMR word of the layer was mismatched (and so
+    ``cfg_addr``: In(16), ``cfg_wdata``: In(D), ``cfg_we``: In(1)
+        the configuration bus: on a clock edge where ``cfg_we`` is high the
+        word at ``cfg_addr`` (if it belongs to this set) takes ``cfg_wdata``.
+    ``cfg_rdata``: Out(D)
+        combinational: the (voted) word at ``cfg_addr``, 0 when the address
+        is not one of this set's words.
+    ``cfg_error``: Out(1)
+        registered: some TMR word of the set was mismatched (and so
         scrubbed) on the previous clock edge.
-    ``weights``: Out(ArrayLayout(weight codes, n_weight_words))
-    ``biases``: Out(ArrayLayout(bias codes, n_bias_words))
+    one port per group, named by its key (``weights``, ``bias``,
+    ``thresholds``, ``leaves``, ``base``): Out(ArrayLayout(codes, count))
         the stored values, in word order, for the datapath.
 
-    Word signals are named ``w<k>``/``b<k>`` (``register``) or
-    ``w<k>_c0..2`` and ``w<k>_lo`` (``tmr``).  Writes take effect on the
-    next clock edge; II 1.
+    Word signals are named ``<prefix><k>`` (``register``: ``w3``, ``b0``,
+    ``t12``, ``l5``, ``base0``) or ``<prefix><k>_c0..2`` and
+    ``<prefix><k>_lo`` (``tmr``).  Writes take effect on the next clock
+    edge; II 1.
     """
 
     def __init__(self, words: LayerWords, data_width: int):
         self.words = words
         self.data_width = data_width
-        w, b = words.weights, words.bias
-        super().__init__({
-            "addr": In(ADDR_WIDTH), "wdata": In(data_width), "we": In(1),
-            "rdata": Out(data_width), "error": Out(1),
-            "weights": Out(data.ArrayLayout(shape_of(w.type), max(1, w.count))),
-            "biases": Out(data.ArrayLayout(shape_of(b.type), max(1, b.count))),
-        })
+        members = layer_config_members(data_width, ADDR_WIDTH)
+        for g in words.groups:
+            members[g.key] = Out(data.ArrayLayout(shape_of(g.type), max(1, g.count)))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -319,26 +334,26 @@ class ParamBank(wiring.Component):
         # select a block, the low bits one line of it
         line_bits = (GROUP_ALIGN - 1).bit_length()
         line = Signal(GROUP_ALIGN, name="line")
-        m.d.comb += line.eq(Const(1, GROUP_ALIGN) << self.addr[:line_bits])
+        m.d.comb += line.eq(Const(1, GROUP_ALIGN) << self.cfg_addr[:line_bits])
         blocks: dict[int, Signal] = {}
 
         def enable(addr: int):
             blk = addr >> line_bits
             if blk not in blocks:
                 sel = Signal(name=f"blk{blk}")
-                m.d.comb += sel.eq(self.we & (self.addr[line_bits:] == blk))
+                m.d.comb += sel.eq(self.cfg_we & (self.cfg_addr[line_bits:] == blk))
                 blocks[blk] = sel
             return blocks[blk] & line[addr & (GROUP_ALIGN - 1)]
 
         mismatches = []
         self.regs = {}
-        for group, port, prefix in ((self.words.weights, self.weights, "w"),
-                                    (self.words.bias, self.biases, "b")):
+        for group in self.words.groups:
+            port, prefix = getattr(self, group.key), group.prefix
             values = []
             for k, code in enumerate(group.codes):
                 we = Signal(name=f"{prefix}{k}_we")
                 m.d.comb += we.eq(enable(group.base + k))
-                value, mm = _word(m, f"{prefix}{k}", group.type, code, group.protected, we, self.wdata,
+                value, mm = _word(m, f"{prefix}{k}", group.type, code, group.protected, we, self.cfg_wdata,
                                   self.regs)
                 m.d.comb += port[k].eq(value)
                 values.append(value)
@@ -347,12 +362,12 @@ class ParamBank(wiring.Component):
             # read: the word at addr, zero-extended to D bits
             if values:
                 local = Signal(range(-(1 << ADDR_WIDTH), 1 << ADDR_WIDTH), name=f"{prefix}_local")
-                m.d.comb += local.eq(self.addr - group.base)
+                m.d.comb += local.eq(self.cfg_addr - group.base)
                 hit = (local >= 0) & (local < group.count)
                 idx_bits = max(1, (group.count - 1).bit_length())
                 raw = select([v.as_unsigned() for v in values], local[:idx_bits])
                 with m.If(hit):
-                    m.d.comb += self.rdata.eq(raw)
+                    m.d.comb += self.cfg_rdata.eq(raw)
         if mismatches:
-            m.d.sync += self.error.eq(Cat(*mismatches).any())
+            m.d.sync += self.cfg_error.eq(Cat(*mismatches).any())
         return m

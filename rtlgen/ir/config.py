@@ -62,7 +62,8 @@ import numpy as np
 from ..errors import RtlgenError
 from ..numerics.fixed import Overflow, parse_type, quantize
 from .conv import Conv, Pool, QConv, QMaxPool, pool_matrix
-from .model import STORAGE_MODES, Activation, Dense, FloatModel, QActivation, QDense, QModel
+from .params import check_storage, check_tmr_bits
+from .model import Activation, Dense, FloatModel, QActivation, QDense, QModel
 
 DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "io", "storage", "tmr_bits"}
 ACTIVATION_KEYS = {"result", "io"}
@@ -180,9 +181,8 @@ def _window_nonzero(matrix: np.ndarray, layer, where: str, merged: dict) -> int:
 def _storage(merged: dict, own: dict, layer, io: str, weight_type, bias_type, where: str):
     """The layer's (storage, tmr_bits) from its merged configuration."""
     trained = isinstance(layer, (Dense, Conv))
-    storage = merged.get("storage", "constant") if trained else own.get("storage", "constant")
-    if storage not in STORAGE_MODES:
-        raise RtlgenError(f"{where}: storage must be one of {', '.join(STORAGE_MODES)}, got {storage!r}")
+    storage = check_storage(merged.get("storage", "constant") if trained else own.get("storage", "constant"),
+                            where)
     if storage != "constant" and not trained:
         raise RtlgenError(f"{where}: an AveragePool has no trained parameters to store; "
                           "remove its 'storage' key (it is always constant)")
@@ -190,29 +190,19 @@ def _storage(merged: dict, own: dict, layer, io: str, weight_type, bias_type, wh
         raise RtlgenError(f"{where}: storage {storage!r} needs io: parallel; use storage: constant "
                           "for a streamed layer")
     tmr_bits = merged.get("tmr_bits") if storage == "tmr" else own.get("tmr_bits")
-    if tmr_bits is None:
-        return storage, None
-    if storage != "tmr":
-        raise RtlgenError(f"{where}: tmr_bits applies only with storage: tmr (the layer's storage is "
-                          f"{storage!r}); remove it or set storage: tmr")
-    widest = max(weight_type.width, bias_type.width)
-    if isinstance(tmr_bits, bool) or not isinstance(tmr_bits, (int, np.integer)) or \
-            not 1 <= int(tmr_bits) <= widest:
-        raise RtlgenError(f"{where}: tmr_bits must be an integer from 1 to {widest} (the widest stored "
-                          f"word), got {tmr_bits!r}")
-    return storage, int(tmr_bits)
+    return storage, check_tmr_bits(tmr_bits, storage, max(weight_type.width, bias_type.width), where)
 
 
-def _i2c(value, layers) -> dict | None:
+def i2c_option(value, has_bus: bool, what: str = "dense/conv layer") -> dict | None:
     """The ``i2c`` option: an I2C target in front of the configuration bus."""
     if value is None:
         return None
     if not isinstance(value, dict) or "address" not in value or set(value) - I2C_KEYS:
         raise RtlgenError(f"config 'i2c' must be a mapping with 'address' (7-bit, 0x08..0x77) and optional "
                           f"'clk_hz' and 'filter_cycles'; allowed keys: {sorted(I2C_KEYS)}")
-    if not any(getattr(layer, "stored", False) for layer in layers):
-        raise RtlgenError("config 'i2c' needs a configuration bus: set storage: register or tmr on some "
-                          "dense/conv layer")
+    if not has_bus:
+        raise RtlgenError(f"config 'i2c' needs a configuration bus: set storage: register or tmr on some "
+                          f"{what}")
     address, clk_hz, filt = value["address"], value.get("clk_hz", 10e6), value.get("filter_cycles", 3)
     if isinstance(address, bool) or not isinstance(address, int) or not 0x08 <= address <= 0x77:
         raise RtlgenError(f"config 'i2c': address must be a 7-bit I2C address from 0x08 to 0x77, got {address!r}")
@@ -353,5 +343,6 @@ def apply_config(model: FloatModel, config) -> QModel:
         layers.append(q)
         in_type = result_type
     name = cfg.get("name") or model.name
+    i2c = i2c_option(cfg.get("i2c"), any(getattr(layer, "stored", False) for layer in layers))
     return QModel(name=name, input_type=input_type, n_in=model.n_in, layers=layers,
-                  input_shape=getattr(model, "input_shape", None), i2c=_i2c(cfg.get("i2c"), layers))
+                  input_shape=getattr(model, "input_shape", None), i2c=i2c)

@@ -23,6 +23,19 @@ The configuration (YAML/JSON mapping)::
     reuse_factor: 1                 # evaluate the trees in R groups, one per cycle (II = R)
     class_output: false             # also emit the argmax class as an extra output element
     table_bits: 6                   # path-code bits per leaf-sum table (0: multiplexer trees)
+    storage: tmr                    # constant | register | tmr, or per set:
+                                    #   {thresholds: tmr, leaves: register}
+    tmr_bits: 4                     # with tmr: triplicated top bits (or {thresholds: N, leaves: M})
+    i2c: {address: 0x42}            # an I2C target in front of the configuration bus
+
+With stored thresholds or leaves (``register`` or ``tmr``, see
+:mod:`rtlgen.hw.storage`) the tree shapes and the features they test are
+fixed by the build, and the values are reprogrammable through the
+configuration bus.  Stored thresholds are words of :meth:`QForest.threshold_type`
+(the input type with one more integer bit, so that "always left" and
+"always right" are programmable too); a node whose trained threshold lies
+outside the input range keeps its node (its cut is clamped to the range)
+instead of being pruned, so that the core has the trained tree's shape.
 
 :func:`quantize_forest` turns thresholds into integer comparisons on input
 codes (``code < c``) that take the same branch as the library for every
@@ -32,7 +45,7 @@ the score type.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -40,7 +53,7 @@ from ..errors import RtlgenError
 from ..numerics.fixed import FixedType, Quant, Overflow, bits_for_range, parse_type, quantize
 
 __all__ = ["Tree", "Forest", "QTree", "QForest", "DECISIONS", "threshold_codes", "quantize_forest",
-           "FOREST_KEYS"]
+           "FOREST_KEYS", "FOREST_SETS"]
 
 DECISIONS = {
     "lt_f32": "float32(x) < float32(t) (xgboost)",
@@ -48,7 +61,9 @@ DECISIONS = {
     "le_f64": "x <= t in float64 (LightGBM, conifer)",
 }
 FOREST_KEYS = {"input", "features", "score", "base", "result", "pipeline", "reuse_factor",
-               "class_output", "table_bits", "name"}
+               "class_output", "table_bits", "name", "storage", "tmr_bits", "i2c"}
+#: the stored sets of a forest, in bus order
+FOREST_SETS = ("thresholds", "leaves")
 
 
 @dataclass
@@ -215,7 +230,62 @@ class QForest:
     decision: str = ""
     library: str = ""
     objective: str = ""
+    threshold_storage: str = "constant"   # constant | register | tmr (see rtlgen.ir.params)
+    threshold_tmr_bits: int | None = None
+    leaf_storage: str = "constant"        # leaves and base scores
+    leaf_tmr_bits: int | None = None
+    i2c: dict | None = None               # an I2C target in front of the configuration bus
     kind: str = field(default="bdt", init=False)
+
+    @property
+    def stored(self) -> bool:
+        return self.threshold_storage != "constant" or self.leaf_storage != "constant"
+
+    @property
+    def threshold_type(self) -> FixedType:
+        """Type of a stored threshold word: the input type with one more
+        integer bit, holding every cut from ``min_code`` (always right) to
+        ``max_code + 1`` (always left)."""
+        t = self.input_type
+        return FixedType(t.width + 1, t.integer + 1, t.signed)
+
+    # -- stored parameters (see rtlgen.ir.params) ---------------------------
+
+    def param_sets(self) -> list:
+        """The stored sets: ``thresholds`` (every internal node, tree by tree,
+        in node order) and ``leaves`` (every leaf, tree by tree, in node
+        order; then the base score of each class)."""
+        from .params import ParamGroup, ParamSet
+        out = []
+        if self.threshold_storage != "constant":
+            cuts = tuple(int(t.cut[n]) for t in self.trees for n in range(len(t.feature)) if t.feature[n] >= 0)
+            out.append(ParamSet(0, "thresholds", "thresholds", self.threshold_storage, self.threshold_tmr_bits,
+                                (ParamGroup("threshold", self.threshold_type, cuts),)))
+        if self.leaf_storage != "constant":
+            leaves = tuple(int(t.value[n]) for t in self.trees for n in range(len(t.feature)) if t.feature[n] < 0)
+            out.append(ParamSet(1, "leaves", "leaves", self.leaf_storage, self.leaf_tmr_bits,
+                                (ParamGroup("leaf", self.score_type, leaves),
+                                 ParamGroup("base", self.base_type, tuple(int(b) for b in self.base)))))
+        return out
+
+    def with_param_codes(self, codes: dict) -> "QForest":
+        """A copy holding other thresholds (``codes["thresholds"] = (cuts,)``)
+        and/or leaves (``codes["leaves"] = (leaf codes, base codes)``), in
+        the word order of :meth:`param_sets`."""
+        trees = [QTree(list(t.feature), list(t.cut), list(t.left), list(t.right), list(t.value), t.output)
+                 for t in self.trees]
+        base = list(self.base)
+        if "thresholds" in codes:
+            it = iter(int(c) for c in codes["thresholds"][0])
+            for t in trees:
+                t.cut = [next(it) if f >= 0 else c for f, c in zip(t.feature, t.cut)]
+        if "leaves" in codes:
+            leaves, new_base = codes["leaves"]
+            it = iter(int(v) for v in leaves)
+            for t in trees:
+                t.value = [next(it) if f < 0 else v for f, v in zip(t.feature, t.value)]
+            base = [int(b) for b in new_base]
+        return replace(self, trees=trees, base=base)
 
     @property
     def input_type(self) -> FixedType:
@@ -240,9 +310,15 @@ class QForest:
         return self.result_type
 
     def sum_range(self, k: int) -> tuple[int, int]:
-        """Exact range of the per-class sum (base + leaves) at ``sum_frac``."""
+        """Exact range of the per-class sum (base + leaves) at ``sum_frac``:
+        of the trained leaves, or of every programmable code when the leaves
+        are stored."""
         sb = self.sum_frac - self.base_type.frac
         ss = self.sum_frac - self.score_type.frac
+        if self.leaf_storage != "constant":
+            n = sum(1 for tree in self.trees if tree.output == k)
+            s, b = self.score_type, self.base_type
+            return (b.min_code << sb) + n * (s.min_code << ss), (b.max_code << sb) + n * (s.max_code << ss)
         lo = hi = self.base[k] << sb
         for tree in self.trees:
             if tree.output != k:
@@ -261,6 +337,8 @@ class QForest:
             "class_output": self.class_output, "reuse_factor": self.reuse_factor,
             "table_bits": self.table_bits, "task": self.task, "decision": self.decision,
             "library": self.library, "objective": self.objective,
+            "threshold_storage": self.threshold_storage, "threshold_tmr_bits": self.threshold_tmr_bits,
+            "leaf_storage": self.leaf_storage, "leaf_tmr_bits": self.leaf_tmr_bits, "i2c": self.i2c,
             "trees": [{"feature": t.feature, "cut": [int(c) for c in t.cut], "left": t.left,
                        "right": t.right, "value": [int(v) for v in t.value], "output": t.output}
                       for t in self.trees],
@@ -278,7 +356,11 @@ class QForest:
                    pipeline=d.get("pipeline", "per_level"), class_output=bool(d.get("class_output")),
                    reuse_factor=int(d.get("reuse_factor", 1)), table_bits=int(d.get("table_bits", 6)),
                    task=d.get("task", "classifier"), decision=d.get("decision", ""),
-                   library=d.get("library", ""), objective=d.get("objective", ""))
+                   library=d.get("library", ""), objective=d.get("objective", ""),
+                   threshold_storage=d.get("threshold_storage", "constant"),
+                   threshold_tmr_bits=d.get("threshold_tmr_bits"),
+                   leaf_storage=d.get("leaf_storage", "constant"), leaf_tmr_bits=d.get("leaf_tmr_bits"),
+                   i2c=d.get("i2c"))
 
 
 def _type(value, where: str) -> FixedType:
@@ -298,8 +380,10 @@ def _pipeline(value):
     return 1 if int(value) == 1 else int(value)
 
 
-def _quantize_tree(tree: Tree, t_index: int, forest: Forest, in_types, score_type) -> QTree:
-    """Quantize one tree, resolving constant decisions (unreachable subtrees go)."""
+def _quantize_tree(tree: Tree, t_index: int, forest: Forest, in_types, score_type,
+                   keep_shape: bool = False) -> QTree:
+    """Quantize one tree, resolving constant decisions (unreachable subtrees
+    go), or with ``keep_shape`` clamping their cuts to the input range."""
     feature, cut, left, right, value = [], [], [], [], []
     internal = [n for n in range(tree.n_nodes) if tree.feature[n] >= 0]
     cuts = {}
@@ -312,7 +396,7 @@ def _quantize_tree(tree: Tree, t_index: int, forest: Forest, in_types, score_typ
                           .tolist())) if leaf_nodes else {}
 
     def emit(node: int) -> int:
-        while tree.feature[node] >= 0:
+        while tree.feature[node] >= 0 and not keep_shape:
             typ = in_types[int(tree.feature[node])]
             c = cuts[node]
             if c <= typ.min_code:
@@ -330,14 +414,50 @@ def _quantize_tree(tree: Tree, t_index: int, forest: Forest, in_types, score_typ
         if tree.feature[node] < 0:
             value[idx] = int(leaf_codes[node])
         else:
+            typ = in_types[int(tree.feature[node])]
             feature[idx] = int(tree.feature[node])
-            cut[idx] = cuts[node]
+            cut[idx] = min(max(cuts[node], typ.min_code), typ.max_code + 1)
             left[idx] = emit(int(tree.left[node]))
             right[idx] = emit(int(tree.right[node]))
         return idx
 
     emit(0)
     return QTree(feature, cut, left, right, value, tree.output)
+
+
+def _forest_storage(cfg: dict, threshold_width: int, leaf_width: int):
+    """((storage, tmr_bits) of the thresholds, (storage, tmr_bits) of the leaves).
+
+    ``storage`` and ``tmr_bits`` are one value for both sets or a mapping
+    per set; a single ``tmr_bits`` applies to the sets stored as ``tmr``."""
+    from .params import check_storage, check_tmr_bits
+
+    def per_set(key):
+        value = cfg.get(key)
+        if not isinstance(value, dict):
+            return {name: value for name in FOREST_SETS}
+        unknown = set(value) - set(FOREST_SETS)
+        if unknown:
+            raise RtlgenError(f"config {key!r}: unknown set(s) {sorted(unknown)}; a forest stores "
+                              f"{' and '.join(FOREST_SETS)}")
+        return {name: value.get(name) for name in FOREST_SETS}
+
+    storages, bits = per_set("storage"), per_set("tmr_bits")
+    shared_bits = cfg.get("tmr_bits") is not None and not isinstance(cfg["tmr_bits"], dict)
+    out = []
+    for name, width in zip(FOREST_SETS, (threshold_width, leaf_width)):
+        where = f"config: the forest's {name}"
+        storage = check_storage("constant" if storages[name] is None else storages[name], where)
+        n_bits = bits[name]
+        if shared_bits and storage != "tmr":
+            n_bits = None
+        elif shared_bits:
+            n_bits = check_tmr_bits(n_bits, storage, max(threshold_width, leaf_width), where)
+            n_bits = min(n_bits, width)
+        out.append((storage, check_tmr_bits(n_bits, storage, width, where)))
+    if shared_bits and all(storage != "tmr" for storage, _ in out):
+        raise RtlgenError("config 'tmr_bits' applies only with storage: tmr; remove it or set storage: tmr")
+    return out
 
 
 def quantize_forest(forest: Forest, config) -> QForest:
@@ -393,14 +513,22 @@ def quantize_forest(forest: Forest, config) -> QForest:
         raise RtlgenError(f"config 'class_output' must be true or false, got {class_output!r}")
     if class_output and forest.task != "classifier":
         raise RtlgenError(f"config 'class_output': model {forest.name!r} is a regressor; drop class_output")
-    trees = [_quantize_tree(tree, t, forest, in_types, score_type) for t, tree in enumerate(forest.trees)]
+    (t_storage, t_bits), (l_storage, l_bits) = _forest_storage(cfg, in_types[0].width + 1,
+                                                                max(score_type.width, base_type.width))
+    stored = t_storage != "constant" or l_storage != "constant"
+    from .config import i2c_option
+    i2c = i2c_option(cfg.get("i2c"), stored, "set of a forest (storage: register)")
+    trees = [_quantize_tree(tree, t, forest, in_types, score_type, keep_shape=t_storage != "constant")
+             for t, tree in enumerate(forest.trees)]
     base = [int(c) for c in quantize(np.asarray(forest.base, dtype=np.float64), base_type)]
     qf = QForest(name=cfg.get("name") or forest.name, n_features=forest.n_features,
                  n_outputs=forest.n_outputs, input_types=in_types, score_type=score_type,
                  base_type=base_type, result_type=score_type, base=base, trees=trees,
                  pipeline=pipeline, class_output=class_output, reuse_factor=int(reuse),
                  table_bits=int(table_bits), task=forest.task,
-                 decision=forest.decision, library=forest.library, objective=forest.objective)
+                 decision=forest.decision, library=forest.library, objective=forest.objective,
+                 threshold_storage=t_storage, threshold_tmr_bits=t_bits, leaf_storage=l_storage,
+                 leaf_tmr_bits=l_bits, i2c=i2c)
     if cfg.get("result") is not None:
         qf.result_type = _type(cfg["result"], "config 'result'")
     else:

@@ -34,8 +34,6 @@ from ..errors import RtlgenError
 from ..numerics.fixed import FixedType, parse_type
 
 ACTIVATIONS = ("relu", "linear")
-#: where a dense/conv layer keeps its weights and biases (see :class:`QDense`)
-STORAGE_MODES = ("constant", "register", "tmr")
 
 
 # ---------------------------------------------------------------------------
@@ -248,6 +246,27 @@ class QModel:
     @property
     def output_type(self) -> FixedType:
         return self.layers[-1].result_type if self.layers else self.input_type
+
+    # -- stored parameters (see rtlgen.ir.params) ---------------------------
+
+    def param_sets(self) -> list:
+        """The stored layers as :class:`~rtlgen.ir.params.ParamSet` (weights, then biases)."""
+        from .params import ParamGroup, ParamSet
+        out = []
+        for k, layer in enumerate(self.layers):
+            if isinstance(layer, QDense) and layer.stored:
+                w, b = layer.param_codes()
+                out.append(ParamSet(k, layer.name, "conv" if layer.op == "conv" else "dense", layer.storage,
+                                    layer.tmr_bits,
+                                    (ParamGroup("weight", layer.weight_type, tuple(int(c) for c in w)),
+                                     ParamGroup("bias", layer.bias_type, tuple(int(c) for c in b)))))
+        return out
+
+    def with_param_codes(self, codes: dict) -> "QModel":
+        """A copy whose stored layers named in ``codes`` hold ``(weight codes, bias codes)``."""
+        layers = [layer.with_params(*codes[layer.name]) if layer.name in codes else layer
+                  for layer in self.layers]
+        return replace(self, layers=layers)
 
     # -- serialization (the build folder keeps the quantized model) --------
 
