@@ -25,6 +25,7 @@ import numpy as np
 from bitstring import Bits
 
 from ..errors import RtlgenError
+from ..hw.forest import bank_instance
 from ..hw.network import layer_instance
 from ..hw.storage import (ADDR_WIDTH, CLEAR_ADDR, COUNT_CYCLES, ERROR_COUNT_ADDR, FIRST_PARAM_ADDR,
                           SCRUB_CYCLES, STATUS_ADDR, bus_layout)
@@ -65,7 +66,7 @@ def _status_registers(counter_width: int) -> list[dict]:
 def _instance(model, lw) -> str:
     """The Verilog instance path of a set's bank inside the core top."""
     if isinstance(model, QForest):
-        return lw.name
+        return bank_instance(lw.name)
     return f"{layer_instance(lw.index, lw.name)}.params"
 
 

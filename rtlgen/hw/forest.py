@@ -52,7 +52,12 @@ from .storage import ParamBank, bus_layout
 from .arith import Operand, cast_operand, const_operand, range_shape, tree_depth
 from .arith import select as select_by_index
 
-__all__ = ["ForestCore", "forest_levels", "forest_units"]
+__all__ = ["ForestCore", "forest_levels", "forest_units", "bank_instance"]
+
+
+def bank_instance(set_name: str) -> str:
+    """The Verilog instance name of a stored set's bank inside a :class:`ForestCore`."""
+    return f"{set_name}_bank"
 
 
 # ---------------------------------------------------------------------------
@@ -209,7 +214,7 @@ class ForestCore(wiring.Component):
     configuration bus of :mod:`rtlgen.hw.config_bus` (``cfg_addr``,
     ``cfg_wdata``, ``cfg_we``, ``cfg_rdata``, or the I2C pins) and one
     :class:`~rtlgen.hw.storage.ParamBank` per stored set (submodules
-    ``thresholds`` and ``leaves``).  Stored thresholds give every internal
+    ``thresholds_bank`` and ``leaves_bank``, see :func:`bank_instance`).  Stored thresholds give every internal
     node its own comparator against its threshold word; stored leaves make
     every tree a multiplexer over its leaf words, and the base scores words
     too.  Latency and II do not change."""
@@ -279,7 +284,7 @@ class ForestCore(wiring.Component):
                 m.d.sync += phase.eq(phase + 1)
 
         for name, bank in self.banks.items():
-            m.submodules[name] = bank
+            m.submodules[bank_instance(name)] = bank
         if self.bus is not None:
             attach_config_bus(m, self, self.bus, self.i2c, list(self.banks.values()))
 
