@@ -1,6 +1,7 @@
 """Fault-injection campaign on a TMR core: figures are printed, never asserted.
 
-Builds a model with every dense/conv layer on ``storage: tmr`` and runs
+Builds a model with every dense/conv layer (or a forest's thresholds and
+leaves, ``--model bdt``) on ``storage: tmr`` and runs
 ``sims/test_config_bus.py`` (reset read-back, reprogramming with
 inference, unmapped writes, and the campaign: single-bit flips of one copy
 while inferences stream, double flips, flips of unprotected bits).  When
@@ -8,7 +9,7 @@ the triplicated bits give more than ``--max-single`` (word, copy, bit)
 flips, a seeded random sample of that size is injected; the output says
 which.
 
-Usage: ``python bench/tmr_faults.py [--model econt|small] [--simulator icarus]
+Usage: ``python bench/tmr_faults.py [--model econt|jet|small|bdt] [--simulator icarus]
 [--tmr-bits N] [--max-single 300] [--seed 1] [--workdir DIR] [--json OUT.json]``.
 """
 
@@ -25,15 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from rtlgen.emit.build import save_build  # noqa: E402
 from rtlgen.flows.faults import make_plan, run_config_bench  # noqa: E402
-from rtlgen.ir.config import apply_config, load_config  # noqa: E402
-from tmr_overhead import _config, _float_model  # noqa: E402
+from tmr_overhead import build  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="econt", choices=["econt", "jet", "small"])
+    p.add_argument("--model", default="econt", choices=["econt", "jet", "small", "bdt"])
     p.add_argument("--simulator", default="icarus", choices=["icarus", "verilator"])
     p.add_argument("--tmr-bits", type=int, default=None)
     p.add_argument("--max-single", type=int, default=300)
@@ -42,10 +41,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rtlgen-tmr-faults-"))
-    fm, cfg_path = _float_model(args.model)
-    q = apply_config(fm, _config(load_config(cfg_path), "tmr", args.tmr_bits, None))
     outdir = workdir / "core"
-    save_build(q, outdir)
+    q, _ = build(args.model, "tmr", args.tmr_bits, None, outdir)
     regmap = json.loads((outdir / "regmap.json").read_text())
     plan = make_plan(q, regmap, n_vectors=16, seed=args.seed, max_single=args.max_single,
                      max_double=32, max_unprotected=32)

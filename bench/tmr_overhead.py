@@ -8,7 +8,10 @@ table also goes to ``--json``.
 
 Models: ``econt`` (models/econt_encoder.onnx + .yaml, the ECON-T-style
 encoder), ``jet`` (models/jet_mlp.onnx + .yaml), ``small`` (a 16-8-5 MLP
-with random weights and the jet precisions, quick).
+with random weights and the jet precisions, quick), ``bdt`` (an xgboost
+forest of 20 trees of depth 3 on scikit-learn's breast-cancer data,
+``fixed<8,3>`` inputs and ``fixed<10,3>`` scores; ``storage`` applies to
+its thresholds and leaves).
 
 The ratios are against the first variant built (``constant`` unless
 ``--variants`` leaves it out).  The ECON-T encoder at reuse factor 1
@@ -55,6 +58,36 @@ def _float_model(name: str):
     return load_model(ROOT / "models" / onnx), ROOT / "models" / yaml
 
 
+BDT_CONFIG = {"input": "fixed<8,3,RND,SAT>", "score": "fixed<10,3,RND,SAT>", "pipeline": "per_level"}
+
+
+def _forest():
+    import xgboost as xgb
+    from sklearn.datasets import load_breast_cancer
+
+    from rtlgen.frontends.trees import load_forest
+    x, y = load_breast_cancer(return_X_y=True)
+    x = (x - x.mean(0)) / x.std(0)
+    return load_forest(xgb.XGBClassifier(n_estimators=20, max_depth=3, random_state=0).fit(x, y))
+
+
+def build(model_name: str, storage: str, tmr_bits, reuse, outdir):
+    """Quantize ``model_name`` with every stored set on ``storage``, write its build; (model, manifest)."""
+    if model_name == "bdt":
+        from rtlgen.emit.forest_build import save_forest_build
+        from rtlgen.ir.forest import quantize_forest
+        cfg = dict(BDT_CONFIG, storage=storage)
+        if tmr_bits is not None:
+            cfg["tmr_bits"] = tmr_bits
+        if reuse is not None:
+            cfg["reuse_factor"] = reuse
+        qf = quantize_forest(_forest(), cfg)
+        return qf, save_forest_build(qf, outdir)
+    fm, cfg_path = _float_model(model_name)
+    q = apply_config(fm, _config(load_config(cfg_path), storage, tmr_bits, reuse))
+    return q, save_build(q, outdir)
+
+
 def _config(base: dict, storage: str, tmr_bits: int | None, reuse) -> dict:
     default = dict(base.get("default") or {}, storage=storage)
     if reuse is not None:
@@ -66,16 +99,14 @@ def _config(base: dict, storage: str, tmr_bits: int | None, reuse) -> dict:
 
 def _one(args) -> dict:
     model_name, variant, storage, tmr_bits, reuse, target, workdir = args
-    fm, cfg_path = _float_model(model_name)
-    q = apply_config(fm, _config(load_config(cfg_path), storage, tmr_bits, reuse))
     outdir = Path(workdir) / f"{model_name}_{variant}"
     t0 = time.perf_counter()
-    manifest = save_build(q, outdir)
+    _, manifest = build(model_name, storage, tmr_bits, reuse, outdir)
     t_build = time.perf_counter() - t0
     report = synth(outdir, target=target)
     res = report.get("resources", report)
-    words = sum(layer["weights"]["count"] + layer["bias"]["count"]
-                for layer in manifest.get("config_bus", {}).get("layers", []))
+    words = sum(layer[key]["count"] for layer in manifest.get("config_bus", {}).get("layers", [])
+                for key in layer["groups"])
     return {"variant": variant, "storage": storage, "tmr_bits": tmr_bits, "words": words,
             "multipliers": manifest["multipliers"], "latency": manifest["latency"],
             "data_width": manifest.get("config_bus", {}).get("data_width"),
@@ -86,7 +117,7 @@ def _one(args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="econt", choices=["econt", "jet", "small"])
+    p.add_argument("--model", default="econt", choices=["econt", "jet", "small", "bdt"])
     p.add_argument("--target", default="generic")
     p.add_argument("--tmr-bits", type=int, default=None, help="also build tmr with this many triplicated bits")
     p.add_argument("--reuse", default=None, help="reuse factor for every layer (default: the model's config)")

@@ -101,34 +101,49 @@ def cmd_tmr_analysis(args) -> int:
     import json
     from pathlib import Path
 
-    from .analysis.sensitivity import (analyze, config_snippet, format_table, report_dict, report_markdown,
-                                       table_rows)
     from .cli import _inputs_as_codes, _load_npy
     from .cli_forest import is_forest_model
     from .emit.atomic import write_text_atomic
-    from .frontends import load_model
-    from .ir.config import apply_config, load_config
     if args.threshold < 0:
         raise RtlgenError(f"--threshold must be at least 0 output codes, got {args.threshold}")
     if is_forest_model(args.model):
-        raise RtlgenError(f"{args.model}: tmr-analysis takes a network (.onnx); decision forests have "
-                          "no stored weights")
-    qmodel = apply_config(load_model(args.model), load_config(args.config))
-    codes = _inputs_as_codes(qmodel, _load_npy(args.data), args.raw)
-    t0 = time.perf_counter()
-    sens = analyze(qmodel, codes, max_samples=args.samples, seed=args.seed)
-    report = report_dict(sens, args.threshold, model=qmodel.name, output_type=qmodel.output_type,
-                         samples_total=int(len(codes)), seed=args.seed)
+        from .analysis import forest_sensitivity as fs
+        from .cli_forest import _codes
+        from .frontends.trees import load_forest
+        from .ir.config import load_config
+        from .ir.forest import quantize_forest
+        forest = load_forest(args.model)
+        # both sets analysed as stored, whatever the configured storage
+        qmodel = quantize_forest(forest, fs.stored_config(load_config(args.config)))
+        codes = _codes(qmodel, _load_npy(args.data), args.raw)
+        t0 = time.perf_counter()
+        sens = fs.analyze(qmodel, codes, max_samples=args.samples, seed=args.seed)
+        report = fs.report_dict(sens, args.threshold, model=qmodel.name, output_type=qmodel.output_type,
+                                samples_total=int(len(codes)), seed=args.seed)
+        markdown, table, snippet = fs.report_markdown(report), fs.table_rows(report), fs.config_snippet(report)
+        format_table = fs.format_table
+    else:
+        from .analysis.sensitivity import (analyze, config_snippet, format_table, report_dict, report_markdown,
+                                           table_rows)
+        from .frontends import load_model
+        from .ir.config import apply_config, load_config
+        qmodel = apply_config(load_model(args.model), load_config(args.config))
+        codes = _inputs_as_codes(qmodel, _load_npy(args.data), args.raw)
+        t0 = time.perf_counter()
+        sens = analyze(qmodel, codes, max_samples=args.samples, seed=args.seed)
+        report = report_dict(sens, args.threshold, model=qmodel.name, output_type=qmodel.output_type,
+                             samples_total=int(len(codes)), seed=args.seed)
+        markdown, table, snippet = report_markdown(report), table_rows(report), config_snippet(report)
     out = Path(args.output)
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "sensitivity.json", json.dumps(report, indent=1) + "\n")
-        write_text_atomic(out / "sensitivity.md", report_markdown(report))
+        write_text_atomic(out / "sensitivity.md", markdown)
     except OSError as exc:
         raise RtlgenError(f"cannot write the sensitivity report in {out}: {exc.strerror or exc}") from None
-    print(format_table(table_rows(report)))
+    print(format_table(table))
     print()
-    print(config_snippet(report), end="")
+    print(snippet, end="")
     print(f"tmr-analysis: {report['samples']} of {len(codes)} vectors, threshold {args.threshold} output "
           f"codes, {time.perf_counter() - t0:.1f} s; wrote sensitivity.json, sensitivity.md in {out}")
     return 0
@@ -173,11 +188,15 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_sweep)
 
     from .analysis.sensitivity import DEFAULT_SAMPLES
-    p = sub.add_parser("tmr-analysis", help="bit-flip sensitivity of the weights and the tmr_bits to protect")
-    p.add_argument("model", help="model file (.onnx)")
+    p = sub.add_parser("tmr-analysis", help="bit-flip sensitivity of the stored weights (or forest thresholds "
+                                           "and leaves) and the tmr_bits to protect")
+    p.add_argument("model", help="model file: a network (.onnx) or a decision forest (xgboost .json/.ubj, "
+                                 "LightGBM .txt, scikit-learn .pkl/.joblib, conifer .json); a forest is "
+                                 "analysed with both sets stored")
     p.add_argument("--config", "-c", required=True, help="precision configuration (YAML or JSON)")
     p.add_argument("--data", "-d", required=True,
-                   help="X.npy: float inputs [N, n_in] or [N, C, H, W] (integer codes with --raw)")
+                   help="X.npy: float inputs [N, n_in] or [N, C, H, W], [N, n_features] for a forest "
+                        "(integer codes with --raw)")
     p.add_argument("--raw", action="store_true", help="the inputs are integer codes")
     p.add_argument("--threshold", "-t", type=int, default=0,
                    help="largest tolerated output error of a single-copy bit flip, in output codes (default 0)")

@@ -16,7 +16,7 @@ from ..errors import RtlgenError
 from ..ir.forest import QForest
 from ..numerics.fixed import quantize, requantize, to_float
 
-__all__ = ["check_codes", "quantize_inputs", "leaf_indices", "sums", "predict_codes", "predict",
+__all__ = ["check_codes", "quantize_inputs", "leaf_indices", "sums", "outputs_from_sums", "predict_codes", "predict",
            "outputs_as_values"]
 
 
@@ -96,9 +96,15 @@ def sums(qf: QForest, x: np.ndarray) -> np.ndarray:
 
 def predict_codes(qf: QForest, x_codes) -> np.ndarray:
     """Output codes [N, n_out] for input codes (what the core computes)."""
-    x = check_codes(qf, x_codes)
-    res = np.asarray(requantize(sums(qf, x), qf.sum_frac, qf.result_type), dtype=np.int64)
-    res = res.reshape(x.shape[0], qf.n_outputs)
+    return outputs_from_sums(qf, sums(qf, check_codes(qf, x_codes)))
+
+
+def outputs_from_sums(qf: QForest, acc: np.ndarray) -> np.ndarray:
+    """Output codes [N, n_out] of exact per-class sums [N, n_outputs]: each sum
+    cast to the result type, then with ``class_output`` the class index
+    (the first largest; with one output: 1 when it is above zero)."""
+    res = np.asarray(requantize(acc, qf.sum_frac, qf.result_type), dtype=np.int64)
+    res = res.reshape(np.shape(acc)[0], qf.n_outputs)
     if not qf.class_output:
         return res
     if qf.n_outputs == 1:

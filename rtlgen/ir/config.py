@@ -204,6 +204,11 @@ def i2c_option(value, has_bus: bool, what: str = "dense/conv layer") -> dict | N
         raise RtlgenError(f"config 'i2c' needs a configuration bus: set storage: register or tmr on some "
                           f"{what}")
     address, clk_hz, filt = value["address"], value.get("clk_hz", 10e6), value.get("filter_cycles", 3)
+    if isinstance(clk_hz, str):        # YAML 1.1 reads 40e6 (no dot) as a string
+        try:
+            clk_hz = float(clk_hz)
+        except ValueError:
+            pass
     if isinstance(address, bool) or not isinstance(address, int) or not 0x08 <= address <= 0x77:
         raise RtlgenError(f"config 'i2c': address must be a 7-bit I2C address from 0x08 to 0x77, got {address!r}")
     if isinstance(clk_hz, bool) or not isinstance(clk_hz, (int, float)) or not clk_hz > 0:
