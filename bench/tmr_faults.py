@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from rtlgen.flows.faults import make_plan, run_config_bench  # noqa: E402
+from rtlgen.flows.faults import make_plan, run_config_bench, summary_lines  # noqa: E402
 from tmr_overhead import build  # noqa: E402
 
 
@@ -49,23 +49,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     res = run_config_bench(outdir, plan, args.simulator, work_dir=workdir / "sim")
     elapsed = time.perf_counter() - t0
-    camp = res["fault_campaign"]
-    single, double, unprot = camp["single"], camp["double"], camp["unprotected"]
     f = plan["faults"]
     print(f"model {args.model} (tmr, tmr_bits {args.tmr_bits or 'all'}), {len(regmap['words'])} words, "
           f"D {regmap['data_width']}, {args.simulator}, {elapsed:.0f} s")
-    print(f"single flips: {single['injected']} injected ({f['single_selection']}), "
-          f"{single['corrected']} corrected, {single['detected']} detected, scrub cycles {single['scrub_cycles']}, "
-          f"count cycles {single['count_cycles']}, {single['inferences_checked']} inferences checked, "
-          f"{single['output_mismatches']} output mismatches, error count read {single['error_count_read']}")
-    print(f"double flips (same bit, two copies): {double['injected']} injected ({f['double_selection']}), "
-          f"{double['detected']} detected, {double['corrected']} corrected, {double['voted_wrong_value']} voted "
-          f"the flipped value, {double['restored_by_rewrite']} repaired by a bus rewrite")
-    print(f"unprotected low bits: {unprot['injected']} injected, {unprot['detected']} detected, "
-          f"{unprot['persisted']} persisted until rewritten")
-    print(f"reprogramming: {res['program_infer']['writes']} writes, {res['program_infer']['mismatches']} "
-          f"output mismatches; unmapped writes: {res['unmapped_writes']['addresses']} addresses, "
-          f"{len(res['unmapped_writes']['changed_words'])} words changed")
+    print("\n".join(summary_lines(plan, res)))
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "simulator": args.simulator,
                                                "selection": f["single_selection"], "results": res},

@@ -1,5 +1,5 @@
-"""Command-line subcommands of the implementation flows: ``lint``, ``synth``, ``report``, ``sweep``,
-``tmr-analysis``.
+"""Command-line subcommands of the implementation flows: ``lint``, ``synth``, ``faults``, ``report``,
+``sweep``, ``tmr-analysis``.
 
 :func:`add_commands` adds them to the ``rtlgen`` parser; each handler
 returns 0 and raises :class:`~rtlgen.errors.RtlgenError` on user errors
@@ -15,7 +15,8 @@ import time
 
 from .errors import RtlgenError
 
-__all__ = ["add_commands", "cmd_lint", "cmd_synth", "cmd_report", "cmd_sweep", "cmd_tmr_analysis", "main"]
+__all__ = ["add_commands", "cmd_lint", "cmd_synth", "cmd_faults", "cmd_report", "cmd_sweep", "cmd_tmr_analysis",
+           "main"]
 
 TARGETS = ("generic", "ice40", "ecp5", "xilinx")
 TOOLS = ("auto", "native", "yowasp")
@@ -149,6 +150,30 @@ def cmd_tmr_analysis(args) -> int:
     return 0
 
 
+def cmd_faults(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .emit.atomic import write_text_atomic
+    from .flows.faults import run_campaign, summary_lines
+    t0 = time.perf_counter()
+    _progress(f"faults: configuration bus and fault campaign of {args.outdir} on {args.simulator}")
+    plan, res = run_campaign(args.outdir, args.simulator, n_vectors=args.vectors, seed=args.seed,
+                             max_single=args.max_single, max_double=args.max_double,
+                             max_unprotected=args.max_double)
+    report = {"simulator": args.simulator, "seed": args.seed, "vectors": len(plan["vectors"]),
+              "selection": {k: v for k, v in plan["faults"].items() if k.endswith("selection") or k.endswith("total")},
+              "results": res}
+    path = Path(args.outdir) / "faults.json"
+    try:
+        write_text_atomic(path, json.dumps(report, indent=1) + "\n")
+    except OSError as exc:
+        raise RtlgenError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print("\n".join(summary_lines(plan, res)))
+    print(f"faults: every check passed in {time.perf_counter() - t0:.0f} s; wrote {path}")
+    return 0
+
+
 def _synth_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", "-t", default="generic", metavar="{" + ",".join(TARGETS) + "}",
                    help="Yosys flow: generic gates, Lattice iCE40 / ECP5 or Xilinx 7-series (default: generic)")
@@ -163,7 +188,8 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub) -> None:
-    """Add ``lint``, ``synth``, ``report``, ``sweep`` and ``tmr-analysis`` to an argparse subparsers object."""
+    """Add ``lint``, ``synth``, ``faults``, ``report``, ``sweep`` and ``tmr-analysis`` to an argparse
+    subparsers object."""
     p = sub.add_parser("lint", help="Verilator lint (-Wall) of a built core")
     p.add_argument("outdir", help="build folder")
     p.set_defaults(func=cmd_lint)
@@ -172,6 +198,19 @@ def add_commands(sub) -> None:
     p.add_argument("outdir", help="build folder; results go to OUTDIR/synth/<target>/")
     _synth_options(p)
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("faults", help="configuration bus and TMR fault-injection campaign of a built core "
+                                      "with stored parameters (cocotb)")
+    p.add_argument("outdir", help="build folder (storage register or tmr); writes OUTDIR/faults.json")
+    p.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus")
+    p.add_argument("--max-single", type=_positive_int, default=2000,
+                   help="single flips: every (word, copy, bit) up to this many, else a seeded sample of it "
+                        "(default 2000)")
+    p.add_argument("--max-double", type=_positive_int, default=64,
+                   help="double flips and unprotected-bit flips sampled (default 64)")
+    p.add_argument("--vectors", type=_positive_int, default=24, help="input vectors streamed (default 24)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the samples and vectors (default 1)")
+    p.set_defaults(func=cmd_faults)
 
     p = sub.add_parser("report", help="resource and latency report: OUTDIR/report.md, .json, .png")
     p.add_argument("outdir", help="build folder")

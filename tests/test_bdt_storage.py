@@ -355,6 +355,26 @@ def test_generic_bench_runs_a_forest_with_a_bus(sim_built, tmp_path):
     assert np.array_equal(got, expected)
 
 
+@pytest.mark.sim
+def test_cli_faults_runs_the_campaign_and_refuses_cores_without_a_bus(tmp_path, capsys):
+    qf = forest("tmr", tmr_bits=2)
+    save_forest_build(qf, tmp_path / "core")
+    assert cli_main(["faults", str(tmp_path / "core"), "--max-single", "50", "--vectors", "8"]) == 0
+    report = json.loads((tmp_path / "core" / "faults.json").read_text())
+    single = report["results"]["fault_campaign"]["single"]
+    total = sum(3 * 2 * len(g.codes) for ps in qf.param_sets() for g in ps.groups)
+    assert report["selection"]["single_selection"] == f"random sample of 50 of {total} (seed 1)"
+    assert single["injected"] == single["corrected"] == single["detected"] == 50
+    assert single["output_mismatches"] == 0
+    assert "50 corrected" in capsys.readouterr().out
+    save_forest_build(forest("constant"), tmp_path / "plain")
+    assert cli_main(["faults", str(tmp_path / "plain")]) == 2
+    assert "no configuration bus" in capsys.readouterr().err
+    save_forest_build(forest("register", i2c={"address": 0x31}), tmp_path / "i2c")
+    assert cli_main(["faults", str(tmp_path / "i2c")]) == 2
+    assert "I2C" in capsys.readouterr().err
+
+
 def test_status_address_is_not_a_parameter():
     regmap = regmap_for(forest("tmr"))
     assert STATUS_ADDR not in {w["addr"] for w in regmap["words"]}

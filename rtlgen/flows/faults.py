@@ -10,7 +10,8 @@ copies) and of flips in unprotected low bits.
 
 :func:`run_config_bench` runs the bench on Icarus or Verilator (built with
 ``--public-flat-rw`` so that the copies' registers can be written) and
-returns the figures it recorded.
+returns the figures it recorded; :func:`run_campaign` does both for a build
+folder (``rtlgen faults``) and :func:`summary_lines` words the figures.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from ..numerics.fixed import parse_type
 from . import tools
 from .sim import SIMS_DIR, TIMESCALE, _environ, _results_failures, _sys_path_first, _tail, read_manifest
 
-__all__ = ["BENCH_MODULE", "make_plan", "fault_list", "random_params", "run_config_bench"]
+__all__ = ["BENCH_MODULE", "make_plan", "fault_list", "random_params", "run_config_bench", "summary_lines",
+           "run_campaign"]
 
 BENCH_MODULE = "test_config_bus"
 VERILATOR_ARGS = ("-Wno-fatal", "--public-flat-rw", "-CFLAGS", "-O0")
@@ -189,3 +191,43 @@ def run_config_bench(outdir, plan: dict, simulator: str = "icarus", work_dir=Non
     if temporary:
         shutil.rmtree(wdir, ignore_errors=True)
     return results
+
+
+def summary_lines(plan: dict, res: dict) -> list[str]:
+    """The campaign's figures in words (one line per part)."""
+    camp = res["fault_campaign"]
+    single, double, unprot = camp["single"], camp["double"], camp["unprotected"]
+    f = plan["faults"]
+    return [
+        f"single flips: {single['injected']} injected ({f['single_selection']}), {single['corrected']} "
+        f"corrected, {single['detected']} detected, scrub cycles {single['scrub_cycles']}, count cycles "
+        f"{single['count_cycles']}, {single['inferences_checked']} inferences checked, "
+        f"{single['output_mismatches']} output mismatches, error count read {single['error_count_read']}",
+        f"double flips (same bit, two copies): {double['injected']} injected ({f['double_selection']}), "
+        f"{double['detected']} detected, {double['corrected']} corrected, {double['voted_wrong_value']} voted "
+        f"the flipped value, {double['restored_by_rewrite']} repaired by a bus rewrite",
+        f"unprotected low bits: {unprot['injected']} injected ({f['unprotected_selection']}), "
+        f"{unprot['detected']} detected, {unprot['persisted']} persisted until rewritten",
+        f"reprogramming: {res['program_infer']['writes']} writes, {res['program_infer']['mismatches']} "
+        f"output mismatches; unmapped writes: {res['unmapped_writes']['addresses']} addresses, "
+        f"{len(res['unmapped_writes']['changed_words'])} words changed",
+    ]
+
+
+def run_campaign(outdir, simulator: str = "icarus", *, n_vectors: int = 24, seed: int = 1,
+                 max_single: int = 2000, max_double: int = 64, max_unprotected: int = 64,
+                 work_dir=None) -> tuple[dict, dict]:
+    """Plan and run the configuration-bus bench and fault campaign on a build folder; (plan, results)."""
+    from ..emit.build import load_build
+    outdir = Path(outdir)
+    manifest, model = load_build(outdir)
+    if "config_bus" not in manifest:
+        raise RtlgenError(f"{outdir}: the core has no configuration bus: build it with storage: register or "
+                          "tmr on some layer (or a forest's thresholds/leaves)")
+    if manifest["config_bus"].get("i2c"):
+        raise RtlgenError(f"{outdir}: the core's bus is behind its I2C target; the campaign drives the "
+                          "cfg_* ports: build it without the i2c option for the campaign")
+    regmap = ConfigDriver.from_build(outdir).regmap
+    plan = make_plan(model, regmap, n_vectors=n_vectors, seed=seed, max_single=max_single,
+                     max_double=max_double, max_unprotected=max_unprotected)
+    return plan, run_config_bench(outdir, plan, simulator, work_dir=work_dir)
