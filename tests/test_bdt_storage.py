@@ -27,7 +27,7 @@ from rtlgen.hw.storage import CLEAR_ADDR, STATUS_ADDR
 from rtlgen.ir.forest import Forest, QForest, Tree, quantize_forest
 from rtlgen.numerics.fixed import bits_for_range
 
-from test_tmr import AmaranthBus, I2CMaster, infer, run
+from test_tmr import AmaranthBus, I2CMaster, infer, program_and_infer, run
 
 CFG = {"input": "fixed<7,3,RND,SAT>", "score": "fixed<9,3,RND,SAT>", "pipeline": "per_level",
        "class_output": True}
@@ -87,18 +87,7 @@ def test_program_readback_infer_amaranth(case):
     new = random_params(regmap, seed=3)
     qf2 = driver.model_with(qf, new)
     x = edge_inputs(qf, 40, seed=1)
-    got = {}
-
-    async def bench(ctx):
-        bus = AmaranthBus(ctx, core)
-        got["reset_out"] = await infer(ctx, core, x)
-        got["reset_params"] = await driver.read_params(bus)
-        await driver.program(bus, qf2)
-        got["params"] = await driver.read_params(bus)
-        got["out"] = await infer(ctx, core, x)
-        got["status"] = await driver.status(bus)
-
-    run(core, bench)
+    got = program_and_infer(core, driver, qf2, x)
     assert np.array_equal(got["reset_out"], predict_codes(qf, x))
     for ps in qf.param_sets():
         for k, group in enumerate(ps.groups):

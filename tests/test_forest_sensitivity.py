@@ -20,21 +20,8 @@ from rtlgen.golden.forest import predict_codes, quantize_inputs
 from rtlgen.ir.forest import Forest, Tree, quantize_forest
 from rtlgen.numerics.fixed import FixedType, parse_type
 
+from test_sensitivity import flip_by_string
 
-def flip_by_string(code: int, bit: int, t: FixedType) -> int:
-    """Flip through the binary string of the word (independent of flip_bits)."""
-    text = list(format(code % (1 << t.width), f"0{t.width}b"))
-    pos = t.width - 1 - bit
-    text[pos] = "1" if text[pos] == "0" else "0"
-    value = int("".join(text), 2)
-    if t.signed and text[0] == "1":
-        value -= 1 << t.width
-    return value
-
-
-# ---------------------------------------------------------------------------
-# a small hand-made forest
-# ---------------------------------------------------------------------------
 
 def _leaf(v, k):
     return Tree(np.array([-1]), np.array([0.0]), np.array([-1]), np.array([-1]), np.array([v]), k)

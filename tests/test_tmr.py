@@ -132,6 +132,24 @@ def run(net, bench):
     sim.run()
 
 
+def program_and_infer(core, driver: ConfigDriver, reprogrammed, x) -> dict:
+    """Infer ``x`` after reset, read the parameters back, program those of
+    ``reprogrammed``, read them back, infer again and read the status."""
+    got = {}
+
+    async def bench(ctx):
+        bus = AmaranthBus(ctx, core)
+        got["reset_out"] = await infer(ctx, core, x)
+        got["reset_params"] = await driver.read_params(bus)
+        await driver.program(bus, reprogrammed)
+        got["params"] = await driver.read_params(bus)
+        got["out"] = await infer(ctx, core, x)
+        got["status"] = await driver.status(bus)
+
+    run(core, bench)
+    return got
+
+
 @pytest.mark.parametrize("storage", ["register", "tmr"])
 @pytest.mark.parametrize("maker,reuse", [(small_mlp, 1), (small_mlp, 3), (small_mlp, "full"), (small_cnn, 1),
                                          (small_cnn, 4)])
@@ -142,18 +160,7 @@ def test_program_readback_infer_amaranth(maker, reuse, storage):
     new_codes = random_codes(q, seed=11)
     q2 = driver.model_with(q, new_codes)
     x = inputs(q, 12, seed=2)
-    got = {}
-
-    async def bench(ctx):
-        bus = AmaranthBus(ctx, net)
-        got["reset_out"] = await infer(ctx, net, x)
-        got["reset_params"] = await driver.read_params(bus)
-        await driver.program(bus, q2)
-        got["params"] = await driver.read_params(bus)
-        got["out"] = await infer(ctx, net, x)
-        got["status"] = await driver.status(bus)
-
-    run(net, bench)
+    got = program_and_infer(net, driver, q2, x)
     assert np.array_equal(got["reset_out"], predict_codes(q, x))
     for layer in q.layers:
         if getattr(layer, "stored", False):

@@ -73,8 +73,9 @@ from ..errors import RtlgenError
 from ..golden.forest import check_codes, leaf_indices, outputs_from_sums, predict_codes, sums
 from ..ir.forest import FOREST_SETS, QForest
 from ..numerics.fixed import FixedType
-from .sensitivity import DEFAULT_SAMPLES, Recommendation, _per_bit, flip_bits, format_table, recommend, \
-    sample_rows
+from .sensitivity import (DEFAULT_SAMPLES, Recommendation, _per_bit, flip_bits, format_table, markdown_document,
+                          recommend, recommendation_cells, recommendation_figures, recommendation_totals,
+                          sample_rows, total_cells)
 
 __all__ = ["DEFAULT_SAMPLES", "GroupSensitivity", "SetSensitivity", "analyze", "recommend_set",
            "stored_config", "report_dict", "config_snippet", "table_rows", "format_table", "report_markdown"]
@@ -332,7 +333,7 @@ def recommend_set(sens: SetSensitivity, threshold: int) -> Recommendation:
 def report_dict(sens: list, threshold: int, *, model: str = "", output_type: Optional[FixedType] = None,
                 samples_total: Optional[int] = None, seed: int = 0) -> dict:
     """The analysis and the recommendation as JSON-ready data (one entry per set under ``sets``)."""
-    sets, totals = [], {"bits": 0, "unprotected_bits": 0, "full_tmr_ffs": 0, "selective_ffs": 0}
+    sets, recs = [], []
     for s in sens:
         rec = recommend_set(s, threshold)
         groups = []
@@ -342,20 +343,11 @@ def report_dict(sens: list, threshold: int, *, model: str = "", output_type: Opt
         protected = {g.kind: min(rec.tmr_bits, g.type.width) for g in s.groups}
         sets.append({
             "index": s.index, "name": s.name, "groups": groups,
-            "recommendation": {
-                "tmr_bits": rec.tmr_bits, "protected_bits": protected, "stored_bits": rec.total_bits,
-                "unprotected_bits": rec.unprotected_bits,
-                "residual_changing_bits": rec.residual_changing_bits,
-                "residual_worst_error": rec.residual_worst_error, "full_tmr_ffs": rec.full_tmr_ffs,
-                "selective_ffs": rec.selective_ffs, "saved_ffs": rec.saved_ffs,
-                "saving": round(rec.saving, 4)},
+            "recommendation": {"tmr_bits": rec.tmr_bits, "protected_bits": protected,
+                               **recommendation_figures(rec)},
         })
-        totals["bits"] += rec.total_bits
-        totals["unprotected_bits"] += rec.unprotected_bits
-        totals["full_tmr_ffs"] += rec.full_tmr_ffs
-        totals["selective_ffs"] += rec.selective_ffs
-    totals["saved_ffs"] = totals["full_tmr_ffs"] - totals["selective_ffs"]
-    totals["saving"] = round(totals["saved_ffs"] / totals["full_tmr_ffs"], 4) if totals["full_tmr_ffs"] else 0.0
+        recs.append(rec)
+    totals = recommendation_totals(recs)
     return {"model": model, "kind": "bdt", "output_type": str(output_type) if output_type else None,
             "threshold": int(threshold), "error_unit": "output codes",
             "samples": sens[0].samples if sens else 0, "samples_total": samples_total, "seed": seed,
@@ -383,39 +375,13 @@ def table_rows(report: dict) -> list[list[str]]:
     for s in report["sets"]:
         r = s["recommendation"]
         rows.append([s["name"], "/".join(str(g["count"]) for g in s["groups"]),
-                     "/".join(str(g["width"]) for g in s["groups"]), str(r["tmr_bits"]),
-                     str(r["unprotected_bits"]), str(r["residual_changing_bits"]),
-                     str(r["residual_worst_error"]), str(r["full_tmr_ffs"]), str(r["selective_ffs"]),
-                     f"{100 * r['saving']:.1f} %"])
-    t = report["total"]
-    rows.append(["total", "", "", "", str(t["unprotected_bits"]), "", "", str(t["full_tmr_ffs"]),
-                 str(t["selective_ffs"]), f"{100 * t['saving']:.1f} %"])
+                     "/".join(str(g["width"]) for g in s["groups"])] + recommendation_cells(r))
+    rows.append(total_cells(report["total"]))
     return rows
 
 
 def report_markdown(report: dict) -> str:
     """A readable report: summary table, per-bit worst errors, config snippet."""
-    md = [f"# Bit-flip sensitivity of {report['model'] or 'the forest'}", "",
-          f"Threshold: {report['threshold']} output codes (output type {report['output_type']}); "
-          f"{report['samples']} sample vectors"
-          + (f" of {report['samples_total']}" if report.get("samples_total") else "") + ".",
-          "Error = largest absolute output code change over the sample when one stored bit flips; "
-          "single bits are held once (not triplicated) with the recommended `tmr_bits`. "
-          "Words and word bits list the groups of a set (leaves/base).", ""]
-    rows = table_rows(report)
-    md.append("| " + " | ".join(rows[0]) + " |")
-    md.append("|" + " --- |" * len(rows[0]))
-    md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    md += ["", "## Worst error per bit (bit 0 = LSB)", ""]
-    widest = max([g["width"] for s in report["sets"] for g in s["groups"]] + [1])
-    head = ["set", "group"] + [str(b) for b in range(widest)]
-    md.append("| " + " | ".join(head) + " |")
-    md.append("|" + " --- |" * len(head))
-    for s in report["sets"]:
-        for g in s["groups"]:
-            cells = [str(p["max_error"]) for p in g["per_bit"]]
-            cells += [""] * (widest - len(cells))
-            md.append("| " + " | ".join([s["name"], g["kind"]] + cells) + " |")
-    md += ["", "## Configuration", "", "```yaml", config_snippet(report).rstrip(), "```", ""]
-    return "\n".join(md)
-
+    per_bit = [(s["name"], g["kind"], g["per_bit"]) for s in report["sets"] for g in s["groups"]]
+    return markdown_document(report, table_rows(report), per_bit, config_snippet(report), subject="the forest",
+                             note=" Words and word bits list the groups of a set (leaves/base).")

@@ -373,10 +373,27 @@ def _per_bit(err: np.ndarray, chg: np.ndarray, samples: int, threshold: int) -> 
     return rows
 
 
+def recommendation_figures(rec: Recommendation) -> dict:
+    """The stored bits, residual vulnerability and flip-flop figures of a recommendation (JSON-ready)."""
+    return {"stored_bits": rec.total_bits, "unprotected_bits": rec.unprotected_bits,
+            "residual_changing_bits": rec.residual_changing_bits,
+            "residual_worst_error": rec.residual_worst_error, "full_tmr_ffs": rec.full_tmr_ffs,
+            "selective_ffs": rec.selective_ffs, "saved_ffs": rec.saved_ffs, "saving": round(rec.saving, 4)}
+
+
+def recommendation_totals(recs: list) -> dict:
+    """Bits and flip-flops summed over several recommendations, and the saving."""
+    totals = {"bits": sum(r.total_bits for r in recs), "unprotected_bits": sum(r.unprotected_bits for r in recs),
+              "full_tmr_ffs": sum(r.full_tmr_ffs for r in recs), "selective_ffs": sum(r.selective_ffs for r in recs)}
+    totals["saved_ffs"] = totals["full_tmr_ffs"] - totals["selective_ffs"]
+    totals["saving"] = round(totals["saved_ffs"] / totals["full_tmr_ffs"], 4) if totals["full_tmr_ffs"] else 0.0
+    return totals
+
+
 def report_dict(sens: list, threshold: int, *, model: str = "", output_type: Optional[FixedType] = None,
                 samples_total: Optional[int] = None, seed: int = 0) -> dict:
     """The analysis and the recommendation as JSON-ready data."""
-    layers, totals = [], {"bits": 0, "unprotected_bits": 0, "full_tmr_ffs": 0, "selective_ffs": 0}
+    layers, recs = [], []
     for s in sens:
         rec = recommend(s, threshold)
         w_err, w_chg = s.flat("weight")
@@ -388,21 +405,11 @@ def report_dict(sens: list, threshold: int, *, model: str = "", output_type: Opt
                         "per_bit": _per_bit(w_err, w_chg, s.samples, threshold)},
             "bias": {"type": str(s.bias_type), "width": s.bias_type.width, "count": s.n_biases,
                      "per_bit": _per_bit(b_err, b_chg, s.samples, threshold)},
-            "recommendation": {
-                "tmr_bits": rec.tmr_bits, "weight_protected_bits": rec.weight_protected,
-                "bias_protected_bits": rec.bias_protected, "stored_bits": rec.total_bits,
-                "unprotected_bits": rec.unprotected_bits,
-                "residual_changing_bits": rec.residual_changing_bits,
-                "residual_worst_error": rec.residual_worst_error, "full_tmr_ffs": rec.full_tmr_ffs,
-                "selective_ffs": rec.selective_ffs, "saved_ffs": rec.saved_ffs,
-                "saving": round(rec.saving, 4)},
+            "recommendation": {"tmr_bits": rec.tmr_bits, "weight_protected_bits": rec.weight_protected,
+                               "bias_protected_bits": rec.bias_protected, **recommendation_figures(rec)},
         })
-        totals["bits"] += rec.total_bits
-        totals["unprotected_bits"] += rec.unprotected_bits
-        totals["full_tmr_ffs"] += rec.full_tmr_ffs
-        totals["selective_ffs"] += rec.selective_ffs
-    totals["saved_ffs"] = totals["full_tmr_ffs"] - totals["selective_ffs"]
-    totals["saving"] = round(totals["saved_ffs"] / totals["full_tmr_ffs"], 4) if totals["full_tmr_ffs"] else 0.0
+        recs.append(rec)
+    totals = recommendation_totals(recs)
     return {"model": model, "output_type": str(output_type) if output_type else None,
             "threshold": int(threshold), "error_unit": "output codes",
             "samples": sens[0].samples if sens else 0, "samples_total": samples_total, "seed": seed,
@@ -427,14 +434,21 @@ def table_rows(report: dict) -> list[list[str]]:
     for layer in report["layers"]:
         r = layer["recommendation"]
         rows.append([layer["name"], str(layer["weights"]["count"] + layer["bias"]["count"]),
-                     f"{layer['weights']['width']}/{layer['bias']['width']}", str(r["tmr_bits"]),
-                     str(r["unprotected_bits"]), str(r["residual_changing_bits"]),
-                     str(r["residual_worst_error"]), str(r["full_tmr_ffs"]), str(r["selective_ffs"]),
-                     f"{100 * r['saving']:.1f} %"])
-    t = report["total"]
-    rows.append(["total", "", "", "", str(t["unprotected_bits"]), "", "", str(t["full_tmr_ffs"]),
-                 str(t["selective_ffs"]), f"{100 * t['saving']:.1f} %"])
-    return rows
+                     f"{layer['weights']['width']}/{layer['bias']['width']}"] + recommendation_cells(r))
+    return rows + [total_cells(report["total"])]
+
+
+def recommendation_cells(r: dict) -> list[str]:
+    """The summary-table cells of one recommendation, from ``tmr_bits`` on."""
+    return [str(r["tmr_bits"]), str(r["unprotected_bits"]), str(r["residual_changing_bits"]),
+            str(r["residual_worst_error"]), str(r["full_tmr_ffs"]), str(r["selective_ffs"]),
+            f"{100 * r['saving']:.1f} %"]
+
+
+def total_cells(t: dict) -> list[str]:
+    """The summary table's total row."""
+    return ["total", "", "", "", str(t["unprotected_bits"]), "", "", str(t["full_tmr_ffs"]),
+            str(t["selective_ffs"]), f"{100 * t['saving']:.1f} %"]
 
 
 def format_table(rows: list[list[str]]) -> str:
@@ -442,27 +456,34 @@ def format_table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def report_markdown(report: dict) -> str:
-    """A readable report: summary table, per-bit worst errors, config snippet."""
-    md = [f"# Bit-flip sensitivity of {report['model'] or 'the model'}", "",
+def markdown_document(report: dict, summary: list[list[str]], per_bit: list[tuple], snippet: str, *,
+                      subject: str = "the model", note: str = "") -> str:
+    """The Markdown report shared by networks and forests: ``summary`` (header
+    and rows), ``per_bit`` rows ``(name, kind, [per-bit entries])`` and the
+    configuration ``snippet``."""
+    md = [f"# Bit-flip sensitivity of {report['model'] or subject}", "",
           f"Threshold: {report['threshold']} output codes (output type {report['output_type']}); "
           f"{report['samples']} sample vectors"
           + (f" of {report['samples_total']}" if report.get("samples_total") else "") + ".",
           "Error = largest absolute output code change over the sample when one stored bit flips; "
-          "single bits are held once (not triplicated) with the recommended `tmr_bits`.", ""]
-    rows = table_rows(report)
-    md.append("| " + " | ".join(rows[0]) + " |")
-    md.append("|" + " --- |" * len(rows[0]))
-    md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+          "single bits are held once (not triplicated) with the recommended `tmr_bits`." + note, ""]
+    md.append("| " + " | ".join(summary[0]) + " |")
+    md.append("|" + " --- |" * len(summary[0]))
+    md += ["| " + " | ".join(r) + " |" for r in summary[1:]]
     md += ["", "## Worst error per bit (bit 0 = LSB)", ""]
-    widest = max([max(layer["weights"]["width"], layer["bias"]["width"]) for layer in report["layers"]] + [1])
-    head = ["layer", "kind"] + [str(b) for b in range(widest)]
+    widest = max([len(bits) for _, _, bits in per_bit] + [1])
+    head = [summary[0][0], "kind"] + [str(b) for b in range(widest)]
     md.append("| " + " | ".join(head) + " |")
     md.append("|" + " --- |" * len(head))
-    for layer in report["layers"]:
-        for kind in ("weights", "bias"):
-            cells = [str(p["max_error"]) for p in layer[kind]["per_bit"]]
-            cells += [""] * (widest - len(cells))
-            md.append("| " + " | ".join([layer["name"], kind] + cells) + " |")
-    md += ["", "## Configuration", "", "```yaml", config_snippet(report).rstrip(), "```", ""]
+    for name, kind, bits in per_bit:
+        cells = [str(p["max_error"]) for p in bits] + [""] * (widest - len(bits))
+        md.append("| " + " | ".join([name, kind] + cells) + " |")
+    md += ["", "## Configuration", "", "```yaml", snippet.rstrip(), "```", ""]
     return "\n".join(md)
+
+
+def report_markdown(report: dict) -> str:
+    """A readable report: summary table, per-bit worst errors, config snippet."""
+    per_bit = [(layer["name"], kind, layer[kind]["per_bit"]) for layer in report["layers"]
+               for kind in ("weights", "bias")]
+    return markdown_document(report, table_rows(report), per_bit, config_snippet(report))

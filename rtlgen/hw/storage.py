@@ -46,7 +46,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import RtlgenError
-from ..ir.params import GROUP_KINDS
+from ..ir.params import GroupNames
 from ..numerics.fixed import FixedType
 from .arith import select, shape_of
 from .ports import layer_config_members
@@ -74,7 +74,7 @@ COUNT_CYCLES = 2
 # ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class WordGroup:
+class WordGroup(GroupNames):
     """``count`` consecutive parameter words of one type from ``base``."""
     kind: str            # a kind of rtlgen.ir.params.GROUP_KINDS ("weight", "bias", "threshold", ...)
     base: int
@@ -89,16 +89,6 @@ class WordGroup:
     @property
     def end(self) -> int:
         return self.base + self.count
-
-    @property
-    def key(self) -> str:
-        """Its name in the register map and the port of its bank."""
-        return GROUP_KINDS[self.kind][0]
-
-    @property
-    def prefix(self) -> str:
-        """The prefix of its word signals (``<prefix><k>``)."""
-        return GROUP_KINDS[self.kind][1]
 
 
 @dataclass(frozen=True)

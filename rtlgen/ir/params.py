@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import RtlgenError
 from ..numerics.fixed import FixedType
 
-__all__ = ["STORAGE_MODES", "GROUP_KINDS", "ParamGroup", "ParamSet", "check_storage", "check_tmr_bits"]
+__all__ = ["STORAGE_MODES", "GROUP_KINDS", "GroupNames", "ParamGroup", "ParamSet", "check_storage", "check_tmr_bits"]
 
 STORAGE_MODES = ("constant", "register", "tmr")
 
@@ -40,20 +40,26 @@ GROUP_KINDS = {
 }
 
 
-@dataclass(frozen=True)
-class ParamGroup:
-    """``codes`` (trained, in word order) of parameters of type ``type``."""
-    kind: str            # a key of GROUP_KINDS
-    type: FixedType
-    codes: tuple
+class GroupNames:
+    """The names of a group of ``self.kind`` (a key of :data:`GROUP_KINDS`)."""
 
     @property
     def key(self) -> str:
+        """Its name in the register map and the port of its bank."""
         return GROUP_KINDS[self.kind][0]
 
     @property
     def prefix(self) -> str:
+        """The prefix of its word signals (``<prefix><k>``)."""
         return GROUP_KINDS[self.kind][1]
+
+
+@dataclass(frozen=True)
+class ParamGroup(GroupNames):
+    """``codes`` (trained, in word order) of parameters of type ``type``."""
+    kind: str            # a key of GROUP_KINDS
+    type: FixedType
+    codes: tuple
 
 
 @dataclass(frozen=True)
