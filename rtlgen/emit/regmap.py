@@ -74,10 +74,11 @@ def _word_places(model, lw) -> list[list[dict]]:
     """Per group, per word: where the word sits in a forest (tree, node, feature)."""
     if not isinstance(model, QForest):
         return [[{} for _ in g.codes] for g in lw.groups]
-    nodes = [(t, n, f) for t, tree in enumerate(model.trees) for n, f in enumerate(tree.feature)]
     if lw.op == "thresholds":
-        return [[{"tree": t, "node": n, "feature": f} for t, n, f in nodes if f >= 0]]
-    return [[{"tree": t, "node": n} for t, n, f in nodes if f < 0], [{"class": k} for k in range(model.n_outputs)]]
+        return [[{"tree": t, "node": n, "feature": model.trees[t].feature[n]}
+                 for t, words in enumerate(model.word_index(False)) for n in words]]
+    return [[{"tree": t, "node": n} for t, words in enumerate(model.word_index(True)) for n in words],
+            [{"class": k} for k in range(model.n_outputs)]]
 
 
 def regmap_for(model) -> dict | None:

@@ -36,6 +36,14 @@ registers according to ``QForest.pipeline``: ``"none"`` (no register
 between the input and output registers), ``"per_level"`` (one after every
 level) or an integer N (one after every N levels).  Latency = 2 + the
 number of those registers.
+
+Stored parameters (``register``/``tmr``, see :mod:`rtlgen.hw.storage`):
+with stored thresholds step 1 has one comparator per internal node, against
+that node's threshold word (no sharing: every word is programmable on its
+own); with stored leaves every tree is a multiplexer unit over its leaf
+words (step 3 has no tables and no folded constants) and the class's base
+score word is one more adder input (or starts the accumulator).  The
+adder widths then cover every programmable leaf and base code.
 """
 
 from __future__ import annotations
@@ -214,10 +222,11 @@ class ForestCore(wiring.Component):
     configuration bus of :mod:`rtlgen.hw.config_bus` (``cfg_addr``,
     ``cfg_wdata``, ``cfg_we``, ``cfg_rdata``, or the I2C pins) and one
     :class:`~rtlgen.hw.storage.ParamBank` per stored set (submodules
-    ``thresholds_bank`` and ``leaves_bank``, see :func:`bank_instance`).  Stored thresholds give every internal
-    node its own comparator against its threshold word; stored leaves make
-    every tree a multiplexer over its leaf words, and the base scores words
-    too.  Latency and II do not change."""
+    ``thresholds_bank`` and ``leaves_bank``, see :func:`bank_instance`).
+    Stored thresholds give every internal node its own comparator against
+    its threshold word; stored leaves make every tree a multiplexer over
+    its leaf words, and the base scores words too.  Latency and II do not
+    change."""
 
     def __init__(self, qf: QForest):
         self.qf = qf
@@ -241,19 +250,6 @@ class ForestCore(wiring.Component):
             bus_members, self.i2c = config_bus_ports(self.bus, qf.i2c)
             members.update(bus_members)
         super().__init__(members)
-
-    @staticmethod
-    def _word_numbers(qf: QForest, leaves: bool) -> list[dict]:
-        """Per tree: node -> its word number among the stored thresholds or leaves."""
-        out, n = [], 0
-        for tree in qf.trees:
-            words = {}
-            for node, f in enumerate(tree.feature):
-                if (f < 0) == leaves:
-                    words[node] = n
-                    n += 1
-            out.append(words)
-        return out
 
     def elaborate(self, platform):
         qf = self.qf
@@ -293,7 +289,7 @@ class ForestCore(wiring.Component):
         decide = {}
         if self.stored_thresholds:
             thresholds = self.banks["thresholds"].thresholds
-            for t, words in enumerate(self._word_numbers(qf, leaves=False)):
+            for t, words in enumerate(qf.word_index(leaves=False)):
                 for node, word in words.items():
                     s = Signal(name=f"cmp_t{t}_n{node}")
                     m.d.comb += s.eq(self.in_data[qf.trees[t].feature[node]] < thresholds[word])
@@ -361,7 +357,7 @@ class ForestCore(wiring.Component):
         ss = qf.sum_frac - qf.score_type.frac
         sb = qf.sum_frac - qf.base_type.frac
         st, bt = qf.score_type, qf.base_type
-        words = self._word_numbers(qf, leaves=True)
+        words = qf.word_index(leaves=True)
         values, starts = [], []
         for k, ulist in enumerate(self.units):
             ops = []

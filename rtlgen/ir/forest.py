@@ -251,6 +251,20 @@ class QForest:
 
     # -- stored parameters (see rtlgen.ir.params) ---------------------------
 
+    def word_index(self, leaves: bool) -> list[dict]:
+        """Per tree, ``{node: word number}`` of its internal nodes (the
+        ``thresholds`` words) or of its leaves (the ``leaves`` words): tree
+        by tree, each tree's nodes in node order."""
+        out, n = [], 0
+        for tree in self.trees:
+            words = {}
+            for node, f in enumerate(tree.feature):
+                if (f < 0) == leaves:
+                    words[node] = n
+                    n += 1
+            out.append(words)
+        return out
+
     def param_sets(self) -> list:
         """The stored sets: ``thresholds`` (every internal node, tree by tree,
         in node order) and ``leaves`` (every leaf, tree by tree, in node
@@ -258,11 +272,11 @@ class QForest:
         from .params import ParamGroup, ParamSet
         out = []
         if self.threshold_storage != "constant":
-            cuts = tuple(int(t.cut[n]) for t in self.trees for n in range(len(t.feature)) if t.feature[n] >= 0)
+            cuts = tuple(int(t.cut[n]) for t, words in zip(self.trees, self.word_index(False)) for n in words)
             out.append(ParamSet(0, "thresholds", "thresholds", self.threshold_storage, self.threshold_tmr_bits,
                                 (ParamGroup("threshold", self.threshold_type, cuts),)))
         if self.leaf_storage != "constant":
-            leaves = tuple(int(t.value[n]) for t in self.trees for n in range(len(t.feature)) if t.feature[n] < 0)
+            leaves = tuple(int(t.value[n]) for t, words in zip(self.trees, self.word_index(True)) for n in words)
             out.append(ParamSet(1, "leaves", "leaves", self.leaf_storage, self.leaf_tmr_bits,
                                 (ParamGroup("leaf", self.score_type, leaves),
                                  ParamGroup("base", self.base_type, tuple(int(b) for b in self.base)))))
