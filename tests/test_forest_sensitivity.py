@@ -18,7 +18,7 @@ from rtlgen.errors import RtlgenError
 from rtlgen.frontends.trees import load_forest
 from rtlgen.golden.forest import predict_codes, quantize_inputs
 from rtlgen.ir.forest import Forest, Tree, quantize_forest
-from rtlgen.numerics.fixed import FixedType, parse_type
+from rtlgen.numerics.fixed import parse_type
 
 from test_sensitivity import flip_by_string
 
