@@ -531,7 +531,7 @@ def quantize_forest(forest: Forest, config) -> QForest:
                                                                 max(score_type.width, base_type.width))
     stored = t_storage != "constant" or l_storage != "constant"
     from .config import i2c_option
-    i2c = i2c_option(cfg.get("i2c"), stored, "set of a forest (storage: register)")
+    i2c = i2c_option(cfg.get("i2c"), stored, "set of the forest (thresholds or leaves)")
     trees = [_quantize_tree(tree, t, forest, in_types, score_type, keep_shape=t_storage != "constant")
              for t, tree in enumerate(forest.trees)]
     base = [int(c) for c in quantize(np.asarray(forest.base, dtype=np.float64), base_type)]
