@@ -45,9 +45,12 @@ def cmd_build_forest(args) -> int:
     qf = quantize_forest(forest, config)
     manifest = save_forest_build(qf, args.output, top=args.name)
     f = manifest["forest"]
+    kinds = [u["kind"] for units in f["units"] for u in units]
+    stored = [f"{name} {f[name + '_storage']}" for name in ("threshold", "leaf") if f[name + "_storage"] != "constant"]
     print(f"wrote {Path(args.output) / manifest['verilog']}: latency {manifest['latency']} cycles, "
           f"II {manifest['ii']}, {f['trees']} trees, {f['comparators']} comparators, "
-          f"{sum(len(units) for units in f['units'])} leaf-sum units")
+          f"{kinds.count('table')} leaf-sum tables, {kinds.count('mux')} multiplexer trees"
+          + (f"; {', '.join(stored)} storage on a configuration bus (regmap.md)" if stored else ""))
     return 0
 
 
