@@ -18,7 +18,7 @@ from rtlgen.cli import main as cli_main
 from rtlgen.emit.forest_build import save_forest_build
 from rtlgen.emit.regmap import ConfigDriver, regmap_for
 from rtlgen.errors import RtlgenError
-from rtlgen.flows.faults import make_plan, random_params, run_config_bench
+from rtlgen.flows.faults import random_params, run_config_bench
 from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.golden.forest import predict_codes
@@ -27,7 +27,7 @@ from rtlgen.hw.storage import CLEAR_ADDR, STATUS_ADDR
 from rtlgen.ir.forest import Forest, QForest, Tree, quantize_forest
 from rtlgen.numerics.fixed import bits_for_range
 
-from test_tmr import AmaranthBus, I2CMaster, infer, program_and_infer, run
+from test_tmr import AmaranthBus, I2CMaster, bus_core_cache, check_bus_bench, infer, program_and_infer, run
 
 CFG = {"input": "fixed<7,3,RND,SAT>", "score": "fixed<9,3,RND,SAT>", "pipeline": "per_level",
        "class_output": True}
@@ -293,18 +293,8 @@ SIM_CASES = {
 
 @pytest.fixture(scope="module")
 def sim_built(tmp_path_factory):
-    cache = {}
-
-    def get(case):
-        if case not in cache:
-            qf = SIM_CASES[case]()
-            outdir = tmp_path_factory.mktemp(case) / "core"
-            save_forest_build(qf, outdir)
-            assert lint_build(outdir) == []
-            regmap = json.loads((outdir / "regmap.json").read_text())
-            cache[case] = (qf, outdir, regmap, make_plan(qf, regmap, vectors=edge_inputs(qf, 24, seed=6)))
-        return cache[case]
-    return get
+    return bus_core_cache(tmp_path_factory, SIM_CASES, save_forest_build,
+                          vectors=lambda qf: edge_inputs(qf, 24, seed=6))
 
 
 @pytest.mark.sim
@@ -314,23 +304,7 @@ def test_forest_config_bus_and_faults_cocotb(sim_built, case, simulator, tmp_pat
     qf, outdir, regmap, plan = sim_built(case)
     assert plan["program"]["expected"] != plan["expected"]       # the reprogramming changes outputs
     res = run_config_bench(outdir, plan, simulator, work_dir=tmp_path / "sim")
-    assert res["tests"] == 4
-    assert res["reset_readback"]["bad"] == [] and res["reset_readback"]["words"] == len(regmap["words"])
-    assert res["program_infer"]["mismatches"] == 0 and res["program_infer"]["outputs"] == len(plan["vectors"])
-    assert res["program_infer"]["after_reset_mismatches"] == 0
-    assert res["unmapped_writes"]["changed_words"] == []
-    faults = plan["faults"]
-    single = res["fault_campaign"]["single"]
-    assert faults["single_selection"] == "exhaustive"
-    n = sum(3 * layer[key]["protected_bits"] * layer[key]["count"] for layer in regmap["layers"]
-            if layer["storage"] == "tmr" for key in layer["groups"])
-    assert single["injected"] == n == len(faults["single"]) > 0
-    assert single["corrected"] == single["detected"] == single["error_count_read"] == n
-    assert single["scrub_cycles"] == {"1": n} and single["count_cycles"] == {"2": n}
-    assert single["output_mismatches"] == 0 and single["inferences_checked"] > len(plan["vectors"])
-    double = res["fault_campaign"]["double"]
-    assert double["detected"] == double["injected"] == double["voted_wrong_value"] > 0
-    assert res["fault_campaign"]["unprotected"]["detected"] == 0
+    check_bus_bench(res, plan, regmap)
     assert res["fault_campaign"]["unprotected"]["injected"] == (0 if case == "tmr_thresholds_r2" else 64)
 
 

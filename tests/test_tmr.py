@@ -395,20 +395,53 @@ SIM_CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def sim_built(tmp_path_factory):
+def bus_core_cache(tmp_path_factory, cases: dict, save, vectors=None):
+    """A ``get(case)`` that builds, lints and plans each case once:
+    (model, build folder, register map, plan).  ``save(model, outdir)``
+    writes the build; ``vectors(model)`` gives the plan's input codes."""
     cache = {}
 
     def get(case):
         if case not in cache:
-            q = SIM_CASES[case]()
+            model = cases[case]()
             outdir = tmp_path_factory.mktemp(case) / "core"
-            save_build(q, outdir)
+            save(model, outdir)
             assert lint_build(outdir) == []
             regmap = json.loads((outdir / "regmap.json").read_text())
-            cache[case] = (q, outdir, regmap, make_plan(q, regmap))
+            extra = {} if vectors is None else {"vectors": vectors(model)}
+            cache[case] = (model, outdir, regmap, make_plan(model, regmap, **extra))
         return cache[case]
     return get
+
+
+def check_bus_bench(res: dict, plan: dict, regmap: dict) -> None:
+    """What every run of sims/test_config_bus.py must show: reset values,
+    exact reprogramming, ignored unmapped writes, and an exhaustive campaign
+    where every single flip is rewritten after 1 edge, counted after 2 and
+    never reaches an output, every double flip is flagged, and no
+    unprotected flip is detected."""
+    assert res["tests"] == 4
+    assert res["reset_readback"]["bad"] == [] and res["reset_readback"]["words"] == len(regmap["words"])
+    assert res["program_infer"]["mismatches"] == 0 and res["program_infer"]["outputs"] == len(plan["vectors"])
+    assert res["program_infer"]["after_reset_mismatches"] == 0
+    assert res["unmapped_writes"]["changed_words"] == []
+    faults = plan["faults"]
+    single = res["fault_campaign"]["single"]
+    assert faults["single_selection"] == "exhaustive"
+    n = sum(3 * layer[key]["protected_bits"] * layer[key]["count"] for layer in regmap["layers"]
+            if layer["storage"] == "tmr" for key in layer["groups"])
+    assert single["injected"] == n == len(faults["single"]) > 0
+    assert single["corrected"] == single["detected"] == single["error_count_read"] == n
+    assert single["scrub_cycles"] == {"1": n} and single["count_cycles"] == {"2": n}
+    assert single["output_mismatches"] == 0 and single["inferences_checked"] > len(plan["vectors"])
+    double = res["fault_campaign"]["double"]
+    assert double["detected"] == double["injected"] == double["voted_wrong_value"] > 0
+    assert res["fault_campaign"]["unprotected"]["detected"] == 0
+
+
+@pytest.fixture(scope="module")
+def sim_built(tmp_path_factory):
+    return bus_core_cache(tmp_path_factory, SIM_CASES, save_build)
 
 
 @pytest.mark.sim
@@ -417,21 +450,7 @@ def sim_built(tmp_path_factory):
 def test_config_bus_and_faults_cocotb(sim_built, case, simulator, tmp_path):
     q, outdir, regmap, plan = sim_built(case)
     res = run_config_bench(outdir, plan, simulator, work_dir=tmp_path / "sim")
-    assert res["tests"] == 4
-    assert res["program_infer"]["mismatches"] == 0 and res["program_infer"]["outputs"] == len(plan["vectors"])
-    assert res["unmapped_writes"]["changed_words"] == []
-    faults = plan["faults"]
-    single = res["fault_campaign"]["single"]
-    assert faults["single_selection"] == "exhaustive"
-    n = sum(3 * g["protected_bits"] * g["count"] for layer in regmap["layers"] if layer["storage"] == "tmr"
-            for g in (layer["weights"], layer["bias"]))
-    assert single["injected"] == n == len(faults["single"]) > 0
-    assert single["corrected"] == single["detected"] == single["error_count_read"] == n
-    assert single["scrub_cycles"] == {"1": n} and single["count_cycles"] == {"2": n}
-    assert single["output_mismatches"] == 0 and single["inferences_checked"] > len(plan["vectors"])
-    double = res["fault_campaign"]["double"]
-    assert double["detected"] == double["injected"] == double["voted_wrong_value"] > 0
-    assert res["fault_campaign"]["unprotected"]["detected"] == 0
+    check_bus_bench(res, plan, regmap)
 
 
 @pytest.mark.sim
