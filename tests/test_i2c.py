@@ -248,15 +248,21 @@ def target(width=16, **kw) -> I2CTarget:
     return I2CTarget(ADDR, width, clk_hz=kw.pop("clk_hz", CLK_HZ), **kw)
 
 
+def started_wave() -> Wave:
+    """A standard-mode waveform: 20 idle cycles, then a START."""
+    w = Wave(Timing(CLK_HZ))
+    w.idle(20)
+    w.start()
+    return w
+
+
 # ---------------------------------------------------------------------------
 # directed tests
 # ---------------------------------------------------------------------------
 
 def test_single_word_write():
     dut = target()
-    w = Wave(Timing(CLK_HZ))
-    w.idle(20)
-    w.start()
+    w = started_wave()
     write_txn(w, ADDR, reg(0x0123) + [0xBE, 0xEF], "t")
     w.stop()
     res = run(dut, w)
@@ -268,9 +274,7 @@ def test_single_word_write():
 def test_multi_word_write_auto_increments(width):
     dut = target(width)
     words = [word_init(100 + k, width) ^ 0xA5 for k in range(3)]
-    w = Wave(Timing(CLK_HZ))
-    w.idle(20)
-    w.start()
+    w = started_wave()
     write_txn(w, ADDR, reg(0xFFFE) + words_to_bytes(words, width), "t")
     w.stop()
     res = run(dut, w)
@@ -281,9 +285,7 @@ def test_multi_word_write_auto_increments(width):
 def test_read_with_repeated_start(width):
     dut = target(width)
     mem = {0x40 + k: word_init(7 * k + 3, width) for k in range(3)}
-    w = Wave(Timing(CLK_HZ))
-    w.idle(20)
-    w.start()
+    w = started_wave()
     write_txn(w, ADDR, reg(0x40), "w")
     w.start()
     n = 3 * width // 8
@@ -297,9 +299,7 @@ def test_read_with_repeated_start(width):
 
 def test_write_then_read_back_in_one_transaction():
     dut = target(16)
-    w = Wave(Timing(CLK_HZ))
-    w.idle(20)
-    w.start()
+    w = started_wave()
     write_txn(w, ADDR, reg(0x10) + [0x12, 0x34, 0x56, 0x78], "w")
     w.stop()
     w.start()
@@ -314,9 +314,7 @@ def test_write_then_read_back_in_one_transaction():
 
 def test_wrong_address_is_nacked_and_writes_nothing():
     dut = target()
-    w = Wave(Timing(CLK_HZ))
-    w.idle(20)
-    w.start()
+    w = started_wave()
     write_txn(w, OTHER, reg(0x22) + [0xAA, 0x55], "t")
     w.stop()
     res = run(dut, w)
@@ -328,9 +326,7 @@ def test_wrong_address_is_nacked_and_writes_nothing():
 @pytest.mark.parametrize("extra", [0, 1, 7])
 def test_partial_word_is_discarded(cut, extra):
     dut = target(16)
-    w = Wave(Timing(CLK_HZ))
-    w.idle(20)
-    w.start()
+    w = started_wave()
     # one full word, then one byte (and some bits) of the next
     write_txn(w, ADDR, reg(0x30) + [0x11, 0x22, 0x33], "t", extra_bits=[1, 0, 1, 1, 0, 1, 0][:extra])
     if cut == "stop":
@@ -346,9 +342,7 @@ def test_partial_word_is_discarded(cut, extra):
 @pytest.mark.parametrize("cut", ["stop", "restart"])
 def test_next_write_after_a_partial_word_starts_a_fresh_word(cut):
     dut = target(16)
-    w = Wave(Timing(CLK_HZ))
-    w.idle(20)
-    w.start()
+    w = started_wave()
     write_txn(w, ADDR, reg(0x30) + [0x11, 0x22, 0x33], "t")
     if cut == "stop":
         w.stop()
@@ -361,9 +355,7 @@ def test_next_write_after_a_partial_word_starts_a_fresh_word(cut):
 
 def test_stop_mid_address_writes_nothing():
     dut = target(16)
-    w = Wave(Timing(CLK_HZ))
-    w.idle(20)
-    w.start()
+    w = started_wave()
     write_txn(w, ADDR, [0x00], "t", extra_bits=[1, 1, 0])
     w.stop()
     w.start()
@@ -375,9 +367,7 @@ def test_stop_mid_address_writes_nothing():
 
 def test_read_without_address_is_nacked():
     dut = target(16)
-    w = Wave(Timing(CLK_HZ))
-    w.idle(20)
-    w.start()
+    w = started_wave()
     write_txn(w, ADDR, reg(0x50), "w")
     w.stop()                    # the address does not survive a STOP
     w.start()

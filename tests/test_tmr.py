@@ -498,6 +498,20 @@ class I2CMaster:
         await self._hold(0, value, self.half - self.lag)
         return await self._hold(1, value, self.half, sample_at=self.half // 2)
 
+    async def idle(self, cycles: int = 20):
+        """Release both lines for ``cycles`` system clock cycles."""
+        self.ctx.set(self.net.scl_i, 1)
+        self.ctx.set(self.net.sda_i, 1)
+        for _ in range(cycles):
+            await self.ctx.tick()
+
+    async def write(self, address: int, payload: bytes) -> list[bool]:
+        """One write transaction ``S A+W payload... P``; the ACK of every byte."""
+        await self.start()
+        acks = [await self.send(address << 1)] + [await self.send(b) for b in payload]
+        await self.stop()
+        return acks
+
     async def start(self):
         if self.busy:              # repeated start: SCL low, release SDA, SCL high
             await self._hold(0, self.sda, self.lag)
@@ -543,15 +557,9 @@ def test_i2c_write_and_read_back_one_word(bias, data_width):
     got = {}
 
     async def bench(ctx):
-        ctx.set(net.scl_i, 1)
-        ctx.set(net.sda_i, 1)
-        for _ in range(20):
-            await ctx.tick()
         i2c = I2CMaster(ctx, net)
-        await i2c.start()
-        acks = [await i2c.send(0x42 << 1)] + [await i2c.send(b) for b in data]
-        await i2c.stop()
-        got["write_acks"] = acks
+        await i2c.idle()
+        got["write_acks"] = await i2c.write(0x42, data)
         got["stored"] = ctx.get(net.layers[0].bank.weights[word["index"]])
         await i2c.start()
         acks = [await i2c.send(0x42 << 1)] + [await i2c.send(b) for b in data[:2]]
