@@ -3,27 +3,26 @@
 
 :func:`add_commands` adds them to the ``rtlgen`` parser; each handler
 returns 0 and raises :class:`~rtlgen.errors.RtlgenError` on user errors
-(printed by ``rtlgen.cli.main``, exit status 2).  ``python -m
-rtlgen.cli_flows`` runs these subcommands on their own.
+(printed by ``rtlgen.cli.main``, exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
+from . import progress
 from .errors import RtlgenError
 
-__all__ = ["add_commands", "cmd_lint", "cmd_synth", "cmd_faults", "cmd_report", "cmd_sweep", "cmd_tmr_analysis",
-           "main"]
+__all__ = ["add_commands", "cmd_lint", "cmd_synth", "cmd_faults", "cmd_report", "cmd_sweep", "cmd_tmr_analysis"]
 
 TARGETS = ("generic", "ice40", "ecp5", "xilinx")
 TOOLS = ("auto", "native", "yowasp")
 
 
 def _progress(text: str) -> None:
-    print(text, flush=True)
+    """Progress of a flow: a line on stderr (silenced by -q); stdout keeps the results."""
+    progress.note(text)
 
 
 def _positive_float(text: str) -> float:
@@ -155,6 +154,7 @@ def cmd_faults(args) -> int:
     from pathlib import Path
 
     from .emit.atomic import write_text_atomic
+    from .emit.folder import record_result
     from .flows.faults import run_campaign, summary_lines
     t0 = time.perf_counter()
     _progress(f"faults: configuration bus and fault campaign of {args.outdir} on {args.simulator}")
@@ -169,6 +169,7 @@ def cmd_faults(args) -> int:
         write_text_atomic(path, json.dumps(report, indent=1) + "\n")
     except OSError as exc:
         raise RtlgenError(f"cannot write {path}: {exc.strerror or exc}") from None
+    record_result(args.outdir, "faults.json")
     print("\n".join(summary_lines(plan, res)))
     print(f"faults: every check passed in {time.perf_counter() - t0:.0f} s; wrote {path}")
     return 0
@@ -246,21 +247,3 @@ def add_commands(sub) -> None:
                                                        "(default: the current folder)")
     p.set_defaults(func=cmd_tmr_analysis)
 
-
-def main(argv=None) -> int:
-    """Run one of these subcommands with the error handling of ``rtlgen``."""
-    parser = argparse.ArgumentParser(prog="rtlgen", description="rtlgen implementation flows")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except RtlgenError as exc:
-        print(f"rtlgen: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("rtlgen: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

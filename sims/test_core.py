@@ -15,6 +15,9 @@ sets them; they can also be set by hand to run it from any cocotb flow):
 ``RTLGEN_SEED``      seed of the random ``in_valid`` gaps (default 1)
 ``RTLGEN_GAP``       probability in [0, 1) of leaving ``in_valid`` low in a
                      cycle when a vector could be offered (default 0.3)
+``RTLGEN_PROGRESS``  optional path of a small text file that the bench
+                     rewrites, about twice a second, with the number of
+                     results received so far (``rtlgen sim`` shows it)
 
 Interface contract checked here (see the manifest's ``ports``): ``clk``,
 synchronous active-high ``rst``, ``in_valid``/``in_ready``/``in_data`` and
@@ -41,6 +44,7 @@ import json
 import logging
 import os
 import random
+import time
 from pathlib import Path
 
 import cocotb
@@ -56,6 +60,31 @@ STALL_LIMIT_MIN = 1000
 MAX_ERRORS_KEPT = 20
 
 log = logging.getLogger("cocotb.rtlgen")
+
+#: seconds between two rewrites of the RTLGEN_PROGRESS file
+PROGRESS_INTERVAL = 0.5
+
+
+class _ProgressFile:
+    """The count of results received, rewritten (atomically) at most every PROGRESS_INTERVAL s."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
+        self.last = time.monotonic()
+
+    def report(self, count: int, final: bool = False) -> None:
+        if self.path is None:
+            return
+        now = time.monotonic()
+        if not final and now - self.last < PROGRESS_INTERVAL:
+            return
+        self.last = now
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_text(f"{count}\n")
+            os.replace(tmp, self.path)
+        except OSError:
+            self.path = None   # progress is a nicety: never fail the simulation over it
 
 
 class _Elem:
@@ -152,6 +181,7 @@ async def run_vectors(dut):
     if not 0.0 <= gap < 1.0:
         raise ValueError(f"RTLGEN_GAP must be in [0, 1), got {gap}")
     rng = random.Random(seed)
+    progress_file = _ProgressFile(os.environ.get("RTLGEN_PROGRESS"))
 
     clk, rst = dut.clk, dut.rst
     in_valid, in_ready, in_data = dut.in_valid, dut.in_ready, dut.in_data
@@ -233,6 +263,7 @@ async def run_vectors(dut):
                 raw = 0
             raw_out.append(raw)
             out_cycles.append(cycle)
+            progress_file.report(len(raw_out))
             if k >= len(accepts):
                 error(
                     f"cycle {cycle}: spurious out_valid (output #{k}, but only "
@@ -291,6 +322,7 @@ async def run_vectors(dut):
 
     if valid_high:
         in_valid.value = 0
+    progress_file.report(len(raw_out), final=True)
 
     for k in range(len(raw_out), len(accepts)):
         error(

@@ -188,7 +188,7 @@ def test_bad_config_files(tmp_path, small):
         apply_config(small, tmp_path / "nope.yaml")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(RtlgenError, match=r"bad\.json is not valid YAML/JSON"):
+    with pytest.raises(RtlgenError, match=r"bad\.json is not valid JSON: line 1 column 2"):
         apply_config(small, bad)
     lst = tmp_path / "list.yaml"
     lst.write_text("- a\n- b\n")

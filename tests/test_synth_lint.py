@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtlgen import cli, cli_flows
+from rtlgen import cli
 from rtlgen.emit.build import save_build
 from rtlgen.errors import RtlgenError
 from rtlgen.flows import synth as synth_mod
@@ -48,16 +47,9 @@ def _build(tmp_path: Path, name: str, cfg: dict, model: FloatModel | None = None
     return outdir
 
 
-def _flows_hooked() -> bool:
-    for action in cli.make_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return "synth" in action.choices
-    return False
-
-
 def run_cli(argv: list[str]) -> int:
-    """``rtlgen ...`` through rtlgen.cli.main once the flows are hooked in, else cli_flows.main."""
-    return cli.main(argv) if _flows_hooked() else cli_flows.main(argv)
+    """``rtlgen ...`` in this process."""
+    return cli.main(argv)
 
 
 # --------------------------------------------------------------------------

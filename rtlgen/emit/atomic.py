@@ -8,12 +8,26 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["replace_dir", "temp_file_for", "write_text_atomic"]
+__all__ = ["replace_dir", "temp_file_for", "write_text_atomic", "current_umask"]
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc tells it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def replace_dir(tmp: Path, dest: Path) -> None:
     """Move the finished folder ``tmp`` to ``dest``, replacing what was there."""
     tmp, dest = Path(tmp), Path(dest)
+    os.chmod(tmp, 0o777 & ~current_umask())     # mkdtemp makes 0700
     old = None
     if dest.exists():
         old = dest.with_name(f".{dest.name}.old.{os.getpid()}")
@@ -29,6 +43,7 @@ def temp_file_for(path, suffix: str = ".tmp"):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())     # mkstemp makes 0600; give what open() would
     try:
         yield tmp
         os.replace(tmp, path)

@@ -14,17 +14,18 @@ A build folder holds
     only when some layer stores its parameters (``storage`` ``register`` or
     ``tmr``): the configuration bus register map (:mod:`rtlgen.emit.regmap`).
 
-Everything is written into a temporary folder beside the destination and
-moved into place only when complete, so a failed build leaves nothing
-behind.
+plus rtlgen's marker ``.rtlgen-build.json`` (the files it wrote, and the
+results later commands wrote).  A new folder is written under a temporary
+name and moved into place only when complete, so a failed build leaves
+nothing behind; what a rebuild keeps and replaces is defined in
+:mod:`rtlgen.emit.folder`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 from ..errors import RtlgenError
@@ -33,7 +34,7 @@ from ..hw.network import Network
 from ..hw.stream import StreamNetwork
 from ..ir.conv import QConv, QMaxPool
 from ..ir.model import QActivation, QDense, QModel
-from .atomic import replace_dir
+from .folder import check_complete, commit_build
 from .regmap import REGMAP_JSON, REGMAP_MD, bus_summary, regmap_for, regmap_markdown
 from .verilog import network_verilog
 
@@ -148,47 +149,40 @@ def regmap_files(manifest: dict, model) -> dict[str, str]:
 
 
 def build_core(model: QModel, top: str | None = None) -> tuple[str, dict]:
-    """Generate (verilog text, manifest) for a quantized model."""
+    """Generate (verilog text, manifest) for a quantized model.
+
+    Refuses (:class:`RtlgenError`) a model whose build would need more memory
+    than is available (:func:`rtlgen.hw.size.check_fits`); reports the
+    elaboration and the Verilog conversion on stderr (:mod:`rtlgen.progress`).
+    """
+    from .. import progress
+    from ..hw.size import check_fits
+    from .verilog import elaborate
     top = top or top_name(model.name)
     if not _IDENT.match(top) or top in _VERILOG_KEYWORDS:
         raise RtlgenError(f"--name {top!r} is not a valid Verilog module name: use letters, digits and _")
-    core = make_core(model)
-    verilog_text = network_verilog(core, top)
+    size = check_fits(model)   # refuses a core whose build would exhaust the memory
+    with progress.stage(f"elaborating the core ({size.describe()})"):
+        core = make_core(model)
+        fragment = elaborate(core)
+    with progress.stage(f"converting {top} to Verilog"):
+        verilog_text = network_verilog(core, top, fragment)
     return verilog_text, manifest_for(model, core, top)
 
 
-def _is_replaceable(outdir: Path) -> bool:
-    if not outdir.exists():
-        return True
-    if not outdir.is_dir():
-        return False
-    return not any(outdir.iterdir()) or (outdir / MANIFEST).is_file()
-
-
 def write_build(outdir, files: dict[str, str]) -> Path:
-    """Write ``files`` (name -> text) as the folder ``outdir``, atomically.
+    """Write ``files`` (name -> text) as the build in the folder ``outdir``.
 
-    An existing ``outdir`` is replaced only if it is empty or a previous
-    build folder (it holds a manifest).
+    The folder contract of :mod:`rtlgen.emit.folder` applies: a folder that
+    rtlgen did not make is refused, files rtlgen did not write are kept, and
+    results of a previous, different core are removed (and named on stderr).
+    Returns the folder written (a symbolic link's target).
     """
-    outdir = Path(outdir)
-    if not _is_replaceable(outdir):
-        raise RtlgenError(f"output folder {outdir} exists and is not an rtlgen build folder "
-                          "(no manifest.json): choose another -o or remove it")
-    parent = outdir.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=parent))
-    except OSError as exc:
-        raise RtlgenError(f"cannot create the output folder {outdir}: {exc.strerror or exc}") from None
-    try:
-        for name, text in files.items():
-            (tmp / name).write_text(text)
-        replace_dir(tmp, outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return outdir
+    report = commit_build(outdir, files)
+    if report.removed_results:
+        print(f"rtlgen: note: removed the results of the previous core in {outdir}: "
+              f"{', '.join(report.removed_results)} (they describe a core that changed)", file=sys.stderr)
+    return report.folder
 
 
 def save_build(model: QModel, outdir, top: str | None = None) -> dict:
@@ -208,6 +202,8 @@ def read_build(outdir, model_from_dict) -> tuple[dict, object]:
     """Read a build folder's manifest and its model with ``model_from_dict(manifest)``."""
     outdir = Path(outdir)
     mpath = outdir / MANIFEST
+    if outdir.is_dir():
+        check_complete(outdir)
     if not mpath.is_file():
         raise RtlgenError(f"{outdir} is not a build folder (no {MANIFEST}); run 'rtlgen build' first")
     try:

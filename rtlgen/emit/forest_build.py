@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from amaranth.back import verilog
-
 from ..errors import RtlgenError
 from ..ir.forest import QForest
 from .build import (_IDENT, _VERILOG_KEYWORDS, FORMAT, MANIFEST, MODEL, add_config_bus, read_build,
@@ -64,8 +62,16 @@ def build_forest_core(qf: QForest, top: str | None = None) -> tuple[str, dict]:
     top = top or top_name(qf.name)
     if not _IDENT.match(top) or top in _VERILOG_KEYWORDS:
         raise RtlgenError(f"--name {top!r} is not a valid Verilog module name: use letters, digits and _")
-    core = ForestCore(qf)
-    text = verilog.convert(core, name=top, emit_src=False)
+    from .. import progress
+    from ..hw.size import check_forest_fits
+    from .verilog import elaborate, network_verilog
+    nodes = sum(len(tree.feature) for tree in qf.trees)
+    check_forest_fits(qf)   # refuses a forest whose build would exhaust the memory
+    with progress.stage(f"elaborating the forest core ({len(qf.trees):,} trees, {nodes:,} nodes)"):
+        core = ForestCore(qf)
+        fragment = elaborate(core)
+    with progress.stage(f"converting {top} to Verilog"):
+        text = network_verilog(core, top, fragment)
     return text, manifest_for_forest(qf, core, top)
 
 

@@ -29,7 +29,8 @@ from ..errors import RtlgenError
 from ..ir.forest import QForest
 from ..numerics.fixed import parse_type
 from . import tools
-from .sim import SIMS_DIR, TIMESCALE, _environ, _results_failures, _sys_path_first, _tail, read_manifest
+from .sim import (SIMS_DIR, TIMESCALE, _environ, _one_line, _results_failures, _stop_children_on_exit,
+                  _sys_path_first, _tail, read_manifest)
 
 __all__ = ["BENCH_MODULE", "make_plan", "fault_list", "random_params", "run_config_bench", "summary_lines",
            "run_campaign"]
@@ -145,12 +146,32 @@ def run_config_bench(outdir, plan: dict, simulator: str = "icarus", work_dir=Non
         raise RtlgenError(f"{outdir}: the core has no configuration bus (every layer has storage: constant)")
     top = str(manifest["top"])
     tools.ensure_simulator(simulator)
-    from cocotb_tools.runner import get_runner
 
     temporary = work_dir is None
     wdir = Path(tempfile.mkdtemp(prefix=f"rtlgen-cfg-{top}-{simulator}-")) if temporary else Path(work_dir)
     wdir = wdir.resolve()
-    wdir.mkdir(parents=True, exist_ok=True)
+    try:
+        wdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RtlgenError(f"cannot create the work dir {wdir}: {exc.strerror or exc}") from None
+    try:
+        results = _bench_in(wdir, outdir, manifest, plan, simulator, testcase)
+    except RtlgenError:
+        raise  # a failure: the message names the work dir, kept for a look
+    except BaseException:  # Ctrl-C, SIGTERM or an unexpected error: the tools are stopped already
+        if temporary:
+            shutil.rmtree(wdir, ignore_errors=True)
+        raise
+    if temporary:
+        shutil.rmtree(wdir, ignore_errors=True)
+    return results
+
+
+def _bench_in(wdir: Path, outdir: Path, manifest: dict, plan: dict, simulator: str, testcase) -> dict:
+    """The part of :func:`run_config_bench` that works in *wdir*."""
+    from cocotb_tools.runner import get_runner
+
+    top = str(manifest["top"])
     plan_path, results_path = wdir / "plan.json", wdir / "results.json"
     results_xml = wdir / f"results_{simulator}.xml"
     build_log, sim_log = wdir / f"build_{simulator}.log", wdir / f"sim_{simulator}.log"
@@ -160,6 +181,7 @@ def run_config_bench(outdir, plan: dict, simulator: str = "icarus", work_dir=Non
     env = {"RTLGEN_MANIFEST": str(outdir / "manifest.json"), "RTLGEN_PLAN": str(plan_path),
            "RTLGEN_RESULTS": str(results_path)}
     runner = get_runner(simulator)
+    _stop_children_on_exit(runner)
     runner.log.setLevel(logging.WARNING)
     build_env = tools.verilator_build_env() if simulator == "verilator" else {}
     try:
@@ -169,7 +191,8 @@ def run_config_bench(outdir, plan: dict, simulator: str = "icarus", work_dir=Non
                          build_args=list(VERILATOR_ARGS) if simulator == "verilator" else [],
                          always=True, timescale=TIMESCALE, log_file=build_log)
     except (RuntimeError, SystemExit, OSError, ValueError) as e:
-        raise RtlgenError(f"{simulator} failed to build {top} ({e}); work dir {wdir}\n{_tail(build_log)}") from None
+        raise RtlgenError(f"{simulator} failed to build {top} ({_one_line(e)}); log: {build_log}; work dir {wdir}",
+                          detail=f"--- last lines of {build_log} ---\n{_tail(build_log)}") from None
     error = None
     with _environ(env), _sys_path_first(SIMS_DIR):
         try:
@@ -185,11 +208,11 @@ def run_config_bench(outdir, plan: dict, simulator: str = "icarus", work_dir=Non
     outcome = _results_failures(results_xml)
     if error is not None or outcome is None or outcome[0] == 0 or outcome[1]:
         why = "; ".join(outcome[1]) if outcome and outcome[1] else (error or "no test ran")
-        raise RtlgenError(f"{simulator} config-bus bench of {top} failed: {why} (log {sim_log}; "
-                          f"work dir {wdir})\n{_tail(sim_log)}")
+        raise RtlgenError(f"{simulator} config-bus bench of {top} failed: {_one_line(why)} (log {sim_log}; "
+                          f"work dir {wdir})",
+                          detail=(why + "\n" if "\n" in why else "")
+                          + f"--- last lines of {sim_log} ---\n{_tail(sim_log)}")
     results["tests"] = outcome[0]
-    if temporary:
-        shutil.rmtree(wdir, ignore_errors=True)
     return results
 
 

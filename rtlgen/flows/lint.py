@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..emit.atomic import replace_dir
+from ..emit.folder import record_result
 from ..errors import RtlgenError
 
 __all__ = ["Waiver", "WAIVERS", "LintMessage", "lint", "lint_build", "waiver_config"]
@@ -119,6 +120,10 @@ def parse_messages(output: str) -> list[LintMessage]:
 
 
 
+def _tail_text(text: str, lines: int = 30) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
 def lint(verilog_path, top: str, *, logdir=None, strict: bool = True,
          waivers=WAIVERS, timeout: float | None = 600) -> list[LintMessage]:
     """Lint ``verilog_path`` (top module ``top``) with ``verilator --lint-only -Wall``.
@@ -129,12 +134,12 @@ def lint(verilog_path, top: str, *, logdir=None, strict: bool = True,
     finding raises :class:`RtlgenError` naming the log file, so a returned
     list is empty.
     """
-    from .tools import ensure_verilator
+    from .tools import ensure_verilator, run_group
 
     verilog_path = Path(verilog_path)
     if not verilog_path.is_file():
         raise RtlgenError(f"cannot lint {verilog_path}: no such file (run 'rtlgen build' first)")
-    exe = ensure_verilator()
+    exe = ensure_verilator(compile=False)
     logdir = Path(logdir) if logdir is not None else verilog_path.resolve().parent / "lint"
     try:
         logdir.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +152,7 @@ def lint(verilog_path, top: str, *, logdir=None, strict: bool = True,
         # run inside the lint folder, so the logged command can be rerun from there
         argv = [str(exe), "--lint-only", "-Wall", "--top-module", top, vlt.name, str(verilog_path.resolve())]
         try:
-            proc = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=timeout, check=False)
+            proc = run_group(argv, cwd=tmp, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise RtlgenError(f"verilator lint of {verilog_path} did not finish in {timeout:.0f} s") from None
         except OSError as exc:
@@ -163,12 +168,14 @@ def lint(verilog_path, top: str, *, logdir=None, strict: bool = True,
     findings = parse_messages(output)
     if proc.returncode != 0 and not findings:
         raise RtlgenError(f"verilator failed on {verilog_path} (exit {proc.returncode}) without a "
-                          f"lint message; see {log}")
+                          f"lint message; see {log}", detail=_tail_text(output))
     if findings and strict:
-        shown = "\n  ".join(str(f) for f in findings[:5])
-        more = f"\n  ... and {len(findings) - 5} more" if len(findings) > 5 else ""
+        shown = "\n".join(str(f) for f in findings[:20])
+        more = f"\n... and {len(findings) - 20} more" if len(findings) > 20 else ""
+        first = str(findings[0]).replace("\n", " ")
         raise RtlgenError(f"verilator lint of {verilog_path} found {len(findings)} problem(s) "
-                          f"that are not waived:\n  {shown}{more}\nfull log: {log}")
+                          f"that are not waived, first: {first}; full log: {log}",
+                          detail=f"{shown}{more}")
     return findings
 
 
@@ -177,4 +184,7 @@ def lint_build(outdir, *, strict: bool = True) -> list[LintMessage]:
     from ..emit.build import load_build
     manifest, _ = load_build(outdir)
     outdir = Path(outdir)
-    return lint(outdir / manifest["verilog"], manifest["top"], logdir=outdir / "lint", strict=strict)
+    try:
+        return lint(outdir / manifest["verilog"], manifest["top"], logdir=outdir / "lint", strict=strict)
+    finally:
+        record_result(outdir, "lint")

@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 
 from ..emit.atomic import temp_file_for, write_text_atomic
+from ..emit.folder import record_result
 from ..errors import RtlgenError
 
 __all__ = ["report", "build_report", "render_markdown", "plot_report"]
@@ -265,4 +266,6 @@ def report(outdir, *, png: bool = True) -> tuple[str, dict]:
         write_text_atomic(outdir / REPORT_MD, text)
     except OSError as exc:
         raise RtlgenError(f"cannot write the report in {outdir}: {exc.strerror or exc}") from None
+    for name in (REPORT_JSON, REPORT_MD) + ((REPORT_PNG,) if data["png"] else ()):
+        record_result(outdir, name)
     return text, data

@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import rtlgen
+from rtlgen import progress
 from rtlgen.errors import RtlgenError
 from rtlgen.flows import tools
 
@@ -55,6 +57,7 @@ _ENV_KEYS = (
     "RTLGEN_REPORT",
     "RTLGEN_SEED",
     "RTLGEN_GAP",
+    "RTLGEN_PROGRESS",
 )
 
 _REQUIRED_MANIFEST_KEYS = ("top", "verilog", "input", "output", "latency")
@@ -186,6 +189,41 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text[-lines:])
 
 
+@contextlib.contextmanager
+def _vector_progress(count_path: Path, total: int, simulator: str) -> Iterator[None]:
+    """Show the vectors simulated so far while the bench runs in its simulator process.
+
+    The bench (``sims/test_core.py``) rewrites *count_path* with the number
+    of results received about twice a second; a thread here polls it.
+    """
+    count_path.unlink(missing_ok=True)
+
+    def done_so_far() -> int:
+        try:
+            return int(count_path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    bar = progress.counter(f"simulating {total:,} vectors on {simulator}", total=total, unit="vectors")
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.25):
+            bar.set(done_so_far())
+
+    poller = threading.Thread(target=poll, name="rtlgen-sim-progress", daemon=True)
+    poller.start()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        stop.set()
+        poller.join()
+        bar.set(done_so_far())
+        bar.close(ok=ok)
+
+
 def _results_failures(results_xml: Path) -> tuple[int, list[str]] | None:
     """Number of test cases and failure messages in cocotb's results.xml."""
     try:
@@ -263,7 +301,8 @@ def run_sim(
             mismatch raises :class:`RtlgenError` naming the first bad vector.
         work_dir: build/run directory (kept).  Default: a fresh temporary
             directory, removed after a successful run and kept (its path is in
-            the error message) after a failure.  A Verilator build in
+            the error message) after a failure, removed on Ctrl-C or SIGTERM
+            (the simulator's processes are stopped first).  A Verilator build in
             *work_dir* is reused when the Verilog, top and flags are unchanged.
             One *work_dir* must not be used by two runs at the same time.
         seed: seed of the random ``in_valid`` gaps.
@@ -277,7 +316,6 @@ def run_sim(
     outdir = Path(outdir).resolve()
     manifest = read_manifest(outdir)
     top = str(manifest["top"])
-    verilog = outdir / manifest["verilog"]
     if simulator not in tools.SIMULATORS:
         raise RtlgenError(
             f"unknown simulator {simulator!r}: choose one of {', '.join(tools.SIMULATORS)}"
@@ -299,15 +337,73 @@ def run_sim(
             )
 
     tools.ensure_simulator(simulator)
-    # imported late: importing cocotb_tools is slow-ish and only needed here
-    from cocotb_tools.runner import get_runner
 
     temporary = work_dir is None
     if temporary:
         wdir = Path(tempfile.mkdtemp(prefix=f"rtlgen-sim-{top}-{simulator}-"))
     else:
         wdir = Path(work_dir).resolve()
-        wdir.mkdir(parents=True, exist_ok=True)
+        try:
+            wdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RtlgenError(f"cannot create the work dir {wdir}: {exc.strerror or exc}") from None
+    try:
+        return _run_in(wdir, temporary, outdir, manifest, ins, exp, simulator, seed, gap, verbose)
+    except RtlgenError:
+        raise  # a build or simulation failure: its message names the work dir, kept for a look
+    except BaseException:
+        # Ctrl-C, SIGTERM (rtlgen.errors.Terminated) or an unexpected error: the
+        # simulator's processes are already stopped (see _stop_children_on_exit)
+        if temporary:
+            shutil.rmtree(wdir, ignore_errors=True)
+        raise
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """The first line of *text*, cut to *limit* characters (``...`` marks a cut)."""
+    lines = str(text).strip().splitlines() or [""]
+    first = lines[0].strip()
+    if len(first) > limit:
+        first = first[:limit] + "..."
+    elif len(lines) > 1:
+        first += " ..."
+    return first
+
+
+def _stop_children_on_exit(runner) -> None:
+    """Make *runner* start each tool in a process group of its own, killed on an exception.
+
+    cocotb's runner starts iverilog, vvp, verilator, make (and through it
+    the C++ compiler) with :func:`subprocess.run`, which on Ctrl-C or
+    SIGTERM's :class:`~rtlgen.errors.Terminated` kills only its direct
+    child: ``make``'s compilers would keep running.  This replaces the
+    runner's command loop (``Runner._execute_cmds`` of cocotb-tools 0.1)
+    with one that uses :func:`rtlgen.flows.tools.run_group`.
+    """
+    import subprocess
+
+    if not callable(getattr(runner, "_execute_cmds", None)) or not hasattr(runner, "env"):
+        return  # another cocotb-tools: keep its own loop
+
+    def _execute_cmds(cmds, cwd, stdout=None):
+        for cmd in cmds:
+            runner.log.info("Running command %s in directory %s", " ".join(map(str, cmd)), cwd)
+            stderr = None if stdout is None else subprocess.STDOUT
+            result = tools.run_group(cmd, cwd=cwd, env=runner.env, stdout=stdout, stderr=stderr)
+            if result.returncode != 0:
+                raise RuntimeError(f"Command failed with return code: {result.returncode}")
+
+    runner._execute_cmds = _execute_cmds
+
+
+def _run_in(wdir: Path, temporary: bool, outdir: Path, manifest: dict, ins: np.ndarray, exp, simulator: str,
+            seed: int, gap: float, verbose: bool) -> np.ndarray:
+    """The part of :func:`run_sim` that works in *wdir*."""
+    # imported late: importing cocotb_tools is slow-ish and only needed here
+    from cocotb_tools.runner import get_runner
+
+    top = str(manifest["top"])
+    verilog = outdir / manifest["verilog"]
     build_dir = wdir / f"sim_build_{simulator}"
     build_log = wdir / f"build_{simulator}.log"
     sim_log = wdir / f"sim_{simulator}.log"
@@ -328,10 +424,12 @@ def run_sim(
         "RTLGEN_REPORT": str(report_path),
         "RTLGEN_SEED": str(int(seed)),
         "RTLGEN_GAP": repr(float(gap)),
+        "RTLGEN_PROGRESS": str(wdir / "progress.txt"),
     }
     assert set(env) == set(_ENV_KEYS)
 
     runner = get_runner(simulator)
+    _stop_children_on_exit(runner)
     if not verbose:
         runner.log.setLevel(logging.WARNING)
     build_args = _verilator_build_args() if simulator == "verilator" else []
@@ -349,7 +447,7 @@ def run_sim(
     if not reuse:
         stamp_path.unlink(missing_ok=True)
         try:
-            with _environ(build_env):
+            with _environ(build_env), progress.stage(f"building the {simulator} simulation of {top}"):
                 runner.build(
                     sources=[verilog],
                     hdl_toplevel=top,
@@ -360,17 +458,18 @@ def run_sim(
                     log_file=None if verbose else build_log,
                 )
         except (RuntimeError, SystemExit, OSError, ValueError) as e:
-            detail = (
-                "" if verbose else f"\n--- last lines of {build_log} ---\n{_tail(build_log)}"
-            )
             raise RtlgenError(
-                f"{simulator} failed to build {verilog} ({e}); work dir {wdir}{detail}"
+                f"{simulator} failed to build {verilog} ({_one_line(e)}); "
+                + ("see the output above" if verbose else f"log: {build_log}")
+                + f"; work dir {wdir}",
+                detail=None if verbose else f"--- last lines of {build_log} ---\n{_tail(build_log)}",
             ) from None
         stamp_path.write_text(stamp)
     t_build = time.perf_counter() - t0
 
     sim_error: str | None = None
-    with _environ(env), _sys_path_first(SIMS_DIR):
+    with _environ(env), _sys_path_first(SIMS_DIR), _vector_progress(Path(env["RTLGEN_PROGRESS"]), len(ins),
+                                                                      simulator):
         try:
             runner.test(
                 test_module=TEST_MODULE,
@@ -410,12 +509,15 @@ def run_sim(
             why = f"the simulation ended abnormally (no {results_xml.name})"
         else:
             why = sim_error or "the bench produced no output"
-        detail = ""
-        if not verbose and (report is None or not report.get("message")):
-            detail = f"\n--- last lines of {sim_log} ---\n{_tail(sim_log)}"
+        detail = []
+        if "\n" in str(why).strip():
+            detail.append(str(why).strip())
+        if not verbose:
+            detail.append(f"--- last lines of {sim_log} ---\n{_tail(sim_log)}")
         raise RtlgenError(
-            f"{simulator} simulation of {top} failed: {why} (log: {log_hint}; "
-            f"work dir {wdir}){detail}"
+            f"{simulator} simulation of {top} failed: {_one_line(why)} (log: {log_hint}; "
+            f"work dir {wdir})",
+            detail="\n".join(detail) or None,
         )
 
     out = np.load(out_path, allow_pickle=True)

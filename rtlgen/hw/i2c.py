@@ -258,9 +258,9 @@ class I2CTarget(wiring.Component):
         if self.sda_delay_max * 1e9 / clk_hz > _VALID_NS:
             raise RtlgenError(
                 f"I2C target: a {clk_hz / 1e6:g} MHz clock is too slow for standard mode: SDA would "
-                f"change up to {self.sda_delay_max} cycles ({self.sda_delay_max * 1e3 / clk_hz:.2f} us) "
-                f"after SCL falls, more than the 3.45 us allowed; use a faster clock or fewer "
-                f"filter_cycles")
+                f"change up to {self.sda_delay_max} cycles ({self.sda_delay_max * 1e6 / clk_hz:.2f} us) "
+                f"after SCL falls, more than the {_VALID_NS / 1e3:g} us allowed; use a faster clock or "
+                f"fewer filter_cycles")
         super().__init__({
             "scl_i": In(1), "sda_i": In(1), "sda_oe": Out(1),
             "bus_addr": Out(I2C_ADDR_WIDTH), "bus_wdata": Out(data_width), "bus_we": Out(1),

@@ -54,13 +54,13 @@ I2C target (:mod:`rtlgen.hw.i2c`) in front of the configuration bus.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import warnings
 
 import numpy as np
 
-from ..errors import RtlgenError
+from ..errors import RtlgenError, RtlgenWarning
 from ..numerics.fixed import Overflow, parse_type, quantize
+from .config_file import config_name, key_list, read_config_file
 from .conv import Conv, Pool, QConv, QMaxPool, pool_matrix
 from .params import check_storage, check_tmr_bits
 from .model import Activation, Dense, FloatModel, QActivation, QDense, QModel
@@ -73,25 +73,16 @@ I2C_KEYS = {"address", "clk_hz", "filter_cycles"}
 
 
 def load_config(source) -> dict:
-    """Read a configuration from a path (YAML or JSON) or accept a dict."""
+    """Read a configuration from a path (YAML or JSON) or accept a dict.
+
+    The file must be UTF-8 text.  YAML is read strictly: a key given twice in
+    one mapping is an error, and so is a type such as ``fixed<12,4,RND,SAT>``
+    written unquoted inside a flow mapping ``{...}``, where YAML splits it at
+    its commas (:mod:`rtlgen.ir.config_file`).
+    """
     if isinstance(source, dict):
         return source
-    path = Path(source)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise RtlgenError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-            data = yaml.safe_load(text)
-    except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
-        raise RtlgenError(f"config file {path} is not valid YAML/JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise RtlgenError(f"config file {path} must hold a mapping with at least an 'input' key")
-    return data
+    return read_config_file(source)
 
 
 def _type(value, where: str):
@@ -218,6 +209,17 @@ def i2c_option(value, has_bus: bool, what: str = "dense/conv layer") -> dict | N
     return {"address": address, "clk_hz": float(clk_hz), "filter_cycles": filt}
 
 
+def _warn_if_all_zero(layer, codes: np.ndarray, weight_type, storage, where: str) -> None:
+    """Warn when every weight of a layer that has nonzero weights quantizes to zero (constant storage)."""
+    trained = np.abs(np.asarray(layer.weight, dtype=np.float64))
+    if storage != "constant" or np.any(codes) or not np.any(trained):
+        return
+    warnings.warn(f"{where}: every weight quantizes to zero in {weight_type} (largest |w| = "
+                  f"{float(trained.max()):.3g}, step {2.0 ** -weight_type.frac:.3g}), so the layer has no "
+                  f"multiplier and outputs its bias only: give layers.{layer.name}.weight more fractional bits",
+                  RtlgenWarning, stacklevel=2)
+
+
 def _quantize_param(values: np.ndarray, typ, where: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if not np.isfinite(values).all():
@@ -232,7 +234,7 @@ def apply_config(model: FloatModel, config) -> QModel:
     cfg = load_config(config)
     unknown = set(cfg) - TOP_KEYS
     if unknown:
-        raise RtlgenError(f"config: unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+        raise RtlgenError(f"config: unknown top-level key(s) {key_list(unknown)}; allowed: {sorted(TOP_KEYS)}")
     if "input" not in cfg:
         raise RtlgenError("config: missing 'input' (the element type of the input vector, e.g. fixed<9,2,RND,SAT>)")
     input_type = _type(cfg["input"], "config 'input'")
@@ -242,7 +244,7 @@ def apply_config(model: FloatModel, config) -> QModel:
         raise RtlgenError("config: 'default' and 'layers' must be mappings")
     bad_default = set(default) - DENSE_KEYS
     if bad_default:
-        raise RtlgenError(f"config 'default': unknown key(s) {sorted(bad_default)}; allowed: {sorted(DENSE_KEYS)}")
+        raise RtlgenError(f"config 'default': unknown key(s) {key_list(bad_default)}; allowed: {sorted(DENSE_KEYS)}")
     names = model.layer_names()
     for key in overrides:
         if key not in names:
@@ -263,7 +265,7 @@ def apply_config(model: FloatModel, config) -> QModel:
         extra = set(own) - allowed
         if extra:
             raise RtlgenError(
-                f"config for layer {layer.name!r}: key(s) {sorted(extra)} do not apply to this "
+                f"config for layer {layer.name!r}: key(s) {key_list(extra)} do not apply to this "
                 f"layer; allowed: {sorted(allowed)}")
         merged = {**default, **own}
         where = f"layer {layer.name!r}"
@@ -311,6 +313,8 @@ def apply_config(model: FloatModel, config) -> QModel:
                 w = _quantize_param(layer.weight, weight_type, f"{where} weights")
                 b = _quantize_param(layer.bias, bias_type, f"{where} bias")
             nonzero = int(np.count_nonzero(w))
+            if not isinstance(layer, Pool):
+                _warn_if_all_zero(layer, w, weight_type, merged.get("storage", "constant"), where)
             if io == "stream":   # the reuse factor applies to one window
                 nonzero = int(np.count_nonzero(kernel_codes)) if isinstance(layer, Conv) else \
                     _window_nonzero(w, layer, where, merged)
@@ -347,7 +351,14 @@ def apply_config(model: FloatModel, config) -> QModel:
             raise RtlgenError(f"{where}: unsupported layer type {type(layer).__name__}")
         layers.append(q)
         in_type = result_type
-    name = cfg.get("name") or model.name
+    if default.get("io") == "stream" and not stream_state.any:
+        raise RtlgenError(f"config 'default': io: stream applies to the leading Conv/pooling layers, and no "
+                          f"layer of model {model.name!r} can stream (its first layer is "
+                          f"{model.layers[0].name!r}): remove it, or use io: parallel")
+    if default.get("tmr_bits") is not None and not any(getattr(q, "storage", None) == "tmr" for q in layers):
+        raise RtlgenError("config 'default': tmr_bits applies only to layers with storage: tmr, and no layer "
+                          "has it: set storage: tmr (in default or per layer) or remove tmr_bits")
+    name = config_name(cfg, model.name)
     i2c = i2c_option(cfg.get("i2c"), any(getattr(layer, "stored", False) for layer in layers))
     return QModel(name=name, input_type=input_type, n_in=model.n_in, layers=layers,
                   input_shape=getattr(model, "input_shape", None), i2c=i2c)

@@ -51,6 +51,7 @@ import numpy as np
 
 from ..errors import RtlgenError
 from ..numerics.fixed import FixedType, Quant, Overflow, bits_for_range, parse_type, quantize
+from .config_file import config_name, key_list
 
 __all__ = ["Tree", "Forest", "QTree", "QForest", "DECISIONS", "threshold_codes", "quantize_forest",
            "FOREST_KEYS", "FOREST_SETS"]
@@ -452,7 +453,7 @@ def _forest_storage(cfg: dict, threshold_width: int, leaf_width: int):
             return {name: value for name in FOREST_SETS}
         unknown = set(value) - set(FOREST_SETS)
         if unknown:
-            raise RtlgenError(f"config {key!r}: unknown set(s) {sorted(unknown)}; a forest stores "
+            raise RtlgenError(f"config {key!r}: unknown set(s) {key_list(unknown)}; a forest stores "
                               f"{' and '.join(FOREST_SETS)}")
         return {name: value.get(name) for name in FOREST_SETS}
 
@@ -480,7 +481,7 @@ def quantize_forest(forest: Forest, config) -> QForest:
     cfg = load_config(config)
     unknown = set(cfg) - FOREST_KEYS
     if unknown:
-        raise RtlgenError(f"config: unknown key(s) {sorted(unknown)} for a decision forest; "
+        raise RtlgenError(f"config: unknown key(s) {key_list(unknown)} for a decision forest; "
                           f"allowed: {sorted(FOREST_KEYS)}")
     for key in ("input", "score"):
         if key not in cfg:
@@ -535,7 +536,7 @@ def quantize_forest(forest: Forest, config) -> QForest:
     trees = [_quantize_tree(tree, t, forest, in_types, score_type, keep_shape=t_storage != "constant")
              for t, tree in enumerate(forest.trees)]
     base = [int(c) for c in quantize(np.asarray(forest.base, dtype=np.float64), base_type)]
-    qf = QForest(name=cfg.get("name") or forest.name, n_features=forest.n_features,
+    qf = QForest(name=config_name(cfg, forest.name), n_features=forest.n_features,
                  n_outputs=forest.n_outputs, input_types=in_types, score_type=score_type,
                  base_type=base_type, result_type=score_type, base=base, trees=trees,
                  pipeline=pipeline, class_output=class_output, reuse_factor=int(reuse),
