@@ -17,11 +17,14 @@ import sys
 import threading
 import traceback
 import warnings
-from pathlib import Path
 
 import numpy as np
 
+from . import progress
+from .cli_flows import add_commands
 from .errors import RtlgenError, RtlgenWarning, Terminated
+from .kinds import kind_for_build, kind_for_model_file
+from .npyio import load_array, save_array
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -29,148 +32,32 @@ EXIT_INTERRUPTED = 130        # 128 + SIGINT
 EXIT_TERMINATED = 143         # 128 + SIGTERM
 
 
-_NPY_MAGIC = b"\x93NUMPY"
-_ZIP_MAGIC = b"PK\x03\x04"
-
-
-def _describe_non_npy(path: Path, head: bytes) -> str:
-    """What a file that is not a .npy file seems to be, and what to do about it."""
-    if head.startswith(_ZIP_MAGIC):
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                names = list(archive.files)
-        except Exception:   # noqa: BLE001 - any damaged zip: say what it looks like
-            names = []
-        if names:
-            shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
-            return (f"{path} is a NumPy .npz archive (arrays: {shown}), not a .npy file: save the one "
-                    f"array to use, e.g. np.save('x.npy', np.load('{path.name}')['{names[0]}'])")
-        return f"{path} is a zip archive, not a NumPy .npy file: save the array with numpy.save"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and text.strip() and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
-        first = text.strip().splitlines()[0][:40]
-        return (f"{path} is a text file (it starts with {first!r}), not a NumPy .npy file: convert it, "
-                f"e.g. np.save('x.npy', np.loadtxt('{path.name}', delimiter=','))")
-    return f"{path} is not a NumPy .npy file: save the array with numpy.save"
-
-
-def _load_npy(path: str) -> np.ndarray:
-    """Read one numeric array from a .npy file; anything else is a user error saying what the file is."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            head = f.read(256)
-    except IsADirectoryError:
-        raise RtlgenError(f"input {path} is a folder: give a .npy file") from None
-    except OSError as exc:
-        raise RtlgenError(f"cannot read input array {path}: {exc.strerror or exc}") from None
-    if not head.startswith(_NPY_MAGIC):
-        raise RtlgenError(_describe_non_npy(p, head))
-    try:
-        arr = np.load(p, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise RtlgenError(f"{path} holds Python objects (dtype object), not numbers: save a numeric "
-                              "array (e.g. np.save(path, data.astype(np.float64)))") from None
-        raise RtlgenError(f"cannot read input array {path}: the .npy file is damaged ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise RtlgenError(f"cannot read input array {path}: the .npy file is damaged ({exc})") from None
-    if arr.dtype.kind not in "iuf":
-        raise RtlgenError(f"{path} holds {arr.dtype} values ({_DTYPE_KINDS.get(arr.dtype.kind, 'not numbers')}); "
-                          "inputs must be a numeric array: floats, or integer codes with --raw")
-    return arr
-
-
-_DTYPE_KINDS = {"U": "text", "S": "bytes", "b": "booleans", "c": "complex numbers", "V": "records",
-                "M": "dates", "m": "time spans", "O": "Python objects"}
-
-
-def _save_npy(path: str, arr: np.ndarray) -> None:
-    """Write ``arr`` to exactly ``path`` (no suffix added), through a temporary file."""
-    from .emit.atomic import temp_file_for
-    p = Path(path)
-    if p.is_dir():
-        raise RtlgenError(f"-o {path} is a folder: give the file to write, e.g. {p / 'out.npy'}")
-    if not p.parent.is_dir():
-        raise RtlgenError(f"cannot write {path}: the folder {p.parent} does not exist")
-    try:
-        with temp_file_for(p, ".npy") as tmp, open(tmp, "wb") as f:
-            np.save(f, arr, allow_pickle=arr.dtype == object)
-    except OSError as exc:
-        raise RtlgenError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _inputs_as_codes(model, arr: np.ndarray, raw: bool) -> np.ndarray:
-    from .golden.mlp import check_codes
-    from .numerics.fixed import quantize
-    shape = getattr(model, "input_shape", None)
-    if shape is not None and np.ndim(arr) == len(shape) + 1 and tuple(np.shape(arr)[1:]) == tuple(shape):
-        arr = np.asarray(arr).reshape(len(arr), -1)   # [N, C, H, W] -> [N, C*H*W], C,H,W order
-    if raw:
-        return check_codes(model, arr)
-    x = np.asarray(arr)
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise RtlgenError(f"inputs must be numbers, got dtype {x.dtype}")
-    x = x.astype(np.float64)
-    if x.ndim != 2 or x.shape[1] != model.n_in:
-        raise RtlgenError(f"inputs must have shape [N, {model.n_in}] for model {model.name!r}, got {list(x.shape)}")
-    if np.isnan(x).any():
-        idx = tuple(int(i) for i in np.argwhere(np.isnan(x))[0])
-        raise RtlgenError(f"input value at index {idx} is NaN: clean the data first")
-    return quantize(x, model.input_type)
-
-
-def _outputs(model, codes: np.ndarray, raw: bool) -> np.ndarray:
-    from .numerics.fixed import to_float
-    if raw:
-        return codes
-    return to_float(codes, model.output_type)
-
-
 def cmd_build(args) -> int:
-    from .cli_forest import cmd_build_forest, is_forest_model
-    if is_forest_model(args.model):
-        return cmd_build_forest(args)
-    from .emit.build import save_build
-    from .frontends import load_model
-    from .ir.config import apply_config, load_config
-    config = load_config(args.config)
-    float_model = load_model(args.model)
-    qmodel = apply_config(float_model, config)
-    manifest = save_build(qmodel, args.output, top=args.name)
-    print(f"wrote {Path(args.output) / manifest['verilog']}: latency {manifest['latency']} cycles, "
-          f"II {manifest['ii']}, {manifest['multipliers']} multipliers")
+    kind = kind_for_model_file(args.model)
+    qmodel = kind.quantized_model(args.model, args.config)
+    manifest = kind.save_build(qmodel, args.output, top=args.name)
+    print(kind.build_message(manifest, args.output))
     return 0
 
 
 def cmd_predict(args) -> int:
-    from .cli_forest import cmd_predict_forest, is_forest_build
-    if is_forest_build(args.outdir):
-        return cmd_predict_forest(args)
-    from .emit.build import load_build
-    from .golden.mlp import predict_codes
-    _, model = load_build(args.outdir)
-    codes = _inputs_as_codes(model, _load_npy(args.input), args.raw)
-    _save_npy(args.output, _outputs(model, predict_codes(model, codes), args.raw))
+    kind = kind_for_build(args.outdir)
+    _, qmodel = kind.load_build(args.outdir)
+    codes = kind.input_codes(qmodel, load_array(args.input), args.raw)
+    save_array(args.output, kind.output_values(qmodel, kind.predict_codes(qmodel, codes), args.raw))
     return 0
 
 
 def cmd_sim(args) -> int:
-    from .cli_forest import cmd_sim_forest, is_forest_build
-    if is_forest_build(args.outdir):
-        return cmd_sim_forest(args)
-    from .emit.build import load_build
     from .flows.sim import run_sim
-    from .golden.mlp import predict_codes
-    _, model = load_build(args.outdir)
-    codes = _inputs_as_codes(model, _load_npy(args.input), args.raw)
-    expected = predict_codes(model, codes)
+    kind = kind_for_build(args.outdir)
+    _, qmodel = kind.load_build(args.outdir)
+    codes = kind.input_codes(qmodel, load_array(args.input), args.raw)
+    expected = kind.predict_codes(qmodel, codes)
     out = run_sim(args.outdir, codes, simulator=args.simulator, expected=expected if args.check else None)
-    mismatches = int(np.sum(np.any(np.asarray(out, dtype=object) != np.asarray(expected, dtype=object), axis=1)))
-    _save_npy(args.output, _outputs(model, out, args.raw))
+    differs = np.asarray(out, dtype=object) != np.asarray(expected, dtype=object)
+    mismatches = int(np.sum(np.any(differs, axis=1)))
+    save_array(args.output, kind.output_values(qmodel, out, args.raw))
     print(f"simulated {len(codes)} vectors on {args.simulator}: {mismatches} mismatches against the golden model")
     return 0
 
@@ -226,7 +113,6 @@ def make_parser() -> argparse.ArgumentParser:
                    help="do not fail on a mismatch against the golden model (still counted)")
     p.set_defaults(func=cmd_sim)
 
-    from .cli_flows import add_commands
     add_commands(sub)
     for command in sub.choices.values():
         _add_output_options(command)
@@ -255,7 +141,6 @@ def main(argv=None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
-    from . import progress
     progress.configure(quiet=getattr(args, "quiet", False))
     previous_term = None
     if threading.current_thread() is threading.main_thread():

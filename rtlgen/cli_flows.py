@@ -101,39 +101,20 @@ def cmd_tmr_analysis(args) -> int:
     import json
     from pathlib import Path
 
-    from .cli import _inputs_as_codes, _load_npy
-    from .cli_forest import is_forest_model
     from .emit.atomic import write_text_atomic
+    from .kinds import kind_for_model_file
+    from .npyio import load_array
     if args.threshold < 0:
         raise RtlgenError(f"--threshold must be at least 0 output codes, got {args.threshold}")
-    if is_forest_model(args.model):
-        from .analysis import forest_sensitivity as fs
-        from .cli_forest import _codes
-        from .frontends.trees import load_forest
-        from .ir.config import load_config
-        from .ir.forest import quantize_forest
-        forest = load_forest(args.model)
-        # both sets analysed as stored, whatever the configured storage
-        qmodel = quantize_forest(forest, fs.stored_config(load_config(args.config)))
-        codes = _codes(qmodel, _load_npy(args.data), args.raw)
-        t0 = time.perf_counter()
-        sens = fs.analyze(qmodel, codes, max_samples=args.samples, seed=args.seed)
-        report = fs.report_dict(sens, args.threshold, model=qmodel.name, output_type=qmodel.output_type,
-                                samples_total=int(len(codes)), seed=args.seed)
-        markdown, table, snippet = fs.report_markdown(report), fs.table_rows(report), fs.config_snippet(report)
-        format_table = fs.format_table
-    else:
-        from .analysis.sensitivity import (analyze, config_snippet, format_table, report_dict, report_markdown,
-                                           table_rows)
-        from .frontends import load_model
-        from .ir.config import apply_config, load_config
-        qmodel = apply_config(load_model(args.model), load_config(args.config))
-        codes = _inputs_as_codes(qmodel, _load_npy(args.data), args.raw)
-        t0 = time.perf_counter()
-        sens = analyze(qmodel, codes, max_samples=args.samples, seed=args.seed)
-        report = report_dict(sens, args.threshold, model=qmodel.name, output_type=qmodel.output_type,
-                             samples_total=int(len(codes)), seed=args.seed)
-        markdown, table, snippet = report_markdown(report), table_rows(report), config_snippet(report)
+    kind = kind_for_model_file(args.model)
+    qmodel, analysis = kind.sensitivity_model(args.model, args.config)
+    codes = kind.input_codes(qmodel, load_array(args.data), args.raw)
+    t0 = time.perf_counter()
+    sens = analysis.analyze(qmodel, codes, max_samples=args.samples, seed=args.seed)
+    report = analysis.report_dict(sens, args.threshold, model=qmodel.name, output_type=qmodel.output_type,
+                                  samples_total=int(len(codes)), seed=args.seed)
+    markdown, table = analysis.report_markdown(report), analysis.table_rows(report)
+    snippet, format_table = analysis.config_snippet(report), analysis.format_table
     out = Path(args.output)
     try:
         out.mkdir(parents=True, exist_ok=True)

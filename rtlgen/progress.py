@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-__all__ = ["configure", "is_quiet", "stage", "counter", "Counter", "note"]
+__all__ = ["configure", "is_quiet", "stage", "counter", "Counter", "note", "every"]
 
 PREFIX = "rtlgen: "
 #: a stage that took longer than this many seconds reports its time
@@ -162,6 +162,26 @@ def _seconds(t: float) -> str:
 
 
 @contextlib.contextmanager
+def every(interval: float, action, enabled: bool = True) -> Iterator[None]:
+    """Call ``action()`` every ``interval`` seconds, from a thread, while the body runs."""
+    if not enabled:
+        yield
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            action()
+    thread = threading.Thread(target=loop, name="rtlgen-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextlib.contextmanager
 def stage(text: str) -> Iterator[None]:
     """Announce a step of work (``rtlgen: text``) and, if it took over a second, its time.
 
@@ -177,26 +197,16 @@ def stage(text: str) -> Iterator[None]:
         return
     tty = _is_tty(stream)
     start = _now()
-    stop = threading.Event()
-    ticker = None
     if tty:
         _draw(f"{text} ...")
-
-        def tick():
-            while not stop.wait(TICK_INTERVAL):
-                _draw(f"{text} ... {int(_now() - start)} s")
-        ticker = threading.Thread(target=tick, name="rtlgen-progress", daemon=True)
-        ticker.start()
     else:
         _emit_line(text)
     ok = False
     try:
-        yield
+        with every(TICK_INTERVAL, lambda: _draw(f"{text} ... {int(_now() - start)} s"), enabled=tty):
+            yield
         ok = True
     finally:
-        stop.set()
-        if ticker is not None:
-            ticker.join()
         elapsed = _now() - start
         took = f"done in {_seconds(elapsed)}"
         if tty:

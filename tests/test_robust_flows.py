@@ -264,12 +264,11 @@ def test_interrupted_sweep_records_finished_rows(tmp_path, sig):
 
 def test_sweep_refuses_reuse_no_layer_can_use(tmp_path):
     out = tmp_path / "sweep"
-    t0 = time.monotonic()
     res = run_cli("sweep", JET, "-c", JET_CFG, "--reuse", "2,5000", "-o", out)
     line = assert_one_line_error(res)
     assert "--reuse 5000" in line and "above 1434" in line and "use 1 to 1434 or 'full'" in line
-    assert not out.exists()
-    assert time.monotonic() - t0 < 30   # refused before any build
+    assert not out.exists()                 # refused before any variant was built
+    assert "elaborating" not in res.stderr
 
 
 def test_sweep_checks_tools_before_workers_start(tmp_path):

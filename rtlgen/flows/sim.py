@@ -23,7 +23,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
@@ -205,21 +204,12 @@ def _vector_progress(count_path: Path, total: int, simulator: str) -> Iterator[N
             return 0
 
     bar = progress.counter(f"simulating {total:,} vectors on {simulator}", total=total, unit="vectors")
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.wait(0.25):
-            bar.set(done_so_far())
-
-    poller = threading.Thread(target=poll, name="rtlgen-sim-progress", daemon=True)
-    poller.start()
     ok = False
     try:
-        yield
+        with progress.every(0.25, lambda: bar.set(done_so_far())):
+            yield
         ok = True
     finally:
-        stop.set()
-        poller.join()
         bar.set(done_so_far())
         bar.close(ok=ok)
 

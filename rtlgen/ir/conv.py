@@ -36,15 +36,15 @@ AveragePool
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import prod
 from typing import Optional
 
 import numpy as np
 
 from ..errors import RtlgenError
-from ..numerics.fixed import FixedType
-from .model import QDense
+from ..numerics.fixed import FixedType, parse_type
+from .model import QDense, dense_fields, int_array, layer_type
 
 __all__ = ["out_spatial", "window_taps", "conv_matrix", "pool_matrix", "pool_windows",
            "Conv", "Pool", "QConv", "QMaxPool"]
@@ -197,6 +197,7 @@ class Pool(_PoolGeometry):
 # quantized IR
 # ---------------------------------------------------------------------------
 
+@layer_type("conv", "avgpool")
 @dataclass
 class QConv(QDense):
     """A convolution (``op == "conv"``) or average pool (``op == "avgpool"``)
@@ -236,7 +237,63 @@ class QConv(QDense):
         """An average pool whose ``1/n`` changes at the borders."""
         return self.op == "avgpool" and any(self.pads) and not self.count_include_pad
 
+    # -- stored parameters: a convolution's words are its kernel taps -----
 
+    def param_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`QDense.param_index`; a convolution's kernel tap ``w[co, ci, k...]`` is word
+        number its flat C-order index in the kernel, and bias ``b[co]`` word ``co`` (padding taps
+        and positions outside every window: -1).  An average pool has the dense order."""
+        if self.op != "conv":
+            return super().param_index()
+        if self.kernel_codes is None:
+            raise RtlgenError(f"layer {self.name!r}: the model has no kernel codes for this conv layer; "
+                              "rebuild it from the model file to store its parameters")
+        kernel = np.asarray(self.kernel_codes)
+        ids = np.arange(1, kernel.size + 1, dtype=np.int64).reshape(kernel.shape)
+        windex = conv_matrix(ids, self.in_shape, self.stride, self.pads) - 1
+        per_channel = self.n_out // kernel.shape[0]
+        return windex, np.arange(self.n_out) // per_channel
+
+    def param_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.op != "conv":
+            return super().param_codes()
+        return (np.asarray(self.kernel_codes).reshape(-1).copy(),
+                np.asarray(self.bias_codes).reshape(-1).copy())
+
+    def with_params(self, weight_codes, bias_codes) -> "QConv":
+        if self.op != "conv":
+            return super().with_params(weight_codes, bias_codes)
+        weight_codes = np.asarray(weight_codes, dtype=np.int64).reshape(-1)
+        bias_codes = np.asarray(bias_codes, dtype=np.int64).reshape(-1)
+        kernel = weight_codes.reshape(np.asarray(self.kernel_codes).shape)
+        per_channel = self.n_out // kernel.shape[0]
+        return replace(self, weights=conv_matrix(kernel, self.in_shape, self.stride, self.pads),
+                       bias=np.repeat(bias_codes, per_channel), kernel_codes=kernel,
+                       bias_codes=bias_codes.copy())
+
+    # -- serialization ----------------------------------------------------
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out.update({"op": self.op, "count_include_pad": self.count_include_pad, "io": self.io,
+                    **self.geometry()})
+        if self.kernel_codes is not None:
+            out["kernel_codes"] = np.asarray(self.kernel_codes).tolist()
+            out["bias_codes"] = [int(v) for v in self.bias_codes]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QConv":
+        return cls(**dense_fields(d),
+                   in_shape=tuple(d["in_shape"]), out_shape=tuple(d["out_shape"]),
+                   kernel=tuple(d["kernel"]), stride=tuple(d["stride"]), pads=tuple(d["pads"]),
+                   count_include_pad=bool(d.get("count_include_pad", False)), op=d["op"],
+                   kernel_codes=int_array(d["kernel_codes"]) if "kernel_codes" in d else None,
+                   bias_codes=int_array(d["bias_codes"]) if "bias_codes" in d else None,
+                   io=d.get("io", "parallel"))
+
+
+@layer_type("maxpool")
 @dataclass
 class QMaxPool(_PoolGeometry):
     """Max pooling with its result type: ``cast_result(max(window codes))``."""
@@ -269,3 +326,13 @@ class QMaxPool(_PoolGeometry):
     def geometry(self) -> dict:
         return {"in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
                 "kernel": list(self.kernel), "stride": list(self.stride), "pads": list(self.pads)}
+
+    def to_dict(self) -> dict:
+        return {"op": "maxpool", "name": self.name, "in_type": str(self.in_type),
+                "result_type": str(self.result_type), "io": self.io, **self.geometry()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QMaxPool":
+        return cls(name=d["name"], in_type=parse_type(d["in_type"]), result_type=parse_type(d["result_type"]),
+                   in_shape=tuple(d["in_shape"]), kernel=tuple(d["kernel"]), stride=tuple(d["stride"]),
+                   pads=tuple(d["pads"]), io=d.get("io", "parallel"))

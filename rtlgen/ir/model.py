@@ -30,8 +30,19 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..errors import RtlgenError
 from ..numerics.fixed import FixedType, parse_type
+
+#: quantized layer classes by their serialized ``op`` (filled by :func:`layer_type`)
+LAYER_TYPES: dict[str, type] = {}
+
+
+def layer_type(*ops: str):
+    """Class decorator: the quantized layer class that (de)serializes layers of these ``op`` names."""
+    def register(cls):
+        for op in ops:
+            LAYER_TYPES[op] = cls
+        return cls
+    return register
 
 ACTIVATIONS = ("relu", "linear")
 
@@ -84,6 +95,7 @@ class FloatModel:
 # quantized IR
 # ---------------------------------------------------------------------------
 
+@layer_type("dense")
 @dataclass
 class QDense:
     """A dense layer with its precision fixed.
@@ -155,56 +167,52 @@ class QDense:
             return np.asarray(self.weights) != 0
         return self.param_index()[0] >= 0
 
-    def _is_conv(self) -> bool:
-        return self.op == "conv"
-
     def param_index(self) -> tuple[np.ndarray, np.ndarray]:
         """The parameter word behind each matrix entry and each bias.
 
         Returns ``(windex, bindex)``: ``windex`` [n_in, n_out] holds the
-        weight word number (-1 where no parameter feeds the entry: padding
-        taps and positions outside every window), ``bindex`` [n_out] the
-        bias word number.  Word order: a dense layer's weight ``w[i, j]`` is
-        word ``j*n_in + i`` and bias ``b[j]`` word ``j``; a convolution's
-        kernel tap ``w[co, ci, k...]`` is its flat C-order index in the
-        kernel and bias ``b[co]`` word ``co``.
+        weight word number (-1 where no parameter feeds the entry),
+        ``bindex`` [n_out] the bias word number.  Word order of a dense
+        layer: weight ``w[i, j]`` is word ``j*n_in + i`` and bias ``b[j]``
+        word ``j`` (a convolution overrides this, :class:`~rtlgen.ir.conv.QConv`).
         """
         n_in, n_out = self.n_in, self.n_out
-        if self._is_conv():
-            from .conv import conv_matrix
-            if self.kernel_codes is None:
-                raise RtlgenError(f"layer {self.name!r}: the model has no kernel codes for this conv layer; "
-                                  "rebuild it from the model file to store its parameters")
-            kernel = np.asarray(self.kernel_codes)
-            ids = np.arange(1, kernel.size + 1, dtype=np.int64).reshape(kernel.shape)
-            windex = conv_matrix(ids, self.in_shape, self.stride, self.pads) - 1
-            per_channel = n_out // kernel.shape[0]
-            return windex, np.arange(n_out) // per_channel
         windex = (np.arange(n_out)[None, :] * n_in + np.arange(n_in)[:, None]).astype(np.int64)
         return windex, np.arange(n_out)
 
     def param_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """The weight and bias codes in word order (see :meth:`param_index`)."""
-        if self._is_conv():
-            return (np.asarray(self.kernel_codes).reshape(-1).copy(),
-                    np.asarray(self.bias_codes).reshape(-1).copy())
         return np.asarray(self.weights).T.reshape(-1).copy(), np.asarray(self.bias).reshape(-1).copy()
 
     def with_params(self, weight_codes, bias_codes) -> "QDense":
         """A copy of this layer holding other parameter codes (in word order)."""
         weight_codes = np.asarray(weight_codes, dtype=np.int64).reshape(-1)
         bias_codes = np.asarray(bias_codes, dtype=np.int64).reshape(-1)
-        if self._is_conv():
-            from .conv import conv_matrix
-            kernel = weight_codes.reshape(np.asarray(self.kernel_codes).shape)
-            per_channel = self.n_out // kernel.shape[0]
-            return replace(self, weights=conv_matrix(kernel, self.in_shape, self.stride, self.pads),
-                           bias=np.repeat(bias_codes, per_channel), kernel_codes=kernel,
-                           bias_codes=bias_codes.copy())
         return replace(self, weights=weight_codes.reshape(self.n_out, self.n_in).T.copy(),
                        bias=bias_codes.copy())
 
+    # -- serialization (model.json) -------------------------------------
 
+    def to_dict(self) -> dict:
+        out = {
+            "op": "dense", "name": self.name,
+            "in_type": str(self.in_type), "weight_type": str(self.weight_type),
+            "bias_type": str(self.bias_type), "result_type": str(self.result_type),
+            "accum_type": str(self.accum_type) if self.accum_type else None,
+            "reuse_factor": self.reuse_factor, "adder_levels": self.adder_levels,
+            "weights": [[int(v) for v in row] for row in self.weights],
+            "bias": [int(v) for v in self.bias],
+        }
+        if self.stored:
+            out.update({"storage": self.storage, "tmr_bits": self.tmr_bits})
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QDense":
+        return cls(**dense_fields(d))
+
+
+@layer_type("activation")
 @dataclass
 class QActivation:
     """An element-wise activation with its result type."""
@@ -222,6 +230,15 @@ class QActivation:
     @property
     def n_out(self) -> int:
         return self.size
+
+    def to_dict(self) -> dict:
+        return {"op": "activation", "name": self.name, "kind": self.kind, "size": self.size,
+                "in_type": str(self.in_type), "result_type": str(self.result_type)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QActivation":
+        return cls(name=d["name"], kind=d["kind"], size=int(d["size"]), in_type=parse_type(d["in_type"]),
+                   result_type=parse_type(d["result_type"]))
 
 
 QLayer = Union[QDense, QActivation]
@@ -271,40 +288,8 @@ class QModel:
     # -- serialization (the build folder keeps the quantized model) --------
 
     def to_dict(self) -> dict:
-        from .conv import QConv, QMaxPool
-        layers = []
-        for layer in self.layers:
-            if isinstance(layer, QMaxPool):
-                layers.append({"op": "maxpool", "name": layer.name, "in_type": str(layer.in_type),
-                               "result_type": str(layer.result_type), "io": layer.io,
-                               **layer.geometry()})
-                continue
-            if isinstance(layer, QDense):
-                layers.append({
-                    "op": "dense", "name": layer.name,
-                    "in_type": str(layer.in_type), "weight_type": str(layer.weight_type),
-                    "bias_type": str(layer.bias_type), "result_type": str(layer.result_type),
-                    "accum_type": str(layer.accum_type) if layer.accum_type else None,
-                    "reuse_factor": layer.reuse_factor, "adder_levels": layer.adder_levels,
-                    "weights": [[int(v) for v in row] for row in layer.weights],
-                    "bias": [int(v) for v in layer.bias],
-                })
-                if layer.stored:
-                    layers[-1].update({"storage": layer.storage, "tmr_bits": layer.tmr_bits})
-                if isinstance(layer, QConv):
-                    layers[-1].update({"op": layer.op, "count_include_pad": layer.count_include_pad,
-                                       "io": layer.io, **layer.geometry()})
-                    if layer.kernel_codes is not None:
-                        layers[-1]["kernel_codes"] = np.asarray(layer.kernel_codes).tolist()
-                        layers[-1]["bias_codes"] = [int(v) for v in layer.bias_codes]
-            else:
-                layers.append({
-                    "op": "activation", "name": layer.name, "kind": layer.kind,
-                    "size": layer.size, "in_type": str(layer.in_type),
-                    "result_type": str(layer.result_type),
-                })
         out = {"name": self.name, "input_type": str(self.input_type), "n_in": self.n_in,
-               "layers": layers}
+               "layers": [layer.to_dict() for layer in self.layers]}
         if self.input_shape is not None:
             out["input_shape"] = [int(v) for v in self.input_shape]
         if self.i2c is not None:
@@ -313,30 +298,12 @@ class QModel:
 
     @classmethod
     def from_dict(cls, d: dict) -> "QModel":
-        from .conv import QConv, QMaxPool
         layers = []
         for ld in d["layers"]:
-            if ld["op"] == "maxpool":
-                layers.append(QMaxPool(
-                    name=ld["name"], in_type=parse_type(ld["in_type"]),
-                    result_type=parse_type(ld["result_type"]), in_shape=tuple(ld["in_shape"]),
-                    kernel=tuple(ld["kernel"]), stride=tuple(ld["stride"]), pads=tuple(ld["pads"]),
-                    io=ld.get("io", "parallel")))
-            elif ld["op"] in ("conv", "avgpool"):
-                layers.append(QConv(
-                    **_dense_fields(ld),
-                    in_shape=tuple(ld["in_shape"]), out_shape=tuple(ld["out_shape"]),
-                    kernel=tuple(ld["kernel"]), stride=tuple(ld["stride"]), pads=tuple(ld["pads"]),
-                    count_include_pad=bool(ld.get("count_include_pad", False)), op=ld["op"],
-                    kernel_codes=_int_array(ld["kernel_codes"]) if "kernel_codes" in ld else None,
-                    bias_codes=_int_array(ld["bias_codes"]) if "bias_codes" in ld else None,
-                    io=ld.get("io", "parallel")))
-            elif ld["op"] == "dense":
-                layers.append(QDense(**_dense_fields(ld)))
-            else:
-                layers.append(QActivation(
-                    name=ld["name"], kind=ld["kind"], size=int(ld["size"]),
-                    in_type=parse_type(ld["in_type"]), result_type=parse_type(ld["result_type"])))
+            kind = LAYER_TYPES.get(ld["op"])
+            if kind is None:
+                raise KeyError(f"unknown layer op {ld['op']!r}")
+            layers.append(kind.from_dict(ld))
         shape = tuple(int(v) for v in d["input_shape"]) if d.get("input_shape") else None
         return cls(d["name"], parse_type(d["input_type"]), int(d["n_in"]), layers, shape, d.get("i2c"))
 
@@ -347,19 +314,19 @@ def _storage_fields(ld: dict) -> dict:
             "tmr_bits": int(tmr_bits) if tmr_bits is not None else None}
 
 
-def _dense_fields(ld: dict) -> dict:
+def dense_fields(ld: dict) -> dict:
     """The :class:`QDense` fields of a serialized dense, conv or average-pool layer."""
     return dict(
         name=ld["name"], in_type=parse_type(ld["in_type"]),
         weight_type=parse_type(ld["weight_type"]), bias_type=parse_type(ld["bias_type"]),
         result_type=parse_type(ld["result_type"]),
         accum_type=parse_type(ld["accum_type"]) if ld.get("accum_type") else None,
-        weights=_int_array(ld["weights"]), bias=_int_array(ld["bias"]),
+        weights=int_array(ld["weights"]), bias=int_array(ld["bias"]),
         reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2)),
         **_storage_fields(ld))
 
 
-def _int_array(values) -> np.ndarray:
+def int_array(values) -> np.ndarray:
     arr = np.array(values, dtype=object)
     try:
         return arr.astype(np.int64)
