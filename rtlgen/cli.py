@@ -82,8 +82,15 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
                         help="details after an error (tool logs, parser messages, tracebacks of internal errors)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``rtlgen: error:`` line (status 2), like the others."""
+
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"rtlgen: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rtlgen", description="Quantized models to verified fixed-point hardware.")
+    parser = _Parser(prog="rtlgen", description="Quantized models to verified fixed-point hardware.")
     parser.add_argument("-V", "--version", action="version", version=_version())
     _add_output_options(parser)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -309,3 +309,16 @@ def _big_model(tmp_path: Path) -> Path:
     path = tmp_path / "big.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["tmr-analysis", "m.onnx", "-c", "c.yaml", "-d", "x.npy", "--seed", "abc"], "invalid int value: 'abc'"),
+    (["sim", "b", "x.npy", "-o", "y.npy", "--simulator", "modelsim"], "invalid choice: 'modelsim'"),
+    (["bogus"], "invalid choice: 'bogus'"),
+    ([], "required"),
+], ids=["bad-int", "bad-choice", "bad-command", "no-command"])
+def test_option_errors_are_one_line(argv, needle):
+    res = rtlgen(*argv)
+    line = one_error_line(res)
+    assert needle in line and "--help" in line
+    assert res.stderr.strip() == line          # no usage block
