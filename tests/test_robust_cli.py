@@ -322,3 +322,20 @@ def test_option_errors_are_one_line(argv, needle):
     line = one_error_line(res)
     assert needle in line and "--help" in line
     assert res.stderr.strip() == line          # no usage block
+
+
+def test_i2c_clock_that_is_not_finite_is_a_config_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG + "  storage: tmr\ni2c: {address: 0x42, clk_hz: .inf}\n")
+    assert "clk_hz" in one_error_line(build(path, tmp_path / "b"))
+
+
+def test_damaged_manifest_is_reported_by_every_reader(tmp_path, built):
+    manifest = json.loads((built / "manifest.json").read_text())
+    manifest["latency"] = "abc"
+    (built / "manifest.json").write_text(json.dumps(manifest))
+    x = _inputs(tmp_path, built)
+    for argv in (["report", built], ["predict", built, x, "-o", tmp_path / "y.npy"],
+                 ["sim", built, x, "-o", tmp_path / "y.npy"]):
+        line = one_error_line(rtlgen(*argv))
+        assert "damaged" in line and "'latency'" in line

@@ -198,6 +198,24 @@ def save_build(model: QModel, outdir, top: str | None = None) -> dict:
     return manifest
 
 
+def _check_manifest(manifest) -> None:
+    """Raise ValueError when the fields every command reads are missing or of the wrong type."""
+    if not isinstance(manifest, dict):
+        raise ValueError("manifest.json does not hold an object")
+    for key in ("top", "verilog"):
+        if not isinstance(manifest.get(key), str):
+            raise ValueError(f"manifest.json '{key}' is not a text")
+    for key in ("latency", "ii"):
+        value = manifest.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"manifest.json '{key}' is {value!r}, not a cycle count")
+    for side in ("input", "output"):
+        spec = manifest.get(side)
+        if not isinstance(spec, dict) or not all(isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)
+                                                 for k in ("count", "width")):
+            raise ValueError(f"manifest.json '{side}' lacks its element count and width")
+
+
 def read_build(outdir, model_from_dict) -> tuple[dict, object]:
     """Read a build folder's manifest and its model with ``model_from_dict(manifest)``."""
     outdir = Path(outdir)
@@ -208,6 +226,7 @@ def read_build(outdir, model_from_dict) -> tuple[dict, object]:
         raise RtlgenError(f"{outdir} is not a build folder (no {MANIFEST}); run 'rtlgen build' first")
     try:
         manifest = json.loads(mpath.read_text())
+        _check_manifest(manifest)
         from_dict = model_from_dict(manifest)
         model = from_dict(json.loads((outdir / manifest.get("model", MODEL)).read_text()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -202,8 +202,8 @@ def i2c_option(value, has_bus: bool, what: str = "dense/conv layer") -> dict | N
             pass
     if isinstance(address, bool) or not isinstance(address, int) or not 0x08 <= address <= 0x77:
         raise RtlgenError(f"config 'i2c': address must be a 7-bit I2C address from 0x08 to 0x77, got {address!r}")
-    if isinstance(clk_hz, bool) or not isinstance(clk_hz, (int, float)) or not clk_hz > 0:
-        raise RtlgenError(f"config 'i2c': clk_hz must be the core clock frequency in Hz, got {clk_hz!r}")
+    if isinstance(clk_hz, bool) or not isinstance(clk_hz, (int, float)) or not 0 < clk_hz <= 100e9:
+        raise RtlgenError(f"config 'i2c': clk_hz must be the core clock frequency in Hz (e.g. 40e6), got {clk_hz!r}")
     if isinstance(filt, bool) or not isinstance(filt, int) or filt < 1:
         raise RtlgenError(f"config 'i2c': filter_cycles must be an integer >= 1, got {filt!r}")
     return {"address": address, "clk_hz": float(clk_hz), "filter_cycles": filt}
