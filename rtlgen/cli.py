@@ -24,7 +24,7 @@ from . import progress
 from .cli_flows import add_commands
 from .errors import RtlgenError, RtlgenWarning, Terminated
 from .kinds import kind_for_build, kind_for_model_file
-from .npyio import load_array, save_array
+from .npyio import check_output, load_array, save_array
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -41,15 +41,18 @@ def cmd_build(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    check_output(args.output, protected=(args.input,))
     kind = kind_for_build(args.outdir)
     _, qmodel = kind.load_build(args.outdir)
     codes = kind.input_codes(qmodel, load_array(args.input), args.raw)
-    save_array(args.output, kind.output_values(qmodel, kind.predict_codes(qmodel, codes), args.raw))
+    save_array(args.output, kind.output_values(qmodel, kind.predict_codes(qmodel, codes), args.raw),
+               protected=(args.input,))
     return 0
 
 
 def cmd_sim(args) -> int:
     from .flows.sim import run_sim
+    check_output(args.output, protected=(args.input,))
     kind = kind_for_build(args.outdir)
     _, qmodel = kind.load_build(args.outdir)
     codes = kind.input_codes(qmodel, load_array(args.input), args.raw)
@@ -57,7 +60,7 @@ def cmd_sim(args) -> int:
     out = run_sim(args.outdir, codes, simulator=args.simulator, expected=expected if args.check else None)
     differs = np.asarray(out, dtype=object) != np.asarray(expected, dtype=object)
     mismatches = int(np.sum(np.any(differs, axis=1)))
-    save_array(args.output, kind.output_values(qmodel, out, args.raw))
+    save_array(args.output, kind.output_values(qmodel, out, args.raw), protected=(args.input,))
     print(f"simulated {len(codes)} vectors on {args.simulator}: {mismatches} mismatches against the golden model")
     return 0
 

@@ -10,6 +10,7 @@ would add ``.npy`` to a name without it), through a temporary file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from .emit.atomic import temp_file_for
 from .errors import RtlgenError
 
-__all__ = ["load_array", "save_array"]
+__all__ = ["load_array", "save_array", "check_output"]
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -78,13 +79,48 @@ _DTYPE_KINDS = {"U": "text", "S": "bytes", "b": "booleans", "c": "complex number
                 "M": "dates", "m": "time spans", "O": "Python objects"}
 
 
-def save_array(path, arr: np.ndarray) -> None:
-    """Write ``arr`` to exactly ``path`` (no suffix added), through a temporary file."""
+def _is_npy(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_NPY_MAGIC)) == _NPY_MAGIC
+    except OSError:
+        return False
+
+
+def _in_build_folder(path: Path) -> bool:
+    """Whether ``path`` is one of the files a build wrote (listed in its folder's marker)."""
+    from .emit.folder import MARKER, read_marker
+    marker = read_marker(path.parent)
+    return marker is not None and (path.name == MARKER or path.name in marker.get("files", []))
+
+
+def check_output(path, protected=()) -> None:
+    """Raise unless ``path`` may take a result array: a new file, or an existing ``.npy`` file (an
+    earlier result).  Links, special files, other files, the files in ``protected`` (the inputs) and a
+    build folder's own files are refused.  Called before the work, so that nothing is computed in vain."""
     p = Path(path)
-    if p.is_dir():
+    if p.is_dir() or str(path).endswith(("/", os.sep)):
         raise RtlgenError(f"-o {path} is a folder: give the file to write, e.g. {p / 'out.npy'}")
     if not p.parent.is_dir():
         raise RtlgenError(f"cannot write {path}: the folder {p.parent} does not exist")
+    if p.is_symlink() or (p.exists() and not p.is_file()):
+        raise RtlgenError(f"-o {path} is a link or a special file, which rtlgen does not replace: "
+                          "give the name of a new file")
+    if _in_build_folder(p):
+        raise RtlgenError(f"-o {path} is a file of the build folder {p.parent}: write results elsewhere")
+    if p.exists() and not _is_npy(p):
+        raise RtlgenError(f"-o {path} exists and is not a .npy file: rtlgen writes a new file or replaces "
+                          "an earlier .npy result, never another file; give another name")
+    for guarded in protected:
+        if guarded is not None and p.exists() and Path(guarded).exists() and os.path.samefile(guarded, p):
+            raise RtlgenError(f"-o {path} is the input file: give another name for the results")
+
+
+def save_array(path, arr: np.ndarray, protected=()) -> None:
+    """Write ``arr`` to exactly ``path`` (no suffix added), through a temporary file (see
+    :func:`check_output` for what may be replaced)."""
+    check_output(path, protected)
+    p = Path(path)
     try:
         with temp_file_for(p, ".npy") as tmp, open(tmp, "wb") as f:
             np.save(f, arr, allow_pickle=arr.dtype == object)

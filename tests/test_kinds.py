@@ -24,9 +24,15 @@ CNN_CONFIG = {
 
 @pytest.mark.parametrize("name, kind", [("m.onnx", "network"), ("m.ONNX", "network"), ("m.json", "forest"),
                                         ("m.ubj", "forest"), ("m.txt", "forest"), ("m.joblib", "forest"),
-                                        ("m.pkl", "forest"), ("m", "network")])
+                                        ("m.pkl", "forest")])
 def test_model_files_go_to_their_kind(name, kind):
     assert kind_for_model_file(name).name == kind
+
+
+@pytest.mark.parametrize("name", ["m", "m.yaml", "m.h5"])
+def test_unknown_model_file_formats_list_every_format(name):
+    with pytest.raises(RtlgenError, match=r"unsupported format.*\.onnx.*\.json.*\.txt.*\.joblib"):
+        kind_for_model_file(name)
 
 
 def test_build_folders_go_to_the_kind_of_their_manifest(tmp_path):

@@ -339,3 +339,25 @@ def test_damaged_manifest_is_reported_by_every_reader(tmp_path, built):
                  ["sim", built, x, "-o", tmp_path / "y.npy"]):
         line = one_error_line(rtlgen(*argv))
         assert "damaged" in line and "'latency'" in line
+
+
+def test_predict_replaces_only_new_files_or_earlier_npy_results(tmp_path, built):
+    x = _inputs(tmp_path, built)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.npy"
+    link.symlink_to(tmp_path / "elsewhere.npy")
+    before = x.read_bytes()
+    for target, needle in ((notes, "not a .npy file"), (fifo, "special file"), (link, "link"),
+                           (x, "the input file"), (built / "manifest.json", "build folder"),
+                           (f"{tmp_path / 'newdir'}/", "is a folder")):
+        line = one_error_line(rtlgen("predict", built, x, "-o", target))
+        assert needle in line, line
+    assert notes.read_text() == "mine" and x.read_bytes() == before and link.is_symlink()
+    assert not (tmp_path / "newdir").exists() and not (tmp_path / "elsewhere.npy").exists()
+    out = tmp_path / "y.npy"
+    for _ in range(2):                       # a new file, then the earlier result replaced
+        assert rtlgen("predict", built, x, "-o", out).returncode == 0
+    assert np.load(out).shape[0] == 5

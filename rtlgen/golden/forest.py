@@ -29,7 +29,7 @@ def check_codes(qf: QForest, x_codes) -> np.ndarray:
         raise RtlgenError(f"forest {qf.name!r} expects {qf.n_features} input features per vector "
                           f"(shape [N, {qf.n_features}]), got shape {list(np.shape(x_codes))}")
     if x.dtype == object or not np.issubdtype(x.dtype, np.integer) or x.dtype == bool:
-        raise RtlgenError(f"input codes must be integers, got dtype {x.dtype}")
+        raise RtlgenError(f"input codes must be integers, got dtype {x.dtype}; real values go without --raw")
     x = x.astype(np.int64)
     for f, t in enumerate(qf.input_types):
         bad = (x[:, f] < t.min_code) | (x[:, f] > t.max_code)

@@ -490,10 +490,11 @@ def check_codes(qmodel: QModel, x_codes) -> np.ndarray:
         for idx, v in np.ndenumerate(x):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise RtlgenError(f"input codes must be integers; element {idx} is {v!r}; "
-                                  "use predict() for real values")
+                                  "real values go without --raw (or to predict())")
         x = _obj(np.vectorize(int, otypes=[object])(x)) if x.size else x
     elif not np.issubdtype(x.dtype, np.integer) or x.dtype == bool:
-        raise RtlgenError(f"input codes must be integers, got dtype {x.dtype}; use predict() for real values")
+        raise RtlgenError(f"input codes must be integers, got dtype {x.dtype}; real values go without --raw "
+                          "(or to predict())")
     if x.size:
         if x.dtype != object:
             too_low = x < typ.min_code

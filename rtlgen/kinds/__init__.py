@@ -79,11 +79,16 @@ def kind_named(name: str) -> CoreKind:
 
 
 def kind_for_model_file(path) -> CoreKind:
-    """The kind of a model file: the first that accepts it (networks take the rest, as ONNX)."""
+    """The kind of a model file, by its suffix; an unknown suffix is an error listing every format."""
     for kind in KINDS:
         if kind.accepts_model_file(path):
             return kind
-    return kind_named("network")
+    from ..frontends import SUPPORTED_FORMATS
+    from ..frontends.trees import FOREST_SUFFIXES
+    formats = ", ".join(f"{suffix} ({desc})" for suffix, desc in {**SUPPORTED_FORMATS, **FOREST_SUFFIXES}.items())
+    suffix = Path(str(path)).suffix
+    shown = f"'{suffix}'" if suffix else "no suffix"
+    raise RtlgenError(f"model file {path}: unsupported format ({shown}); supported formats: {formats}")
 
 
 def kind_for_build(outdir) -> CoreKind:
