@@ -194,7 +194,9 @@ def test_flow_style_type_split_by_yaml_is_explained(tmp_path):
     (CONFIG + "  io: stream\n", ["io: stream", "remove it"]),
     (CONFIG + "  tmr_bits: 3\n", ["tmr_bits", "storage: tmr"]),
     ("input: [fixed<8,2>\n  default: x\n", ["not valid YAML", "line 2"]),
-], ids=["mixed-keys", "name-int", "duplicate", "default-io-stream", "default-tmr-bits", "yaml-syntax"])
+    (CONFIG.replace("weight: fixed<8,3,RND,SAT>", "weight: fixed<x>"), ["config 'default' weight", "fixed<x>"]),
+], ids=["mixed-keys", "name-int", "duplicate", "default-io-stream", "default-tmr-bits", "yaml-syntax",
+        "default-type"])
 def test_bad_config_gives_one_line(tmp_path, text, needles):
     path = tmp_path / "c.yaml"
     path.write_text(text)

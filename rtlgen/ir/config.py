@@ -245,6 +245,9 @@ def apply_config(model: FloatModel, config) -> QModel:
     bad_default = set(default) - DENSE_KEYS
     if bad_default:
         raise RtlgenError(f"config 'default': unknown key(s) {key_list(bad_default)}; allowed: {sorted(DENSE_KEYS)}")
+    for key in ("weight", "bias", "result", "accum"):
+        if default.get(key) is not None:
+            _type(default[key], f"config 'default' {key}")     # named here, not at the first layer using it
     names = model.layer_names()
     for key in overrides:
         if key not in names:
