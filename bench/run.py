@@ -29,7 +29,7 @@ import numpy as np
 
 from rtlgen.emit.build import save_build
 from rtlgen.frontends import load_model
-from rtlgen.golden.mlp import predict_codes
+from rtlgen.golden.network import predict_codes
 from rtlgen.ir.config import apply_config, load_config
 from rtlgen.ir.model import QDense
 from rtlgen.numerics.fixed import quantize, to_float

@@ -75,7 +75,7 @@ def build(model_name: str, storage: str, tmr_bits, reuse, outdir):
     """Quantize ``model_name`` with every stored set on ``storage``, write its build; (model, manifest)."""
     if model_name == "bdt":
         from rtlgen.emit.forest_build import save_forest_build
-        from rtlgen.ir.forest import quantize_forest
+        from rtlgen.ir.forest_config import quantize_forest
         cfg = dict(BDT_CONFIG, storage=storage)
         if tmr_bits is not None:
             cfg["tmr_bits"] = tmr_bits

@@ -33,7 +33,7 @@ def main() -> int:
     from rtlgen.flows.synth import synth
     from rtlgen.frontends.trees import load_forest
     from rtlgen.golden.forest import predict_codes, quantize_inputs
-    from rtlgen.ir.forest import quantize_forest
+    from rtlgen.ir.forest_config import quantize_forest
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import pytest
 from rtlgen.errors import RtlgenError
 from rtlgen.frontends.trees import from_conifer, from_sklearn, from_xgboost_json, load_forest
 from rtlgen.golden.forest import predict, quantize_inputs
-from rtlgen.ir.forest import quantize_forest
+from rtlgen.ir.forest_config import quantize_forest
 
 pytest.importorskip("sklearn")
 xgb = pytest.importorskip("xgboost")

@@ -15,7 +15,8 @@ from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.trees import load_forest
 from rtlgen.golden.forest import predict_codes, quantize_inputs
 from rtlgen.errors import RtlgenError
-from rtlgen.ir.forest import Forest, Tree, quantize_forest
+from rtlgen.ir.forest import Forest, Tree
+from rtlgen.ir.forest_config import quantize_forest
 
 pytest.importorskip("sklearn")
 xgb = pytest.importorskip("xgboost")

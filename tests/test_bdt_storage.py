@@ -24,7 +24,8 @@ from rtlgen.flows.sim import run_sim
 from rtlgen.golden.forest import predict_codes
 from rtlgen.hw.forest import ForestCore
 from rtlgen.hw.storage import CLEAR_ADDR, STATUS_ADDR
-from rtlgen.ir.forest import Forest, QForest, Tree, quantize_forest
+from rtlgen.ir.forest import Forest, QForest, Tree
+from rtlgen.ir.forest_config import quantize_forest
 from rtlgen.numerics.fixed import bits_for_range
 
 from test_tmr import AmaranthBus, I2CMaster, bus_core_cache, check_bus_bench, infer, program_and_infer, run

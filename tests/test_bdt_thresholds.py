@@ -93,7 +93,7 @@ def _values(codes, types):
 def test_xgboost_model_exact_on_every_code(types, tmp_path):
     xgb = pytest.importorskip("xgboost")
     from rtlgen.frontends.trees import load_forest
-    from rtlgen.ir.forest import quantize_forest
+    from rtlgen.ir.forest_config import quantize_forest
     tps = [parse_type(t) for t in types]
     codes = _grid(tps)
     x = _values(codes, types)
@@ -131,7 +131,7 @@ def test_sklearn_model_exact_on_every_code(types):
     pytest.importorskip("sklearn")
     from sklearn.ensemble import RandomForestRegressor
     from rtlgen.frontends.trees import from_sklearn
-    from rtlgen.ir.forest import quantize_forest
+    from rtlgen.ir.forest_config import quantize_forest
     tps = [parse_type(t) for t in types]
     codes = _grid(tps)
     x = _values(codes, types)
@@ -158,7 +158,7 @@ def test_sklearn_model_exact_on_every_code(types):
 def test_lightgbm_model_exact_on_every_code(types, tmp_path):
     lgb = pytest.importorskip("lightgbm")
     from rtlgen.frontends.trees import load_forest
-    from rtlgen.ir.forest import quantize_forest
+    from rtlgen.ir.forest_config import quantize_forest
     tps = [parse_type(t) for t in types]
     codes = _grid(tps)
     x = _values(codes, types)

@@ -32,7 +32,7 @@ from rtlgen.emit.build import save_build
 from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends import load_model
-from rtlgen.golden.mlp import predict_codes
+from rtlgen.golden.network import predict_codes
 from rtlgen.ir.config import apply_config
 from rtlgen.ir.conv import Conv, Pool, QConv, QMaxPool, conv_matrix
 from rtlgen.ir.model import Activation, Dense, FloatModel, QModel

@@ -16,7 +16,7 @@ from rtlgen.emit.build import save_build
 from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.python_api import mlp
-from rtlgen.golden.mlp import predict_codes
+from rtlgen.golden.network import predict_codes
 from rtlgen.ir.config import apply_config
 from rtlgen.numerics.fixed import parse_type
 

@@ -17,7 +17,8 @@ from rtlgen.cli import main
 from rtlgen.errors import RtlgenError
 from rtlgen.frontends.trees import load_forest
 from rtlgen.golden.forest import predict_codes, quantize_inputs
-from rtlgen.ir.forest import Forest, Tree, quantize_forest
+from rtlgen.ir.forest import Forest, Tree
+from rtlgen.ir.forest_config import quantize_forest
 from rtlgen.numerics.fixed import parse_type
 
 from test_sensitivity import flip_by_string

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from rtlgen.errors import RtlgenError
 from rtlgen.golden import predict, predict_codes, predict_trace
-from rtlgen.golden.mlp import describe, dense_method
+from rtlgen.golden.network import describe, dense_method
 from rtlgen.ir.config import apply_config
 from rtlgen.ir.model import QActivation, QDense, QModel
 from rtlgen.numerics.fixed import FixedType, Overflow, Quant, parse_type, to_float

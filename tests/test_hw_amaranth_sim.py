@@ -10,7 +10,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from rtlgen.frontends.python_api import mlp
-from rtlgen.golden.mlp import predict_codes
+from rtlgen.golden.network import predict_codes
 from rtlgen.hw.network import Network
 from rtlgen.ir.config import apply_config
 

@@ -559,7 +559,7 @@ def test_pad_folded_into_conv_pads(opset, pad_style):
 def test_pad_folded_conv_golden_is_exact():
     """Exactly representable weights and inputs, results wide enough for the
     exact sums: the golden model must equal the float reference on the padded input."""
-    from rtlgen.golden.mlp import predict_codes
+    from rtlgen.golden.network import predict_codes
     from rtlgen.ir.config import apply_config
     from rtlgen.numerics.fixed import parse_type, to_float
     rng = np.random.default_rng(12)

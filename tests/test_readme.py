@@ -44,7 +44,7 @@ def test_every_yaml_block_parses_and_configures_a_model(k, tmp_path):
     assert isinstance(cfg, dict) and cfg
     if is_forest_config(cfg):
         from rtlgen.frontends.trees import load_forest
-        from rtlgen.ir.forest import quantize_forest
+        from rtlgen.ir.forest_config import quantize_forest
         full_forest_block = next(b for b in YAML_BLOCKS if "score:" in b)
         merged = {**parse_config_text(full_forest_block, "README"), **cfg}
         qf = quantize_forest(load_forest(_small_xgboost(tmp_path)), merged)

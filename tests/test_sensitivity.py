@@ -15,7 +15,7 @@ from rtlgen.cli import main
 from rtlgen.errors import RtlgenError
 from rtlgen.frontends import load_model
 from rtlgen.frontends.python_api import mlp
-from rtlgen.golden.mlp import predict_codes
+from rtlgen.golden.network import predict_codes
 from rtlgen.ir.config import apply_config, load_config
 from rtlgen.ir.conv import QConv, conv_matrix
 from rtlgen.numerics.fixed import FixedType, parse_type
@@ -249,7 +249,7 @@ def test_cli_round_trip(tmp_path, capsys):
     assert [layer["name"] for layer in report["layers"]] == ["/0/Gemm", "/2/Gemm", "/4/Gemm", "/6/Gemm"]
     # the same numbers from the Python API on the same codes
     qmodel = apply_config(load_model(JET), load_config(JET_CFG))
-    from rtlgen.golden.mlp import quantize_inputs
+    from rtlgen.golden.network import quantize_inputs
     codes = quantize_inputs(qmodel, np.load(data))
     sens = analyze(qmodel, codes, max_samples=40, seed=0)
     for layer, s in zip(report["layers"], sens):

@@ -27,7 +27,7 @@ from rtlgen.emit.build import save_build
 from rtlgen.errors import RtlgenError
 from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
-from rtlgen.golden.mlp import predict_codes
+from rtlgen.golden.network import predict_codes
 from rtlgen.hw.stream import StreamGeometry
 from rtlgen.ir.config import apply_config
 from rtlgen.ir.conv import Conv, Pool, QConv, window_taps

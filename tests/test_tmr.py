@@ -25,7 +25,7 @@ from rtlgen.flows.faults import make_plan, run_config_bench
 from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.python_api import mlp
-from rtlgen.golden.mlp import predict_codes
+from rtlgen.golden.network import predict_codes
 from rtlgen.hw.network import Network
 from rtlgen.hw.storage import (CLEAR_ADDR, ERROR_COUNT_ADDR, STATUS_ADDR, RegisterWord, TmrWord,
                                bus_layout)

@@ -58,7 +58,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import RtlgenError
-from ..golden.mlp import check_codes, predict_codes, predict_trace
+from ..golden.network import check_codes, predict_codes, predict_trace
 from ..ir.conv import QConv, conv_matrix
 from ..ir.model import QDense, QModel
 from ..numerics.fixed import FixedType

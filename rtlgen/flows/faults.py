@@ -99,7 +99,7 @@ def _golden(model):
     if isinstance(model, QForest):
         from ..golden.forest import predict_codes
     else:
-        from ..golden.mlp import predict_codes
+        from ..golden.network import predict_codes
     return predict_codes
 
 

@@ -11,7 +11,7 @@ from ..emit.forest_build import load_forest_build, save_forest_build
 from ..frontends.trees import FOREST_SUFFIXES, load_forest
 from ..golden.forest import check_codes, outputs_as_values, predict_codes, quantize_inputs
 from ..ir.config import load_config
-from ..ir.forest import quantize_forest
+from ..ir.forest_config import quantize_forest
 
 __all__ = ["ForestKind"]
 

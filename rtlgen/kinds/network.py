@@ -9,7 +9,7 @@ import numpy as np
 from ..emit.build import load_build, save_build
 from ..errors import RtlgenError
 from ..frontends import load_model
-from ..golden.mlp import check_codes, predict_codes, quantize_inputs
+from ..golden.network import check_codes, predict_codes, quantize_inputs
 from ..ir.config import apply_config, load_config
 from ..numerics.fixed import to_float
 
