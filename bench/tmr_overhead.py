@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rtlgen.emit.build import save_build  # noqa: E402
+from rtlgen.kinds import save_build  # noqa: E402
 from rtlgen.flows.synth import synth  # noqa: E402
 from rtlgen.ir.config import apply_config, load_config  # noqa: E402
 
@@ -74,7 +74,6 @@ def _forest():
 def build(model_name: str, storage: str, tmr_bits, reuse, outdir):
     """Quantize ``model_name`` with every stored set on ``storage``, write its build; (model, manifest)."""
     if model_name == "bdt":
-        from rtlgen.emit.forest_build import save_forest_build
         from rtlgen.ir.forest_config import quantize_forest
         cfg = dict(BDT_CONFIG, storage=storage)
         if tmr_bits is not None:
@@ -82,7 +81,7 @@ def build(model_name: str, storage: str, tmr_bits, reuse, outdir):
         if reuse is not None:
             cfg["reuse_factor"] = reuse
         qf = quantize_forest(_forest(), cfg)
-        return qf, save_forest_build(qf, outdir)
+        return qf, save_build(qf, outdir)
     fm, cfg_path = _float_model(model_name)
     q = apply_config(fm, _config(load_config(cfg_path), storage, tmr_bits, reuse))
     return q, save_build(q, outdir)

@@ -12,17 +12,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import platform
 import signal
 import sys
 import threading
 import traceback
 import warnings
+from importlib.metadata import version
 
 import numpy as np
 
-from . import progress
+from . import __version__, progress
 from .cli_flows import add_commands
 from .errors import RtlgenError, RtlgenWarning, Terminated
+from .flows.sim import run_sim
 from .kinds import kind_for_build, kind_for_model_file
 from .npyio import check_output, load_array, save_array
 
@@ -40,22 +43,23 @@ def cmd_build(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
+def _model_and_codes(args):
+    """(kind, quantized model, input codes) of ``predict`` and ``sim``: the output checked first."""
     check_output(args.output, protected=(args.input,))
     kind = kind_for_build(args.outdir)
     _, qmodel = kind.load_build(args.outdir)
-    codes = kind.input_codes(qmodel, load_array(args.input), args.raw)
+    return kind, qmodel, kind.input_codes(qmodel, load_array(args.input), args.raw)
+
+
+def cmd_predict(args) -> int:
+    kind, qmodel, codes = _model_and_codes(args)
     save_array(args.output, kind.output_values(qmodel, kind.predict_codes(qmodel, codes), args.raw),
                protected=(args.input,))
     return 0
 
 
 def cmd_sim(args) -> int:
-    from .flows.sim import run_sim
-    check_output(args.output, protected=(args.input,))
-    kind = kind_for_build(args.outdir)
-    _, qmodel = kind.load_build(args.outdir)
-    codes = kind.input_codes(qmodel, load_array(args.input), args.raw)
+    kind, qmodel, codes = _model_and_codes(args)
     expected = kind.predict_codes(qmodel, codes)
     out = run_sim(args.outdir, codes, simulator=args.simulator, expected=expected if args.check else None)
     differs = np.asarray(out, dtype=object) != np.asarray(expected, dtype=object)
@@ -66,11 +70,7 @@ def cmd_sim(args) -> int:
 
 
 def _version() -> str:
-    import platform
-
-    from . import __version__
     try:
-        from importlib.metadata import version
         amaranth = version("amaranth")
     except Exception:  # noqa: BLE001 - the version line must never fail
         amaranth = "?"

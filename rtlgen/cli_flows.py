@@ -9,10 +9,22 @@ returns 0 and raises :class:`~rtlgen.errors.RtlgenError` on user errors
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 from . import progress
+from .analysis.flips import DEFAULT_SAMPLES
+from .emit.atomic import write_text_atomic
+from .emit.folder import record_result
 from .errors import RtlgenError
+from .flows.faults import run_campaign, summary_lines
+from .flows.lint import WAIVERS, lint_build
+from .flows.report import report
+from .flows.sweep import sweep
+from .flows.synth import synth
+from .kinds import kind_for_model_file
+from .npyio import load_array
 
 __all__ = ["add_commands", "cmd_lint", "cmd_synth", "cmd_faults", "cmd_report", "cmd_sweep", "cmd_tmr_analysis"]
 
@@ -46,7 +58,6 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_lint(args) -> int:
-    from .flows.lint import WAIVERS, lint_build
     t0 = time.perf_counter()
     lint_build(args.outdir)
     print(f"lint: verilator -Wall found nothing unwaived in {args.outdir} "
@@ -55,7 +66,6 @@ def cmd_lint(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from .flows.synth import synth
     rep = synth(args.outdir, args.target, pnr=args.pnr, device=args.device, clock_mhz=args.clock_mhz,
                 progress=_progress, dsp=args.dsp, tools=args.tools)
     r = rep["resources"]
@@ -73,7 +83,6 @@ def cmd_synth(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .flows.report import report
     markdown, data = report(args.outdir)
     print(markdown)
     written = "report.md, report.json" + (", report.png" if data.get("png") else "")
@@ -86,7 +95,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .flows.sweep import sweep
     summary = sweep(args.model, args.config, args.reuse, args.target, args.output, jobs=args.jobs,
                     pnr=args.pnr, device=args.device, clock_mhz=args.clock_mhz, dsp=args.dsp,
                     tools=args.tools, progress=_progress)
@@ -98,12 +106,6 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_tmr_analysis(args) -> int:
-    import json
-    from pathlib import Path
-
-    from .emit.atomic import write_text_atomic
-    from .kinds import kind_for_model_file
-    from .npyio import load_array
     if args.threshold < 0:
         raise RtlgenError(f"--threshold must be at least 0 output codes, got {args.threshold}")
     kind = kind_for_model_file(args.model)
@@ -131,12 +133,6 @@ def cmd_tmr_analysis(args) -> int:
 
 
 def cmd_faults(args) -> int:
-    import json
-    from pathlib import Path
-
-    from .emit.atomic import write_text_atomic
-    from .emit.folder import record_result
-    from .flows.faults import run_campaign, summary_lines
     t0 = time.perf_counter()
     _progress(f"faults: configuration bus and fault campaign of {args.outdir} on {args.simulator}")
     plan, res = run_campaign(args.outdir, args.simulator, n_vectors=args.vectors, seed=args.seed,
@@ -208,7 +204,6 @@ def add_commands(sub) -> None:
     _synth_options(p)
     p.set_defaults(func=cmd_sweep)
 
-    from .analysis.sensitivity import DEFAULT_SAMPLES
     p = sub.add_parser("tmr-analysis", help="bit-flip sensitivity of the stored weights (or forest thresholds "
                                            "and leaves) and the tmr_bits to protect")
     p.add_argument("model", help="model file: a network (.onnx) or a decision forest (xgboost .json/.ubj, "

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .emit.atomic import temp_file_for
+from .emit.folder import MARKER, read_marker
 from .errors import RtlgenError
 
 __all__ = ["load_array", "save_array", "check_output"]
@@ -89,7 +90,6 @@ def _is_npy(path: Path) -> bool:
 
 def _in_build_folder(path: Path) -> bool:
     """Whether ``path`` is one of the files a build wrote (listed in its folder's marker)."""
-    from .emit.folder import MARKER, read_marker
     marker = read_marker(path.parent)
     return marker is not None and (path.name == MARKER or path.name in marker.get("files", []))
 

@@ -28,7 +28,7 @@ def main() -> int:
     import xgboost as xgb
     from sklearn.datasets import load_breast_cancer
 
-    from rtlgen.emit.forest_build import save_forest_build
+    from rtlgen.kinds import save_build
     from rtlgen.flows.sim import run_sim
     from rtlgen.flows.synth import synth
     from rtlgen.frontends.trees import load_forest
@@ -50,7 +50,7 @@ def main() -> int:
                "class_output": True, "table_bits": table_bits}
         qf = quantize_forest(forest, cfg)
         core = out / f"core_{pipeline}_t{table_bits}"
-        manifest = save_forest_build(qf, core)
+        manifest = save_build(qf, core)
         codes = quantize_inputs(qf, x)
         expected = predict_codes(qf, codes)
         run_sim(core, codes, simulator="icarus", expected=expected)

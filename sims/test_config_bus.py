@@ -29,7 +29,9 @@ Tests (each starts from a reset, which restores the trained parameters):
                      it) and single unprotected low bits (undetectable by
                      design); every damaged word is rewritten by the driver.
 
-The bus is driven and sampled at the falling clock edge.
+The bus is driven and sampled at the falling clock edge.  The vector
+packing, the reset and the pin sampling are those of the generic bench
+(``core_tb.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ from cocotb.triggers import FallingEdge
 
 from rtlgen.emit.regmap import ConfigDriver
 
-CLOCK_PERIOD_NS = 10
+from core_tb import CLOCK_PERIOD_NS, ElementFormat, hold_reset, is_one
+
+#: the bus inputs, at rest
+BUS_IDLE = {"cfg_we": 0, "cfg_addr": 0, "cfg_wdata": 0}
 STATUS_ADDR, ERROR_COUNT_ADDR, CLEAR_ADDR = 0x0000, 0x0001, 0x0002
 
 
@@ -61,27 +66,6 @@ def _record(key: str, value) -> None:
     data = json.loads(path.read_text()) if path.is_file() else {}
     data[key] = value
     path.write_text(json.dumps(data, indent=1) + "\n")
-
-
-class Vec:
-    """Packing of one side's element vectors."""
-
-    def __init__(self, spec: dict):
-        self.count, self.width = int(spec["count"]), int(spec["width"])
-        self.signed = bool(spec.get("signed", False))
-        self.mask = (1 << self.width) - 1
-
-    def pack(self, codes) -> int:
-        v = 0
-        for i, c in enumerate(codes):
-            v |= (int(c) & self.mask) << (i * self.width)
-        return v
-
-    def unpack(self, value: int) -> list[int]:
-        out = [(value >> (i * self.width)) & self.mask for i in range(self.count)]
-        if self.signed:
-            out = [x - (1 << self.width) if x >> (self.width - 1) else x for x in out]
-        return out
 
 
 class CocotbBus:
@@ -107,17 +91,8 @@ class CocotbBus:
 
 async def _reset(dut):
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start(start_high=False)
-    falling = FallingEdge(dut.clk)
-    dut.rst.value = 1
-    dut.in_valid.value = 0
-    dut.in_data.value = 0
-    dut.cfg_we.value = 0
-    dut.cfg_addr.value = 0
-    dut.cfg_wdata.value = 0
-    for _ in range(3):
-        await falling
-    dut.rst.value = 0
-    await falling
+    await hold_reset(dut, 3, BUS_IDLE)
+    await FallingEdge(dut.clk)
 
 
 class Streamer:
@@ -125,7 +100,8 @@ class Streamer:
 
     def __init__(self, dut, manifest: dict, vectors, expected):
         self.dut = dut
-        self.inp, self.outp = Vec(manifest["input"]), Vec(manifest["output"])
+        self.inp = ElementFormat(manifest["input"], "input")
+        self.outp = ElementFormat(manifest["output"], "output")
         self.packed = [self.inp.pack(v) for v in vectors]
         self.expected = [list(map(int, e)) for e in expected]
         self.accepted = 0
@@ -140,7 +116,7 @@ class Streamer:
         self.running = True
         n = len(self.packed)
         while True:
-            if str(dut.out_valid.value) == "1":
+            if is_one(dut.out_valid):
                 got = self.outp.unpack(dut.out_data.value.to_unsigned())
                 exp = self.expected[self.outputs % n]
                 if got != exp:
@@ -152,7 +128,7 @@ class Streamer:
             dut.in_valid.value = 1 if want else 0
             if want:
                 dut.in_data.value = self.packed[self.accepted % n]
-                if str(dut.in_ready.value) == "1":   # taken on the coming rising edge
+                if is_one(dut.in_ready):   # taken on the coming rising edge
                     self.accepted += 1
             elif self.outputs >= self.accepted:
                 break

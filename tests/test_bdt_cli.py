@@ -6,8 +6,6 @@ code 2 and nothing written."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,33 +22,27 @@ joblib = pytest.importorskip("joblib")
 from sklearn.datasets import load_breast_cancer, load_iris  # noqa: E402
 from sklearn.ensemble import GradientBoostingClassifier  # noqa: E402
 
+from helpers.cli import run_cli  # noqa: E402
+from helpers.forests import standardized  # noqa: E402
+
 CONFIG = {"input": "fixed<8,3,RND,SAT>", "score": "fixed<10,3,RND,SAT>", "pipeline": "per_level",
           "class_output": True}
-
-
-def _data(loader):
-    x, y = loader(return_X_y=True)
-    return (x - x.mean(0)) / x.std(0), y
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
-    x, y = _data(load_breast_cancer)
+    x, y = standardized(load_breast_cancer)
     m = xgb.XGBClassifier(n_estimators=8, max_depth=3, random_state=0).fit(x, y)
     m.save_model(d / "xgb.json")
     m.save_model(d / "xgb.ubj")
-    xi, yi = _data(load_iris)
+    xi, yi = standardized(load_iris)
     lgb.LGBMClassifier(n_estimators=5, num_leaves=6, verbose=-1).fit(xi, yi).booster_.save_model(str(d / "lgb.txt"))
     joblib.dump(GradientBoostingClassifier(n_estimators=5, max_depth=2).fit(xi, yi), d / "gb.joblib")
     (d / "cfg.yaml").write_text(yaml.safe_dump(CONFIG))
     np.save(d / "bc.npy", x[:50])
     np.save(d / "iris.npy", xi[:50])
     return d
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rtlgen.cli", *map(str, args)], capture_output=True, text=True)
 
 
 def test_xgboost_json_build_predict_sim(files, tmp_path):

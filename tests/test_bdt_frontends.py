@@ -25,12 +25,13 @@ from sklearn.ensemble import (GradientBoostingClassifier, GradientBoostingRegres
                               RandomForestClassifier, RandomForestRegressor)
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor  # noqa: E402
 
+from helpers.forests import standardized  # noqa: E402
+
 CFG = {"input": "fixed<10,4,RND,SAT>", "score": "fixed<16,4,RND,SAT>"}
 
 
 def _data(name):
-    x, y = getattr(datasets, f"load_{name}")(return_X_y=True)
-    return (x - x.mean(0)) / x.std(0), y
+    return standardized(getattr(datasets, f"load_{name}"))
 
 
 def _raw_scores(model, x):

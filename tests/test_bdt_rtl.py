@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtlgen.emit.forest_build import save_forest_build
+from rtlgen.kinds import save_build as save_forest_build
 from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.trees import load_forest
 from rtlgen.golden.forest import predict_codes, quantize_inputs
 from rtlgen.errors import RtlgenError
-from rtlgen.ir.forest import Forest, Tree
+from rtlgen.ir.forest import Forest
 from rtlgen.ir.forest_config import quantize_forest
 
 pytest.importorskip("sklearn")
@@ -25,10 +25,7 @@ lgb = pytest.importorskip("lightgbm")
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine  # noqa: E402
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier  # noqa: E402
 
-
-def _data(loader):
-    x, y = loader(return_X_y=True)
-    return (x - x.mean(0)) / x.std(0), y
+from helpers.forests import chain_tree, full_tree, leaf_tree, standardized  # noqa: E402
 
 
 def _edge_codes(qf, x, n_random=60, seed=0):
@@ -42,41 +39,41 @@ def _edge_codes(qf, x, n_random=60, seed=0):
 
 
 def xgb_binary():
-    x, y = _data(load_breast_cancer)
+    x, y = standardized(load_breast_cancer)
     m = xgb.XGBClassifier(n_estimators=20, max_depth=3, random_state=0).fit(x, y)
     return m, x, {"input": "fixed<8,3,RND,SAT>", "score": "fixed<10,3,RND,SAT>",
                   "pipeline": "per_level", "class_output": True}
 
 
 def gb_multiclass():
-    x, y = _data(load_iris)
+    x, y = standardized(load_iris)
     m = GradientBoostingClassifier(n_estimators=8, max_depth=3, random_state=0).fit(x, y)
     return m, x, {"input": "fixed<7,3,RND,SAT>", "score": "fixed<9,3,RND,SAT>",
                   "result": "fixed<8,4,RND,SAT>", "pipeline": "none", "class_output": True}
 
 
 def lgb_regression():
-    x, y = _data(load_diabetes)
+    x, y = standardized(load_diabetes)
     m = lgb.LGBMRegressor(n_estimators=12, num_leaves=10, verbose=-1, random_state=0).fit(x, y)
     return m, x, {"input": "fixed<9,3,TRN,SAT>", "score": "fixed<14,9,RND,SAT>",
                   "base": "fixed<14,9,RND,SAT>", "pipeline": 2}
 
 
 def rf_wine():
-    x, y = _data(load_wine)
+    x, y = standardized(load_wine)
     m = RandomForestClassifier(n_estimators=6, max_depth=4, random_state=0).fit(x, y)
     return m, x, {"input": "fixed<8,3,RND,SAT>", "features": {0: "fixed<8,2,RND,SAT>", 5: "fixed<8,4,TRN,SAT>"},
                   "score": "ufixed<8,0,RND,SAT>", "pipeline": 3, "class_output": True}
 
 
 def xgb_large():
-    x, y = _data(load_breast_cancer)
+    x, y = standardized(load_breast_cancer)
     m = xgb.XGBClassifier(n_estimators=100, max_depth=6, min_child_weight=0, random_state=0).fit(x, y)
     return m, x, {"input": "fixed<8,3,RND,SAT>", "score": "fixed<10,3,RND,SAT>", "pipeline": "per_level"}
 
 
 def xgb_reuse():
-    x, y = _data(load_iris)
+    x, y = standardized(load_iris)
     m = xgb.XGBClassifier(n_estimators=7, max_depth=3, random_state=0).fit(x, y)
     return m, x, {"input": "fixed<8,3,RND,SAT>", "score": "fixed<10,3,RND,SAT>", "pipeline": "per_level",
                   "reuse_factor": 3, "class_output": True}
@@ -87,50 +84,15 @@ def xgb_mux():
     return m, x, {**cfg, "table_bits": 0, "pipeline": 2}
 
 
-def _chain(rng, n_features, depth, output):
-    """A tree that splits, at every level, into a leaf and a deeper subtree
-    (alternating sides), ``depth`` levels deep."""
-    feature, threshold, left, right, value = [], [], [], [], []
-
-    def node():
-        feature.append(-1)
-        threshold.append(0.0)
-        left.append(-1)
-        right.append(-1)
-        value.append(0.0)
-        return len(feature) - 1
-
-    cur = node()
-    for level in range(depth):
-        leaf, deeper = node(), node()
-        feature[cur] = int(rng.integers(n_features))
-        threshold[cur] = float(rng.normal())
-        left[cur], right[cur] = (leaf, deeper) if level % 2 else (deeper, leaf)
-        value[leaf] = float(rng.normal())
-        cur = deeper
-    value[cur] = float(rng.normal())
-    return Tree(np.array(feature), np.array(threshold), np.array(left), np.array(right),
-                np.array(value), output)
-
-
-def _full(rng, n_features, depth, output):
-    n = 2 ** (depth + 1) - 1
-    inner = np.arange(n) < 2 ** depth - 1
-    return Tree(np.where(inner, rng.integers(n_features, size=n), -1), rng.normal(size=n),
-                np.where(inner, 2 * np.arange(n) + 1, -1), np.where(inner, 2 * np.arange(n) + 2, -1),
-                np.where(inner, 0.0, rng.normal(size=n)), output)
-
-
 def handmade():
     """Three classes: single-leaf trees, chains deeper than a table (9 levels),
     full trees of depth 1 to 4, and a class whose trees are all single leaves."""
     rng = np.random.default_rng(5)
     n_features = 6
-    leaf = lambda v, k: Tree(np.array([-1]), np.array([0.0]), np.array([-1]), np.array([-1]),  # noqa: E731
-                             np.array([v]), k)
-    trees = [leaf(0.75, 0), _chain(rng, n_features, 9, 0), _full(rng, n_features, 2, 0), _full(rng, n_features, 4, 0),
-             _full(rng, n_features, 1, 1), _chain(rng, n_features, 3, 1), leaf(-0.5, 1), _full(rng, n_features, 3, 1),
-             _full(rng, n_features, 2, 1), leaf(0.25, 2), leaf(-1.0, 2)]
+    trees = [leaf_tree(0.75, 0), chain_tree(rng, n_features, 9, 0), full_tree(rng, n_features, 2, 0),
+             full_tree(rng, n_features, 4, 0), full_tree(rng, n_features, 1, 1), chain_tree(rng, n_features, 3, 1),
+             leaf_tree(-0.5, 1), full_tree(rng, n_features, 3, 1), full_tree(rng, n_features, 2, 1),
+             leaf_tree(0.25, 2), leaf_tree(-1.0, 2)]
     forest = Forest("handmade", n_features, 3, trees, [0.1, -0.2, 0.3], "le_f64")
     x = rng.normal(size=(200, n_features)) * 1.5
     return forest, x, {"input": "fixed<7,3,RND,SAT>", "score": "fixed<9,3,RND,SAT>", "pipeline": "per_level",
@@ -147,28 +109,23 @@ CASES = {"xgb_mux": xgb_mux, "handmade": handmade, "handmade_reuse": handmade_re
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    cache = {}
-
-    def get(case):
-        if case not in cache:
-            model, x, cfg = CASES[case]()
-            qf = quantize_forest(load_forest(model), cfg)
-            outdir = tmp_path_factory.mktemp(case) / "core"
-            manifest = save_forest_build(qf, outdir)
-            assert lint_build(outdir) == []   # Verilator -Wall, only the listed waivers
-            codes = _edge_codes(qf, x)
-            cache[case] = (qf, outdir, manifest, codes, predict_codes(qf, codes))
-        return cache[case]
-    return get
+def built(build_cache):
+    def make(case, outdir):
+        model, x, cfg = CASES[case]()
+        qf = quantize_forest(load_forest(model), cfg)
+        manifest = save_forest_build(qf, outdir)
+        assert lint_build(outdir) == []   # Verilator -Wall, only the listed waivers
+        codes = _edge_codes(qf, x)
+        return qf, outdir, manifest, codes, predict_codes(qf, codes)
+    return build_cache(make)
 
 
 @pytest.mark.sim
 @pytest.mark.parametrize("simulator,case", [
-    ("icarus", "xgb_binary"), ("verilator", "xgb_binary"),
-    ("icarus", "gb_multiclass"), ("verilator", "gb_multiclass"),
+    ("icarus", "xgb_binary"), pytest.param("verilator", "xgb_binary", marks=pytest.mark.long),
+    ("icarus", "gb_multiclass"), pytest.param("verilator", "gb_multiclass", marks=pytest.mark.long),
     ("icarus", "lgb_regression"), ("verilator", "lgb_regression"),
-    ("icarus", "rf_wine"), ("icarus", "xgb_large"), ("verilator", "xgb_large"),
+    ("icarus", "rf_wine"), ("icarus", "xgb_large"), pytest.param("verilator", "xgb_large", marks=pytest.mark.long),
     ("icarus", "xgb_reuse"), ("verilator", "xgb_reuse"),
     ("icarus", "xgb_mux"), ("verilator", "handmade"), ("icarus", "handmade_reuse"),
 ])
@@ -184,7 +141,7 @@ def test_pipeline_settings_set_latency():
     model, x, cfg = xgb_binary()
     forest = load_forest(model)
     lat = {}
-    from rtlgen.emit.forest_build import build_forest_core
+    from rtlgen.kinds import build_core as build_forest_core
     for pipe in ("none", 1, 2, "per_level"):
         qf = quantize_forest(forest, {**cfg, "pipeline": pipe})
         _, manifest = build_forest_core(qf)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rtlgen.cli import main as cli_main
-from rtlgen.emit.forest_build import save_forest_build
+from rtlgen.kinds import save_build as save_forest_build
 from rtlgen.emit.regmap import ConfigDriver, regmap_for
 from rtlgen.errors import RtlgenError
 from rtlgen.flows.faults import random_params, run_config_bench
@@ -24,32 +24,24 @@ from rtlgen.flows.sim import run_sim
 from rtlgen.golden.forest import predict_codes
 from rtlgen.hw.forest import ForestCore
 from rtlgen.hw.storage import CLEAR_ADDR, STATUS_ADDR
-from rtlgen.ir.forest import Forest, QForest, Tree
+from rtlgen.ir.forest import Forest, QForest
 from rtlgen.ir.forest_config import quantize_forest
 from rtlgen.numerics.fixed import bits_for_range
 
-from test_tmr import AmaranthBus, I2CMaster, bus_core_cache, check_bus_bench, infer, program_and_infer, run
+from helpers.bus import AmaranthBus, check_bus_bench, program_and_infer
+from helpers.core import infer, run
+from helpers.forests import full_tree, leaf_tree
+from helpers.i2c import I2CMaster
 
 CFG = {"input": "fixed<7,3,RND,SAT>", "score": "fixed<9,3,RND,SAT>", "pipeline": "per_level",
        "class_output": True}
 
 
-def _full(rng, n_features, depth, output):
-    n = 2 ** (depth + 1) - 1
-    inner = np.arange(n) < 2 ** depth - 1
-    return Tree(np.where(inner, rng.integers(n_features, size=n), -1), rng.normal(size=n) * 1.5,
-                np.where(inner, 2 * np.arange(n) + 1, -1), np.where(inner, 2 * np.arange(n) + 2, -1),
-                np.where(inner, 0.0, rng.normal(size=n)), output)
-
-
-def _leaf(value, output):
-    return Tree(np.array([-1]), np.array([0.0]), np.array([-1]), np.array([-1]), np.array([value]), output)
-
-
 def small_forest(seed=7) -> Forest:
     """Two classes: full trees of depth 1-3 and a single-leaf tree."""
     rng = np.random.default_rng(seed)
-    trees = [_full(rng, 5, 2, 0), _full(rng, 5, 3, 1), _full(rng, 5, 1, 0), _leaf(0.5, 1), _full(rng, 5, 2, 1)]
+    trees = [full_tree(rng, 5, 2, 0, spread=1.5), full_tree(rng, 5, 3, 1, spread=1.5),
+             full_tree(rng, 5, 1, 0, spread=1.5), leaf_tree(0.5, 1), full_tree(rng, 5, 2, 1, spread=1.5)]
     return Forest("small", 5, 2, trees, [0.25, -0.5], "le_f64")
 
 
@@ -245,7 +237,7 @@ def test_regmap_words_name_their_tree_node_and_feature():
 
 
 def test_constant_forest_has_no_bus():
-    from rtlgen.emit.forest_build import build_forest_core
+    from rtlgen.kinds import build_core as build_forest_core
     qf = forest("constant")
     text, manifest = build_forest_core(qf, "top")
     assert regmap_for(qf) is None and "cfg_addr" not in text and "config_bus" not in manifest
@@ -288,9 +280,8 @@ SIM_CASES = {
 
 
 @pytest.fixture(scope="module")
-def sim_built(tmp_path_factory):
-    return bus_core_cache(tmp_path_factory, SIM_CASES, save_forest_build,
-                          vectors=lambda qf: edge_inputs(qf, 24, seed=6))
+def sim_built(bus_cores):
+    return bus_cores(SIM_CASES, save_forest_build, vectors=lambda qf: edge_inputs(qf, 24, seed=6))
 
 
 @pytest.mark.sim

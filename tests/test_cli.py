@@ -4,33 +4,22 @@ giving one clear message, exit code 2, no traceback and no output folder."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from rtlgen.cli import main
 
-FIXTURES = Path(__file__).parent / "fixtures"
-TINY = FIXTURES / "tiny_torchscript.onnx"
+from helpers.cli import run_cli, write_config
+from helpers.paths import FIXTURES, TINY
+
 CONFIG = {
     "input": "fixed<9,2,RND,SAT>",
     "default": {"weight": "fixed<8,3,RND,SAT>", "bias": "fixed<8,3,RND,SAT>",
                 "result": "fixed<16,6,RND,SAT>", "reuse_factor": 1},
     "layers": {"/0/Gemm": {"reuse_factor": 4, "result": "fixed<12,4,RND,SAT>"}},
 }
-
-
-def write_config(path: Path, cfg: dict) -> Path:
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rtlgen.cli", *args], capture_output=True, text=True)
 
 
 def test_build_predict_sim_round_trip(tmp_path):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 from math import prod
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -28,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rtlgen.cli import main
 from rtlgen.errors import RtlgenError
-from rtlgen.emit.build import save_build
+from rtlgen.kinds import save_build
 from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends import load_model
@@ -38,10 +37,10 @@ from rtlgen.ir.conv import Conv, Pool, QConv, QMaxPool, conv_matrix
 from rtlgen.ir.model import Activation, Dense, FloatModel, QModel
 from rtlgen.numerics.fixed import parse_type, quantize, requantize
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).parent / "fixtures"
+from helpers.paths import ECONT, FIXTURES, ROOT
+from helpers.sims import on_simulators
+
 REFERENCE = np.load(FIXTURES / "cnn_reference.npz")
-ECONT = ROOT / "models" / "econt_encoder.onnx"
 
 
 # ---------------------------------------------------------------------------
@@ -413,8 +412,7 @@ RTL_CASES = ["conv2d_k1_valid_max_k3_same_r1", "conv2d_k2_s2_explicit_avg_r2", "
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
-@pytest.mark.parametrize("case", RTL_CASES)
+@pytest.mark.parametrize("case,simulator", on_simulators(RTL_CASES, verilator=("conv2d_k2_s2_explicit_avg_r2",)))
 def test_cnn_rtl_equals_golden(case, simulator, tmp_path):
     rng = np.random.default_rng(sum(map(ord, case)))
     fm, cfg = _cnn(case, rng)
@@ -434,6 +432,7 @@ def test_cnn_rtl_equals_golden(case, simulator, tmp_path):
 
 
 @pytest.mark.sim
+@pytest.mark.long   # make test runs the same model streamed on Icarus (test_stream.py)
 def test_econt_encoder_on_verilator(tmp_path):
     q = apply_config(load_model(ECONT), str(ROOT / "models" / "econt_encoder.yaml"))
     outdir = tmp_path / "core"

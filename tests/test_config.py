@@ -1,7 +1,6 @@
 """Precision configuration: ``apply_config`` on float models from the front ends."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,7 @@ from rtlgen.ir.config import apply_config, load_config
 from rtlgen.ir.model import Activation, Dense, FloatModel, QActivation, QDense, QModel
 from rtlgen.numerics.fixed import Overflow, Quant, parse_type, quantize
 
-ROOT = Path(__file__).resolve().parent.parent
-JET = ROOT / "models" / "jet_mlp.onnx"
-JET_CFG = ROOT / "models" / "jet_mlp.yaml"
+from helpers.paths import JET, JET_CFG
 
 BASE = {
     "input": "fixed<9,2,RND,SAT>",

@@ -12,13 +12,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtlgen.emit.build import save_build
+from rtlgen.kinds import save_build
 from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.python_api import mlp
 from rtlgen.golden.network import predict_codes
 from rtlgen.ir.config import apply_config
 from rtlgen.numerics.fixed import parse_type
+
+from helpers.paths import JET, JET_CFG
+from helpers.sims import on_simulators
 
 SIMULATORS = ["icarus", "verilator"]
 
@@ -81,25 +84,20 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    cache = {}
-
-    def get(case_id):
-        if case_id not in cache:
-            _, sizes, cfg, seed = next(c for c in CASES if c[0] == case_id)
-            q = apply_config(random_model(sizes, seed), cfg)
-            outdir = tmp_path_factory.mktemp(case_id) / "core"
-            manifest = save_build(q, outdir)
-            assert lint_build(outdir) == []   # Verilator -Wall, only the listed waivers
-            x = edge_vectors(cfg["input"], sizes[0], 120, seed)
-            cache[case_id] = (q, outdir, manifest, x, predict_codes(q, x))
-        return cache[case_id]
-    return get
+def built(build_cache):
+    def make(case_id, outdir):
+        _, sizes, cfg, seed = next(c for c in CASES if c[0] == case_id)
+        q = apply_config(random_model(sizes, seed), cfg)
+        manifest = save_build(q, outdir)
+        assert lint_build(outdir) == []   # Verilator -Wall, only the listed waivers
+        x = edge_vectors(cfg["input"], sizes[0], 120, seed)
+        return q, outdir, manifest, x, predict_codes(q, x)
+    return build_cache(make)
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("case_id", [c[0] for c in CASES])
+@pytest.mark.parametrize("case_id,simulator", on_simulators(
+    [c[0] for c in CASES], verilator=("r2_unsigned_conv_sat", "rfull_mixed_layers")))
 def test_rtl_matches_golden(built, case_id, simulator, tmp_path):
     q, outdir, manifest, x, expected = built(case_id)
     got = run_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim", seed=7)
@@ -109,8 +107,8 @@ def test_rtl_matches_golden(built, case_id, simulator, tmp_path):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("quant", ["RND", "RND_CONV", "TRN", "RND_ZERO", "RND_INF", "RND_MIN_INF", "TRN_ZERO"])
+@pytest.mark.parametrize("quant,simulator", on_simulators(
+    ["RND", "RND_CONV", "TRN", "RND_ZERO", "RND_INF", "RND_MIN_INF", "TRN_ZERO"], verilator=("RND", "TRN_ZERO")))
 def test_rounding_ties_and_saturation(quant, simulator, tmp_path):
     """Identity weights and a result with one fractional bit fewer than the
     input: every odd input code is an exact tie; the narrow result type
@@ -133,14 +131,12 @@ def test_rounding_ties_and_saturation(quant, simulator, tmp_path):
 
 
 @pytest.mark.sim
+@pytest.mark.long   # the README's first example runs the same model on Verilator in make test
 def test_shipped_jet_mlp_on_verilator(tmp_path):
     """The demo model end to end from its ONNX file; large enough that
     Verilator splits the model over several C++ files."""
-    from pathlib import Path
-
     from rtlgen.frontends import load_model
-    root = Path(__file__).resolve().parent.parent
-    q = apply_config(load_model(root / "models" / "jet_mlp.onnx"), str(root / "models" / "jet_mlp.yaml"))
+    q = apply_config(load_model(JET), str(JET_CFG))
     outdir = tmp_path / "core"
     manifest = save_build(q, outdir)
     assert lint_build(outdir) == []

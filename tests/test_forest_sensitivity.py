@@ -17,60 +17,33 @@ from rtlgen.cli import main
 from rtlgen.errors import RtlgenError
 from rtlgen.frontends.trees import load_forest
 from rtlgen.golden.forest import predict_codes, quantize_inputs
-from rtlgen.ir.forest import Forest, Tree
+from rtlgen.ir.forest import Forest
 from rtlgen.ir.forest_config import quantize_forest
 from rtlgen.numerics.fixed import parse_type
 
-from test_sensitivity import flip_by_string
-
-
-def _leaf(v, k):
-    return Tree(np.array([-1]), np.array([0.0]), np.array([-1]), np.array([-1]), np.array([v]), k)
-
-
-def _tree(spec, k):
-    """A tree from nested tuples: (feature, threshold, left, right) or a leaf value."""
-    feature, threshold, left, right, value = [], [], [], [], []
-
-    def emit(node):
-        idx = len(feature)
-        feature.append(-1)
-        threshold.append(0.0)
-        left.append(-1)
-        right.append(-1)
-        value.append(0.0)
-        if isinstance(node, tuple):
-            f, t, lo, hi = node
-            feature[idx], threshold[idx] = f, t
-            left[idx] = emit(lo)
-            right[idx] = emit(hi)
-        else:
-            value[idx] = node
-        return idx
-
-    emit(spec)
-    return Tree(np.array(feature), np.array(threshold), np.array(left), np.array(right), np.array(value), k)
+from helpers.flips import flip_by_string
+from helpers.forests import leaf_tree, standardized, tree_from_spec
 
 
 def handmade_multiclass():
     """Three classes, two features: full and lopsided trees, single leaves, a threshold
     outside the input range (a clamped cut) and sums that saturate the result type."""
     trees = [
-        _tree((0, 0.3, (1, -1.0, 1.5, -0.75), (1, 1.2, 0.5, 2.5)), 0),
-        _tree((1, 0.0, -2.0, (0, -1.4, 0.25, (0, 2.1, 1.0, -1.25))), 0),
-        _leaf(0.75, 1),
-        _tree((0, -0.6, (0, -9.0, 3.0, -3.0), 1.75), 1),
-        _tree((1, 1.6, (0, 0.9, -0.5, 0.0), -2.5), 2),
-        _tree((0, 1.1, 2.25, (1, -2.2, 0.5, -1.5)), 2),
+        tree_from_spec((0, 0.3, (1, -1.0, 1.5, -0.75), (1, 1.2, 0.5, 2.5)), 0),
+        tree_from_spec((1, 0.0, -2.0, (0, -1.4, 0.25, (0, 2.1, 1.0, -1.25))), 0),
+        leaf_tree(0.75, 1),
+        tree_from_spec((0, -0.6, (0, -9.0, 3.0, -3.0), 1.75), 1),
+        tree_from_spec((1, 1.6, (0, 0.9, -0.5, 0.0), -2.5), 2),
+        tree_from_spec((0, 1.1, 2.25, (1, -2.2, 0.5, -1.5)), 2),
     ]
     return Forest("handmade3", 2, 3, trees, [0.1, -0.6, 0.4], "le_f64")
 
 
 def handmade_binary():
     """One output with class_output (class = result above zero)."""
-    trees = [_tree((0, 0.2, (1, -0.4, -1.5, 0.75), 1.25), 0),
-             _tree((1, 0.5, (0, -1.1, 0.5, -0.25), (0, 1.3, 2.0, -2.75)), 0),
-             _leaf(-0.5, 0)]
+    trees = [tree_from_spec((0, 0.2, (1, -0.4, -1.5, 0.75), 1.25), 0),
+             tree_from_spec((1, 0.5, (0, -1.1, 0.5, -0.25), (0, 1.3, 2.0, -2.75)), 0),
+             leaf_tree(-0.5, 0)]
     return Forest("handmade1", 2, 1, trees, [0.2], "le_f64")
 
 
@@ -294,8 +267,7 @@ xgb = pytest.importorskip("xgboost")
 def xgb_files(tmp_path_factory):
     from sklearn.datasets import load_breast_cancer
     d = tmp_path_factory.mktemp("forest")
-    x, y = load_breast_cancer(return_X_y=True)
-    x = (x - x.mean(0)) / x.std(0)
+    x, y = standardized(load_breast_cancer)
     xgb.XGBClassifier(n_estimators=12, max_depth=3, random_state=0).fit(x, y).save_model(d / "xgb.json")
     cfg = {"input": "fixed<8,3,RND,SAT>", "score": "fixed<10,3,RND,SAT>", "class_output": True}
     (d / "cfg.yaml").write_text(yaml.safe_dump(cfg))

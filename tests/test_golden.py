@@ -9,7 +9,6 @@ all-Python-integer mode.
 
 import math
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from rtlgen.ir.config import apply_config
 from rtlgen.ir.model import QActivation, QDense, QModel
 from rtlgen.numerics.fixed import FixedType, Overflow, Quant, parse_type, to_float
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers.paths import ROOT
 
 
 # ---------------------------------------------------------------------------

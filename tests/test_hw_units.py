@@ -4,11 +4,19 @@ import itertools
 
 import numpy as np
 import pytest
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Const, Fragment, Module, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from rtlgen.hw.arith import Cast, tree_depth, tree_stages
+from rtlgen.frontends.python_api import mlp
+from rtlgen.hw.arith import Cast, select, tree_depth, tree_stages
 from rtlgen.hw.dense import DenseSchedule
+from rtlgen.hw.layer import LayerHardware
+from rtlgen.hw.network import Network
+from rtlgen.hw.ports import CodeStream, CodeStreamSignature, CoreSignature
+from rtlgen.hw.throttle import IIThrottle
+from rtlgen.ir.config import apply_config
 from rtlgen.numerics.fixed import FixedType, Overflow, Quant, requantize
 
 
@@ -71,8 +79,6 @@ def test_dense_schedule_covers_every_weight_once(reuse):
 
 @pytest.mark.parametrize("n_values,index_width", [(1, 2), (3, 2), (4, 2), (5, 3), (9, 4)])
 def test_select_reads_default_past_the_end(n_values, index_width):
-    from amaranth.hdl import Const, Module, Signal
-    from rtlgen.hw.arith import select
     m = Module()
     index = Signal(index_width)
     out = Signal(signed(8))
@@ -89,3 +95,120 @@ def test_select_reads_default_past_the_end(n_values, index_width):
     sim.add_testbench(bench)
     sim.run()
     assert got == {k: (k - 3 if k < n_values else 99) for k in range(1 << index_width)}
+
+
+def run_throttle(ii: int, offers: list[bool]):
+    """(ready, accept) per cycle of an IIThrottle offered ``offers``; also
+    checks that ``ready`` does not depend on ``valid`` in the same cycle."""
+    dut = IIThrottle(ii)
+    ready, accept = [], []
+    # the harness counts cycles, so that there is a clock even when ii == 1
+    # leaves the throttle without registers
+    m = Module()
+    m.submodules.dut = dut
+    cycle = Signal(range(len(offers) + 1))
+    m.d.sync += cycle.eq(cycle + 1)
+
+    async def bench(ctx):
+        for t, offer in enumerate(offers):
+            assert ctx.get(cycle) == t
+            ctx.set(dut.valid, 0)
+            idle_ready = ctx.get(dut.ready)
+            ctx.set(dut.valid, int(offer))
+            ready.append(bool(ctx.get(dut.ready)))
+            accept.append(bool(ctx.get(dut.accept)))
+            assert ready[-1] == idle_ready, "in_ready depends on in_valid"
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return ready, accept
+
+
+@pytest.mark.parametrize("ii", [1, 2, 3, 4, 7])
+def test_throttle_ready_over_cycles(ii):
+    rng = np.random.default_rng(ii)
+    offers = [True] * (3 * ii) + [bool(v) for v in rng.random(80) < 0.5] + [False] * ii + [True] * (2 * ii)
+    ready, accept = run_throttle(ii, offers)
+    last = None     # cycle of the last accepted vector
+    for t, offer in enumerate(offers):
+        want = last is None or t - last >= ii
+        assert ready[t] == want, f"ii={ii}, cycle {t}: ready {ready[t]}, want {want}"
+        assert accept[t] == (offer and want), f"ii={ii}, cycle {t}"
+        if accept[t]:
+            last = t
+    # offered every cycle, a vector is taken every ii cycles from the first
+    assert [t for t in range(3 * ii) if accept[t]] == list(range(0, 3 * ii, ii))
+    if ii == 1:
+        assert all(ready)
+
+
+T8 = FixedType(8, 3, True, Quant.RND, Overflow.SAT)
+T6 = FixedType(6, 2, True, Quant.RND, Overflow.SAT)
+
+
+def test_code_stream_signature_compares_by_type_and_count():
+    sig = CodeStreamSignature(T8, 4)
+    assert sig == CodeStreamSignature(T8, 4)
+    assert sig != CodeStreamSignature(T8, 5)
+    assert sig != CodeStreamSignature(T6, 4)
+    assert sig.flip() == CodeStreamSignature(T8, 4).flip()
+    assert repr(sig) == "CodeStreamSignature(fixed<8,3,RND,SAT>, 4)"
+    assert list(sig.members) == ["payload", "valid", "ready"]
+    stream = sig.create(path=("x",))
+    assert isinstance(stream, CodeStream) and stream.signature is sig
+    assert isinstance(stream.ready, Const) and stream.ready.value == 1
+    assert len(stream.payload.as_value()) == 32 and stream.payload.as_value().name == "x__payload"
+
+
+def test_code_stream_over_checks_the_signals():
+    sig = CodeStreamSignature(T8, 4)
+    payload = Signal(sig.members["payload"].shape, name="p")
+    stream = CodeStream.over(sig, valid=Signal(name="v"), payload=payload)
+    assert stream.payload is payload and sig.is_compliant(stream)
+    with pytest.raises(TypeError, match="shape"):
+        CodeStream.over(sig, valid=Signal(name="v"), payload=Signal(31))
+
+
+def test_core_signature_members_and_equality():
+    plain = CoreSignature(T6, 5, T8, 3)
+    assert list(plain.members) == ["in_valid", "in_ready", "in_data", "out_valid", "out_data"]
+    assert plain == CoreSignature(T6, 5, T8, 3) and plain != CoreSignature(T6, 5, T8, 4)
+    bus = CoreSignature(T6, 5, T8, 3, bus_width=16)
+    assert list(bus.members)[5:] == ["cfg_addr", "cfg_wdata", "cfg_we", "cfg_rdata"]
+    assert bus.members["cfg_wdata"] == In(16) and bus.members["cfg_rdata"] == Out(16)
+    i2c = CoreSignature(T6, 5, T8, 3, bus_width=16, i2c=True)
+    assert list(i2c.members)[5:] == ["scl_i", "sda_i", "sda_oe"]
+    assert bus != i2c and bus != plain and i2c != plain
+    assert repr(i2c) == "CoreSignature(fixed<6,2,RND,SAT>, 5, fixed<8,3,RND,SAT>, 3, bus_width=16, i2c=True)"
+    with pytest.raises(ValueError):
+        CoreSignature(T6, 5, T8, 3, i2c=True)
+
+
+def _small_network(storage="constant"):
+    rng = np.random.default_rng(3)
+    model = mlp([rng.normal(0, 1, (5, 4)), rng.normal(0, 1, (4, 3))], [rng.normal(0, 1, 4), rng.normal(0, 1, 3)],
+                activations="relu")
+    return apply_config(model, {"input": "fixed<6,2,RND,SAT>",
+                                "default": {"weight": "fixed<5,2,RND,SAT>", "bias": "fixed<6,3,RND,SAT>",
+                                            "result": "fixed<8,3,RND_CONV,SAT>", "storage": storage}})
+
+
+@pytest.mark.parametrize("storage", ["constant", "register"])
+def test_network_ports_are_typed(storage):
+    q = _small_network(storage)
+    net = Network(q)
+    bus_width = None if storage == "constant" else net.bus.data_width
+    assert net.signature == CoreSignature(q.input_type, q.n_in, q.output_type, q.n_out, bus_width=bus_width)
+    for hw, layer in zip(net.layers, q.layers):
+        assert isinstance(hw, LayerHardware) and hw.layer is layer
+        assert (hw.bank is not None) == (storage != "constant" and layer.op == "dense")
+        assert hw.i.signature == CodeStreamSignature(layer.in_type, hw.i.signature.count).flip()
+        assert hw.o.signature.elem_type == layer.result_type
+    for a, b in zip(net.layers, net.layers[1:]):
+        assert a.o.signature == b.i.signature.flip()
+    assert net.layers[0].i.signature.count == q.n_in and net.layers[-1].o.signature.count == q.n_out
+    assert isinstance(wiring.flipped(net.signature.output(net)).valid, Signal)
+    Fragment.get(net, None)     # the chain elaborates: every wiring.connect matches

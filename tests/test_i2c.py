@@ -1,26 +1,27 @@
 """The I2C target in Amaranth's simulator against a bit-level I2C master.
 
-The master below builds each transaction as a per-cycle waveform of SCL and
-of its own SDA drive; the line is the wired AND of the master and the
-target (``sda_oe`` pulls it low).  Standard-mode timing is converted to
-clock cycles of the simulated system clock.  A small register file model
+The master (:class:`helpers.i2c.Wave`) builds each transaction as a
+per-cycle waveform of SCL and of its own SDA drive; the line is the wired
+AND of the master and the target (``sda_oe`` pulls it low).  Standard-mode
+timing is converted to clock cycles of the simulated system clock.  A small register file model
 answers the configuration bus with one cycle of read latency.  The target
 never stretches the clock, and the master does not support it.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from amaranth.back import verilog
-from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtlgen.errors import RtlgenError
 from rtlgen.hw.i2c import I2CTarget, hold_cycles_for, sda_delay_max
+
+from helpers import core
+from helpers.i2c import Timing, Wave, read_txn, words_to_bytes, write_txn
 
 ADDR = 0x42
 OTHER = 0x17
@@ -28,111 +29,6 @@ CLK_HZ = 4e6
 
 # constructors that raise leave an unused elaboratable behind
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
-
-def cycles(ns: float, clk_hz: float) -> int:
-    return max(1, math.ceil(ns * clk_hz / 1e9))
-
-
-@dataclass
-class Timing:
-    """Standard-mode bus timing in system clock cycles."""
-    clk_hz: float
-    low: int = 0
-    high: int = 0
-    hd_sta: int = 0
-    su_sta: int = 0
-    su_sto: int = 0
-    buf: int = 0
-    #: cycles after SCL falls at which the master changes SDA (negative: before)
-    sda_at: int = 1
-
-    def __post_init__(self):
-        c = self.clk_hz
-        self.low = self.low or cycles(4700, c)
-        self.high = self.high or cycles(4000, c)
-        self.hd_sta = self.hd_sta or cycles(4000, c)
-        self.su_sta = self.su_sta or cycles(4700, c)
-        self.su_sto = self.su_sto or cycles(4000, c)
-        self.buf = self.buf or cycles(4700, c)
-
-
-@dataclass
-class Wave:
-    """Per-cycle SCL and master SDA, with the cycles where the master samples SDA."""
-    timing: Timing
-    scl: list = field(default_factory=list)
-    sda_changes: list = field(default_factory=list)   # (cycle, level)
-    samples: list = field(default_factory=list)       # (cycle, tag)
-    busy: bool = False                                # between START and STOP
-
-    @property
-    def now(self) -> int:
-        return len(self.scl)
-
-    def _scl(self, level: int, n: int):
-        self.scl.extend([level] * n)
-
-    def _sda(self, level: int, at: int):
-        self.sda_changes.append((at, level))
-
-    def _setup_at(self) -> int:
-        """When SDA is set up for a START or STOP: inside the SCL low phase."""
-        return min(max(0, self.timing.sda_at), self.timing.low - 1)
-
-    def idle(self, n: int):
-        self._sda(1, self.now)
-        self._scl(1, n)
-
-    def start(self):
-        """START from idle (SCL high) or repeated START (SCL low)."""
-        t = self.timing
-        if self.busy:      # repeated START: the last clock left SCL high, SDA maybe held low
-            self._sda(1, self.now + self._setup_at())
-            self._scl(0, t.low)
-            self._scl(1, t.su_sta)
-        self._sda(0, self.now)
-        self._scl(1, t.hd_sta)
-        self.busy = True
-
-    def bit(self, level: int, tag=None):
-        """One SCL clock with the master driving ``level`` (1 releases SDA)."""
-        t = self.timing
-        self._sda(level, self.now + t.sda_at)
-        self._scl(0, t.low)
-        if tag is not None:
-            self.samples.append((self.now + t.high // 2, tag))
-        self._scl(1, t.high)
-
-    def byte(self, value: int, tag):
-        for k in range(7, -1, -1):
-            self.bit((value >> k) & 1)
-        self.bit(1, tag)                       # released: the target may ACK
-
-    def read_byte(self, ack: bool, tag):
-        for k in range(8):
-            self.bit(1, (tag, k))
-        self.bit(0 if ack else 1)
-
-    def stop(self):
-        t = self.timing
-        self._sda(0, self.now + self._setup_at())
-        self._scl(0, t.low)
-        self._scl(1, t.su_sto)
-        self._sda(1, self.now)
-        self._scl(1, t.buf)
-        self.busy = False
-
-    def sda(self) -> list:
-        out, level = [], 1
-        changes = sorted(self.sda_changes, key=lambda c: c[0])
-        k = 0
-        for cyc in range(self.now):
-            while k < len(changes) and changes[k][0] <= cyc:
-                level = changes[k][1]
-                k += 1
-            out.append(level)
-        return out
 
 
 def word_init(addr: int, width: int) -> int:
@@ -199,38 +95,13 @@ def run(dut: I2CTarget, wave: Wave, glitches=(), mem=None) -> Result:
                 assert (delay + 1) * 1e9 / clk_hz <= 3450
             oe = new_oe
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    core.run(dut, bench, period=1e-6)
     return Result(samples, writes, mem, delays)
 
 
 # ---------------------------------------------------------------------------
 # transaction helpers and the reference model
 # ---------------------------------------------------------------------------
-
-def words_to_bytes(words, width):
-    out = []
-    for w in words:
-        out += [(w >> (8 * k)) & 0xFF for k in range(width // 8 - 1, -1, -1)]
-    return out
-
-
-def write_txn(wave: Wave, addr7: int, payload: list, tag: str, extra_bits=()):
-    """addr7+W then ``payload`` bytes (register address first), then partial bits."""
-    wave.byte(addr7 << 1, (tag, "addr"))
-    for k, b in enumerate(payload):
-        wave.byte(b, (tag, k))
-    for bit in extra_bits:
-        wave.bit(bit)
-
-
-def read_txn(wave: Wave, addr7: int, n: int, tag: str):
-    wave.byte((addr7 << 1) | 1, (tag, "addr"))
-    for k in range(n):
-        wave.read_byte(k < n - 1, (tag, k))
-
 
 def acked(res: Result, tag) -> bool:
     return res.samples[tag] == 0

@@ -5,7 +5,6 @@ The fixtures and their reference outputs (``tests/fixtures/reference.npz``)
 are written by ``scripts/make_models.py``; these tests only read them.
 """
 
-from pathlib import Path
 import shutil
 
 import numpy as np
@@ -19,9 +18,7 @@ from rtlgen.frontends.onnx import SUPPORTED_OPS, load_onnx
 from rtlgen.frontends.python_api import from_layers, mlp
 from rtlgen.ir.model import Activation, Dense, FloatModel
 
-ROOT = Path(__file__).resolve().parent.parent
-FIX = ROOT / "tests" / "fixtures"
-MODELS = ROOT / "models"
+from helpers.paths import FIXTURES as FIX, MODELS
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from rtlgen.frontends.python_api import mlp
 from rtlgen.hw import size
 from rtlgen.ir.config import apply_config
 
-FIXTURES = Path(__file__).parent / "fixtures"
-TINY = FIXTURES / "tiny_torchscript.onnx"
-ROOT = Path(__file__).resolve().parent.parent
+from helpers.cli import run_cli
+from helpers.paths import ROOT, TINY
+
 CONFIG = {"input": "fixed<9,2,RND,SAT>",
           "default": {"weight": "fixed<8,3,RND,SAT>", "bias": "fixed<8,3,RND,SAT>",
                       "result": "fixed<16,6,RND,SAT>", "reuse_factor": 1}}
@@ -244,9 +244,8 @@ def test_available_memory_comes_from_the_system_without_override(monkeypatch):
 # -- the command line ------------------------------------------------------------
 
 def _run_cli(*args, env=None, timeout=None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "rtlgen.cli", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=timeout)
+    """``rtlgen *args`` with *env* added to this process's environment."""
+    return run_cli(*args, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 def test_build_reports_its_stages_on_stderr_and_one_line_on_stdout(tmp_path):

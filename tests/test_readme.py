@@ -17,9 +17,9 @@ from rtlgen.frontends import load_model
 from rtlgen.ir.config import apply_config, load_config
 from rtlgen.ir.config_file import parse_config_text
 
-REPO = Path(__file__).resolve().parent.parent
+from helpers.paths import JET, ROOT as REPO
+
 README = (REPO / "README.md").read_text()
-JET = REPO / "models" / "jet_mlp.onnx"
 
 
 def blocks(lang: str) -> list[str]:

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-TINY = FIXTURES / "tiny_torchscript.onnx"
-REPO = Path(__file__).resolve().parent.parent
+from helpers.cli import one_error_line
+from helpers.cli import run_cli as rtlgen
+from helpers.paths import TINY
+
 CONFIG = """\
 input: fixed<9,2,RND,SAT>
 default:
@@ -29,20 +30,6 @@ default:
   result: fixed<16,6,RND,SAT>
 """
 MARKER = ".rtlgen-build.json"
-
-
-def rtlgen(*args, cwd=None, env=None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rtlgen.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, **kw)
-
-
-def one_error_line(res: subprocess.CompletedProcess) -> str:
-    """The single ``rtlgen: error:`` line of a failed command (exit 2, no traceback)."""
-    assert res.returncode == 2, (res.returncode, res.stderr)
-    assert "Traceback" not in res.stderr
-    errors = [line for line in res.stderr.splitlines() if line.startswith("rtlgen: error:")]
-    assert len(errors) == 1, res.stderr
-    return errors[0]
 
 
 @pytest.fixture

@@ -26,13 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).parent / "fixtures"
-TINY = FIXTURES / "tiny_torchscript.onnx"
-JET = ROOT / "models" / "jet_mlp.onnx"
-JET_CFG = ROOT / "models" / "jet_mlp.yaml"
+from helpers.cli import assert_one_line_error, cli_argv, write_config
+from helpers.cli import run_cli as run_rtlgen
+from helpers.paths import JET, JET_CFG, TINY
+
 CONFIG = {
     "input": "fixed<9,2,RND,SAT>",
     "default": {"weight": "fixed<8,3,RND,SAT>", "bias": "fixed<8,3,RND,SAT>",
@@ -41,39 +39,16 @@ CONFIG = {
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-def write_config(path: Path, cfg: dict) -> Path:
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def cli(*args) -> list[str]:
-    return [sys.executable, "-m", "rtlgen.cli", *map(str, args)]
-
-
 def run_cli(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run(cli(*args), capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("rtlgen: error:")]
-
-
-def assert_one_line_error(res: subprocess.CompletedProcess) -> str:
-    """Exit 2, one ``rtlgen: error:`` line, nothing after it but other ``rtlgen:`` lines."""
-    assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr
-    errors = error_lines(res.stderr)
-    assert len(errors) == 1, res.stderr
-    stray = [line for line in res.stderr.splitlines() if line.strip() and not line.startswith("rtlgen: ")]
-    assert not stray, res.stderr
-    return errors[0]
+    """``rtlgen *args``, given two minutes unless said otherwise."""
+    return run_rtlgen(*args, env=env, timeout=timeout)
 
 
 class Running:
     """A CLI process whose stdout and stderr are read in the background."""
 
     def __init__(self, args, env=None):
-        self.proc = subprocess.Popen(cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        self.proc = subprocess.Popen(cli_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=env)
         self.out: list[str] = []
         self.err: list[str] = []

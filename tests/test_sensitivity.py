@@ -20,22 +20,8 @@ from rtlgen.ir.config import apply_config, load_config
 from rtlgen.ir.conv import QConv, conv_matrix
 from rtlgen.numerics.fixed import FixedType, parse_type
 
-ROOT = Path(__file__).resolve().parents[1]
-JET = ROOT / "models" / "jet_mlp.onnx"
-JET_CFG = ROOT / "models" / "jet_mlp.yaml"
-ECONT = ROOT / "models" / "econt_encoder.onnx"
-ECONT_CFG = ROOT / "models" / "econt_encoder.yaml"
-
-
-def flip_by_string(code: int, bit: int, t: FixedType) -> int:
-    """Flip through the binary string of the word (independent of flip_bits)."""
-    text = list(format(code % (1 << t.width), f"0{t.width}b"))
-    pos = t.width - 1 - bit
-    text[pos] = "1" if text[pos] == "0" else "0"
-    value = int("".join(text), 2)
-    if t.signed and text[0] == "1":
-        value -= 1 << t.width
-    return value
+from helpers.flips import flip_by_string
+from helpers.paths import ECONT, ECONT_CFG, JET, JET_CFG
 
 
 @pytest.mark.parametrize("spec", ["fixed<5,2>", "ufixed<4,1>", "fixed<1,1>", "fixed<70,10>"])

@@ -8,6 +8,10 @@
   gaps so the section pauses at arbitrary points;
 * the bench checks the latency from every frame's last pixel exactly, and
   at full input rate the frames complete exactly ``ii`` cycles apart;
+* the stream section's timing, derived from its schedule when a core is
+  built, equals the timing measured on its hardware in Amaranth's
+  simulator, over the case matrix and a seeded sweep of random sections,
+  and equals the closed form where the section has one stage;
 * every streamed core passes Verilator lint;
 * the line-buffer geometry (window corners) against a direct enumeration;
 * misplaced ``io: stream`` settings are clear errors (exit code 2).
@@ -23,15 +27,17 @@ import pytest
 import yaml
 
 from rtlgen.cli import main
-from rtlgen.emit.build import save_build
+from rtlgen.kinds import save_build
 from rtlgen.errors import RtlgenError
 from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.golden.network import predict_codes
-from rtlgen.hw.stream import StreamGeometry
+from rtlgen.hw.stream import StreamGeometry, StreamNetwork, stream_timing
 from rtlgen.ir.config import apply_config
 from rtlgen.ir.conv import Conv, Pool, QConv, window_taps
 from rtlgen.ir.model import Activation, Dense, FloatModel, QModel
+
+from helpers.stream_timing import measure_timing, single_stage_timing
 
 TYPES = {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<8,4,RND,SAT>",
          "result": "fixed<9,4,RND_CONV,SAT>"}
@@ -86,6 +92,35 @@ def _model(case: str):
     if case == "maxpool_first":       # a streamed max pool as the first layer, signed input
         mp = Pool("mp", "max", (2, 5, 5), (3, 3), (2, 2), (1, 1, 1, 1))
         return [mp], {"mp": {"io": "stream"}}
+    if case == "reuse_then_slow_dense":   # R > 1 streamed, then a dense whose II exceeds a frame
+        c = _conv(rng, "c", (1, 3, 4), 2, (2, 2), (1, 1), (0, 0, 0, 0))
+        d = Dense("d", rng.normal(size=(c.n_out, 3)), rng.normal(size=3))
+        return [c, Activation("r", "relu"), d], {"c": {"io": "stream", "reuse_factor": 2},
+                                                  "d": {"reuse_factor": 30}}
+    if case == "stride_over_kernel":  # stride 3 > kernel 2: positions in no window; then a dense, II 3
+        c = _conv(rng, "c", (2, 8, 7), 2, (2, 2), (3, 3), (1, 0, 0, 1))
+        d = Dense("d", rng.normal(size=(c.n_out, 2)), rng.normal(size=2))
+        return [c, Activation("r", "relu"), d], {"c": {"io": "stream", "reuse_factor": 2},
+                                                  "d": {"reuse_factor": 3}}
+    if case == "conv1d_avg_border":   # 1-D conv, then a padded 1-D average pool whose 1/n varies
+        c = _conv(rng, "c", (1, 12), 2, (3,), (1,), (1, 1))
+        ap = Pool("ap", "avg", c.out_shape, (3,), (2,), (1, 1), count_include_pad=False)
+        d = Dense("d", rng.normal(size=(prod(ap.out_shape), 2)), rng.normal(size=2))
+        return ([c, Activation("r", "relu"), ap, d],
+                {"c": {"io": "stream", "reuse_factor": 2},
+                 "ap": {"io": "stream", "weight": "fixed<10,1,RND,SAT>"}, "d": {"reuse_factor": 2}})
+    if case == "tail_in_second_stage":  # 1x1 conv, then a stride-2 conv that leaves the last row and column
+        c1 = _conv(rng, "c1", (1, 7, 7), 2, (1, 1), (1, 1), (0, 0, 0, 0))
+        c2 = _conv(rng, "c2", c1.out_shape, 2, (2, 2), (2, 2), (0, 0, 0, 0))
+        return [c1, c2], {"c1": {"io": "stream"}, "c2": {"io": "stream", "reuse_factor": 3}}
+    if case == "three_stages":        # conv (same), max pool with an unused tail, conv R = 3, dense II 2
+        c1 = _conv(rng, "c1", (1, 9, 9), 2, (3, 3), (1, 1), (1, 1, 1, 1))
+        mp = Pool("mp", "max", c1.out_shape, (2, 2), (2, 2), (0, 0, 0, 0))
+        c2 = _conv(rng, "c2", mp.out_shape, 2, (2, 2), (1, 1), (0, 0, 0, 0))
+        d = Dense("d", rng.normal(size=(c2.n_out, 2)), rng.normal(size=2))
+        return ([c1, Activation("r1", "relu"), mp, c2, Activation("r2", "linear"), d],
+                {"c1": {"io": "stream", "reuse_factor": 2}, "mp": {"io": "stream"},
+                 "c2": {"io": "stream", "reuse_factor": 3}, "d": {"reuse_factor": 2}})
     raise KeyError(case)
 
 
@@ -107,12 +142,17 @@ def _vectors(q, n, seed):
 
 
 ICARUS_CASES = ["k3_same_c2", "econt_like", "two_convs", "asym_k2x3_full", "k1_then_parallel",
-                "conv1d_pool", "maxpool_first", "unused_tail", "avg_border"]
+                "conv1d_pool", "maxpool_first", "unused_tail", "avg_border", "three_stages",
+                "reuse_then_slow_dense"]
 VERILATOR_CASES = ["k3_same_c2", "two_convs", "unused_tail"]
+#: the matrix above plus timing corner cases
+TIMING_CASES = ICARUS_CASES + ["stride_over_kernel", "conv1d_avg_border", "tail_in_second_stage"]
 
 
 @pytest.mark.parametrize("simulator,case",
-                         [("icarus", c) for c in ICARUS_CASES] + [("verilator", c) for c in VERILATOR_CASES])
+                         [("icarus", c) for c in ICARUS_CASES] + [("verilator", "unused_tail")]
+                         + [pytest.param("verilator", c, marks=pytest.mark.long)
+                            for c in VERILATOR_CASES if c != "unused_tail"])
 def test_stream_rtl_equals_golden(simulator, case, tmp_path):
     q = _quantized(case)
     manifest = save_build(q, tmp_path / "core")
@@ -167,6 +207,104 @@ def test_window_corners_equal_direct_enumeration(case):
     assert all(b - a == g.sh for a, b in zip(rows, rows[1:]))
     assert all(b - a == g.sw for a, b in zip(cols, cols[1:]))
     assert g.buffer_pixels == (g.kh - 1) * g.padded_width + g.kw
+
+
+def _random_section(seed: int):
+    """A random stream section (1 to 3 streamed layers, activations, often a parallel
+    dense after it), quantized; reuse factors are drawn up to each layer's limit."""
+    rng = np.random.default_rng(1000 + seed)
+    spatial = (int(rng.integers(3, 13)),) if rng.random() < 0.3 else \
+        (int(rng.integers(1, 7)), int(rng.integers(2, 9)))
+    shape = (int(rng.integers(1, 3)),) + spatial
+    layers, cfg, reuse = [], {}, {}
+    for k in range(int(rng.integers(1, 4))):
+        spatial = shape[1:]
+        kernel = tuple(int(rng.integers(1, min(3, n) + 1)) for n in spatial)
+        stride = tuple(int(rng.integers(1, 4)) for _ in spatial)
+        pads = tuple(int(rng.integers(0, kernel[d % len(spatial)])) for d in range(2 * len(spatial)))
+        kind = str(rng.choice(["conv", "conv", "max", "avg"]))
+        name = f"s{k}"
+        cfg[name] = {"io": "stream"}
+        if kind == "conv":
+            layer = _conv(rng, name, shape, int(rng.integers(1, 3)), kernel, stride, pads)
+            reuse[name] = int(rng.integers(1, 6))
+        else:
+            layer = Pool(name, kind, shape, kernel, stride, pads, count_include_pad=bool(rng.random() < 0.5))
+            if kind == "avg":
+                cfg[name]["weight"] = "fixed<10,1,RND,SAT>"
+                reuse[name] = int(rng.integers(1, 4))
+        layers.append(layer)
+        shape = layer.out_shape
+        for n in range(int(rng.choice([0, 0, 1, 2]))):
+            layers.append(Activation(f"a{k}_{n}", str(rng.choice(["relu", "linear"]))))
+    if rng.random() < 0.7:
+        layers.append(Dense("d", rng.normal(size=(prod(shape), 2)), rng.normal(size=2)))
+        reuse["d"] = int(rng.integers(1, 2 * prod(shape) + 1))
+    fm = FloatModel(f"sweep{seed}", prod(layers[0].in_shape), layers, input_shape=tuple(layers[0].in_shape))
+    base = {"input": "fixed<6,2,RND,SAT>", "default": TYPES}
+    q = apply_config(fm, {**base, "layers": cfg})
+    for layer in q.layers:
+        if layer.name in reuse:
+            limit = getattr(layer, "reuse_limit", getattr(layer, "nonzero", 1))
+            cfg.setdefault(layer.name, {})["reuse_factor"] = max(1, min(reuse[layer.name], limit))
+    return apply_config(fm, {**base, "layers": cfg})
+
+
+SWEEP_SEEDS = range(40)
+
+
+def _check_timing(q):
+    """The section's derived timing against its measured and (one stage) closed-form timing."""
+    core = StreamNetwork(q)
+    front = core.front
+    derived = core.timing
+    assert derived == front.timing() == stream_timing([st.schedule for st in front.stages], front.frame_gap)
+    assert stream_timing([st.schedule for st in front.stages], front.frame_gap, frames=8) == derived
+    if len(front.stages) == 1:
+        assert single_stage_timing(front.stages[0].schedule, front.frame_gap) == derived
+    assert measure_timing(front) == derived
+    assert core.latency == derived.latency + sum(hw.latency for hw in core.parallel)
+    assert core.ii == derived.frame_cycles
+    return core
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+@pytest.mark.parametrize("case", TIMING_CASES)
+def test_derived_timing_equals_measured(case):
+    """The latency and II in the manifest come from the schedule; the hardware agrees."""
+    _check_timing(_quantized(case))
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+@pytest.mark.parametrize("seed", SWEEP_SEEDS)
+def test_derived_timing_equals_measured_on_random_sections(seed):
+    _check_timing(_random_section(seed))
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_random_sections_cover_the_timing_features():
+    """The sweep reaches what the timing model must get right."""
+    cores = [StreamNetwork(_random_section(seed)) for seed in SWEEP_SEEDS]
+    stages = [st for core in cores for st in core.front.stages]
+    assert {len(core.front.stages) for core in cores} >= {1, 2, 3}
+    assert any(st.reuse > 1 for st in stages)
+    assert any(st.divisors is not None for st in stages)
+    assert any(st.geom.height == 1 and st.geom.kh == 1 for st in stages)
+    assert any(st.geom.sw > st.geom.kw for st in stages)
+    assert any(st.geom.pad_top + st.geom.pad_left + st.geom.pad_bottom + st.geom.pad_right for st in stages)
+    # some parallel layer's II holds the next frame back
+    assert any(stream_timing([st.schedule for st in core.front.stages]).frame_cycles < core.ii
+               for core in cores)
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_timing_model_is_the_hardware_schedule():
+    """A stage's delay is its window register, compute and activations, from the components."""
+    q = _quantized("three_stages")
+    front = StreamNetwork(q).front
+    assert [st.schedule.reuse for st in front.stages] == [2, 1, 3]
+    assert [st.schedule.delay for st in front.stages] == \
+        [1 + st.compute.latency + len(st.activations) for st in front.stages]
 
 
 def test_reuse_factor_counts_one_window():
@@ -251,6 +389,7 @@ def test_streamed_layers_keep_constant_weights(tmp_path):
     assert not (tmp_path / "core").exists()
 
 
+@pytest.mark.long   # a streamed two-conv section runs on Verilator in make test (unused_tail)
 def test_cicada_style_example_streams_on_verilator(tmp_path, capsys):
     """The shipped CICADA-style model (18x14 map, two streamed convs) through the CLI."""
     from pathlib import Path

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rtlgen import cli
-from rtlgen.emit.build import save_build
+from rtlgen.kinds import save_build
 from rtlgen.errors import RtlgenError
 from rtlgen.flows import synth as synth_mod
 from rtlgen.flows.lint import WAIVERS, lint, lint_build, parse_messages, waiver_config

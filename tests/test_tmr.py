@@ -14,14 +14,13 @@ from math import prod
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from rtlgen.cli import main as cli_main
-from rtlgen.emit.build import save_build
+from rtlgen.kinds import save_build
 from rtlgen.emit.regmap import ConfigDriver, regmap_for
 from rtlgen.emit.verilog import network_verilog
 from rtlgen.errors import RtlgenError
-from rtlgen.flows.faults import make_plan, run_config_bench
+from rtlgen.flows.faults import run_config_bench
 from rtlgen.flows.lint import lint_build
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.python_api import mlp
@@ -33,6 +32,12 @@ from rtlgen.ir.config import apply_config
 from rtlgen.ir.conv import Conv
 from rtlgen.ir.model import Activation, Dense, FloatModel, QModel
 from rtlgen.numerics.fixed import parse_type
+
+from helpers.bus import AmaranthBus, check_bus_bench, program_and_infer
+from helpers.core import infer, run
+from helpers.i2c import I2CMaster
+from helpers.paths import ROOT
+from helpers.sims import on_simulators
 
 BASE = {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<8,3,RND,SAT>", "result": "fixed<10,4,RND,SAT>"}
 
@@ -86,69 +91,6 @@ def inputs(model: QModel, n: int, seed: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # Amaranth simulator
 # ---------------------------------------------------------------------------
-
-class AmaranthBus:
-    """The configuration bus of a Network, driven from an Amaranth testbench."""
-
-    def __init__(self, ctx, net):
-        self.ctx, self.net = ctx, net
-
-    async def write(self, addr, word):
-        self.ctx.set(self.net.cfg_addr, addr)
-        self.ctx.set(self.net.cfg_wdata, word)
-        self.ctx.set(self.net.cfg_we, 1)
-        await self.ctx.tick()
-        self.ctx.set(self.net.cfg_we, 0)
-
-    async def read(self, addr):
-        self.ctx.set(self.net.cfg_addr, addr)
-        await self.ctx.tick()
-        return self.ctx.get(self.net.cfg_rdata)
-
-
-async def infer(ctx, net, x):
-    """Stream ``x`` (one vector per II) and collect the outputs."""
-    outputs, k, cycle = [], 0, 0
-    while len(outputs) < len(x):
-        offer = k < len(x)
-        ctx.set(net.in_valid, offer)
-        if offer:
-            ctx.set(net.in_data, [int(v) for v in x[k]])
-            if ctx.get(net.in_ready):
-                k += 1
-        if ctx.get(net.out_valid):
-            outputs.append([int(v) for v in ctx.get(net.out_data)])
-        await ctx.tick()
-        cycle += 1
-        assert cycle < 20 * (len(x) + net.latency) * net.ii
-    ctx.set(net.in_valid, 0)
-    return np.array(outputs, dtype=np.int64)
-
-
-def run(net, bench):
-    sim = Simulator(net)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-
-
-def program_and_infer(core, driver: ConfigDriver, reprogrammed, x) -> dict:
-    """Infer ``x`` after reset, read the parameters back, program those of
-    ``reprogrammed``, read them back, infer again and read the status."""
-    got = {}
-
-    async def bench(ctx):
-        bus = AmaranthBus(ctx, core)
-        got["reset_out"] = await infer(ctx, core, x)
-        got["reset_params"] = await driver.read_params(bus)
-        await driver.program(bus, reprogrammed)
-        got["params"] = await driver.read_params(bus)
-        got["out"] = await infer(ctx, core, x)
-        got["status"] = await driver.status(bus)
-
-    run(core, bench)
-    return got
-
 
 @pytest.mark.parametrize("storage", ["register", "tmr"])
 @pytest.mark.parametrize("maker,reuse", [(small_mlp, 1), (small_mlp, 3), (small_mlp, "full"), (small_cnn, 1),
@@ -362,8 +304,7 @@ def test_bad_storage_config(cfg, message):
 
 
 def test_cli_build_writes_regmap_and_bad_storage_exits_2(tmp_path, capsys):
-    from pathlib import Path
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text((root / "models" / "econt_encoder.yaml").read_text().replace(
         "layers: {}", 'layers: {"/dense/Gemm": {storage: bogus}}'))
@@ -395,58 +336,13 @@ SIM_CASES = {
 }
 
 
-def bus_core_cache(tmp_path_factory, cases: dict, save, vectors=None):
-    """A ``get(case)`` that builds, lints and plans each case once:
-    (model, build folder, register map, plan).  ``save(model, outdir)``
-    writes the build; ``vectors(model)`` gives the plan's input codes."""
-    cache = {}
-
-    def get(case):
-        if case not in cache:
-            model = cases[case]()
-            outdir = tmp_path_factory.mktemp(case) / "core"
-            save(model, outdir)
-            assert lint_build(outdir) == []
-            regmap = json.loads((outdir / "regmap.json").read_text())
-            extra = {} if vectors is None else {"vectors": vectors(model)}
-            cache[case] = (model, outdir, regmap, make_plan(model, regmap, **extra))
-        return cache[case]
-    return get
-
-
-def check_bus_bench(res: dict, plan: dict, regmap: dict) -> None:
-    """What every run of sims/test_config_bus.py must show: reset values,
-    exact reprogramming, ignored unmapped writes, and an exhaustive campaign
-    where every single flip is rewritten after 1 edge, counted after 2 and
-    never reaches an output, every double flip is flagged, and no
-    unprotected flip is detected."""
-    assert res["tests"] == 4
-    assert res["reset_readback"]["bad"] == [] and res["reset_readback"]["words"] == len(regmap["words"])
-    assert res["program_infer"]["mismatches"] == 0 and res["program_infer"]["outputs"] == len(plan["vectors"])
-    assert res["program_infer"]["after_reset_mismatches"] == 0
-    assert res["unmapped_writes"]["changed_words"] == []
-    faults = plan["faults"]
-    single = res["fault_campaign"]["single"]
-    assert faults["single_selection"] == "exhaustive"
-    n = sum(3 * layer[key]["protected_bits"] * layer[key]["count"] for layer in regmap["layers"]
-            if layer["storage"] == "tmr" for key in layer["groups"])
-    assert single["injected"] == n == len(faults["single"]) > 0
-    assert single["corrected"] == single["detected"] == single["error_count_read"] == n
-    assert single["scrub_cycles"] == {"1": n} and single["count_cycles"] == {"2": n}
-    assert single["output_mismatches"] == 0 and single["inferences_checked"] > len(plan["vectors"])
-    double = res["fault_campaign"]["double"]
-    assert double["detected"] == double["injected"] == double["voted_wrong_value"] > 0
-    assert res["fault_campaign"]["unprotected"]["detected"] == 0
-
-
 @pytest.fixture(scope="module")
-def sim_built(tmp_path_factory):
-    return bus_core_cache(tmp_path_factory, SIM_CASES, save_build)
+def sim_built(bus_cores):
+    return bus_cores(SIM_CASES, save_build)
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
-@pytest.mark.parametrize("case", list(SIM_CASES))
+@pytest.mark.parametrize("case,simulator", on_simulators(list(SIM_CASES), verilator=("mlp_tmr4",)))
 def test_config_bus_and_faults_cocotb(sim_built, case, simulator, tmp_path):
     q, outdir, regmap, plan = sim_built(case)
     res = run_config_bench(outdir, plan, simulator, work_dir=tmp_path / "sim")
@@ -467,78 +363,6 @@ def test_generic_bench_runs_a_core_with_a_bus(sim_built, simulator, tmp_path):
 # ---------------------------------------------------------------------------
 # I2C in front of the bus
 # ---------------------------------------------------------------------------
-
-class I2CMaster:
-    """A bit-level standard-mode I2C master for an Amaranth testbench.
-
-    ``half`` system clock cycles per SCL phase; the master changes SDA
-    ``lag`` cycles after it drives SCL low.  The line is the wired AND of
-    the master's SDA and the target (``sda_oe`` pulls it low).
-    """
-
-    def __init__(self, ctx, net, half=24, lag=6):
-        self.ctx, self.net, self.half, self.lag = ctx, net, half, lag
-        self.sda = 1
-        self.busy = False     # inside a transaction (SCL high after the last bit)
-
-    async def _hold(self, scl, sda, n, sample_at=None):
-        sampled = None
-        for k in range(n):
-            self.ctx.set(self.net.scl_i, scl)
-            self.ctx.set(self.net.sda_i, sda & (1 - self.ctx.get(self.net.sda_oe)))
-            if k == sample_at:
-                sampled = sda & (1 - self.ctx.get(self.net.sda_oe))
-            await self.ctx.tick()
-        self.sda = sda
-        return sampled
-
-    async def bit(self, value: int) -> int:
-        """Clock one bit (1 releases SDA); returns the line level sampled mid-high."""
-        await self._hold(0, self.sda, self.lag)
-        await self._hold(0, value, self.half - self.lag)
-        return await self._hold(1, value, self.half, sample_at=self.half // 2)
-
-    async def idle(self, cycles: int = 20):
-        """Release both lines for ``cycles`` system clock cycles."""
-        self.ctx.set(self.net.scl_i, 1)
-        self.ctx.set(self.net.sda_i, 1)
-        for _ in range(cycles):
-            await self.ctx.tick()
-
-    async def write(self, address: int, payload: bytes) -> list[bool]:
-        """One write transaction ``S A+W payload... P``; the ACK of every byte."""
-        await self.start()
-        acks = [await self.send(address << 1)] + [await self.send(b) for b in payload]
-        await self.stop()
-        return acks
-
-    async def start(self):
-        if self.busy:              # repeated start: SCL low, release SDA, SCL high
-            await self._hold(0, self.sda, self.lag)
-            await self._hold(0, 1, self.half - self.lag)
-        await self._hold(1, 1, self.half)
-        await self._hold(1, 0, self.half)
-        self.sda, self.busy = 0, True
-
-    async def stop(self):
-        await self._hold(0, self.sda, self.lag)
-        await self._hold(0, 0, self.half - self.lag)
-        await self._hold(1, 0, self.half)
-        await self._hold(1, 1, 2 * self.half)
-        self.busy = False
-
-    async def send(self, byte: int) -> bool:
-        for k in range(7, -1, -1):
-            await self.bit((byte >> k) & 1)
-        return await self.bit(1) == 0        # ACK
-
-    async def receive(self, ack: bool) -> int:
-        value = 0
-        for _ in range(8):
-            value = (value << 1) | await self.bit(1)
-        await self.bit(0 if ack else 1)
-        return value
-
 
 @pytest.mark.parametrize("bias,data_width", [("fixed<8,3,RND,SAT>", 8), ("fixed<12,3,RND,SAT>", 16)])
 def test_i2c_write_and_read_back_one_word(bias, data_width):

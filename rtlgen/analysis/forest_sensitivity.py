@@ -20,7 +20,7 @@ What is flipped
 ---------------
 Every bit ``b`` (0 = LSB, ``W - 1`` = sign bit) of every threshold, leaf
 and base word, one at a time; the flipped word is read back as a code of
-the same type (:func:`~rtlgen.analysis.sensitivity.flip_bits`).  A flipped
+the same type (:func:`~rtlgen.analysis.flips.flip_bits`).  A flipped
 threshold may lie outside the input range: that is a legal cut (the node
 then always goes left or always right).
 
@@ -32,8 +32,8 @@ that one bit flipped and is compared with the unflipped forest:
 the sample (with ``class_output`` the class index is one of the output
 codes), ``changed`` the number of sample vectors whose output changes at
 all.  The sample is the one of the network analysis
-(:func:`~rtlgen.analysis.sensitivity.sample_rows`, at most
-:data:`~rtlgen.analysis.sensitivity.DEFAULT_SAMPLES` rows by default); the
+(:func:`~rtlgen.analysis.flips.sample_rows`, at most
+:data:`~rtlgen.analysis.flips.DEFAULT_SAMPLES` rows by default); the
 figures are exact for those vectors.
 
 The computation is incremental.  A flip changes one word, so it changes
@@ -53,13 +53,13 @@ compared with the golden outputs.
 
 Recommendation
 --------------
-The rule of :func:`rtlgen.analysis.sensitivity.recommend`, per set: for a
+The rule of :func:`rtlgen.analysis.report.recommend`, per set: for a
 threshold ``T`` (output codes) the recommended ``tmr_bits`` of a set is the
 smallest ``N`` such that, with the ``min(N, W)`` most significant bits of
 every word of the set triplicated, no single-copy bit has
 ``max_error > T``; a set whose recommendation is 0 bits needs no TMR
 (``storage: register``).  The residual vulnerability and the flip-flop
-figures are those of :class:`~rtlgen.analysis.sensitivity.Recommendation`.
+figures are those of :class:`~rtlgen.analysis.report.Recommendation`.
 """
 
 from __future__ import annotations
@@ -69,13 +69,12 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import RtlgenError
 from ..golden.forest import check_codes, leaf_indices, outputs_from_sums, predict_codes, sums
 from ..ir.forest import FOREST_SETS, QForest
 from ..numerics.fixed import FixedType
-from .sensitivity import (DEFAULT_SAMPLES, Recommendation, _per_bit, flip_bits, format_table, markdown_document,
-                          recommend, recommendation_cells, recommendation_figures, recommendation_totals,
-                          sample_rows, total_cells)
+from .flips import DEFAULT_SAMPLES, flip_bits, sample_inputs
+from .report import (Recommendation, format_table, markdown_document, per_bit, recommend, recommendation_figures,
+                     report_document, summary_rows)
 
 __all__ = ["DEFAULT_SAMPLES", "GroupSensitivity", "SetSensitivity", "analyze", "recommend_set",
            "stored_config", "report_dict", "config_snippet", "table_rows", "format_table", "report_markdown"]
@@ -103,7 +102,7 @@ class GroupSensitivity:
 class SetSensitivity:
     """Flip results of one stored set (``thresholds`` or ``leaves``).
 
-    It offers what :func:`~rtlgen.analysis.sensitivity.recommend` reads
+    It offers what :func:`~rtlgen.analysis.report.recommend` reads
     from a layer: the first group plays the part of the weights, the second
     (the base scores of ``leaves``; nothing for ``thresholds``) the part of
     the biases.
@@ -262,17 +261,12 @@ def analyze(qf: QForest, x_codes, *, max_samples: Optional[int] = DEFAULT_SAMPLE
     """Flip every bit of every threshold, leaf and base word; see the module documentation.
 
     ``x_codes`` are input codes ``[N, n_features]``; at most ``max_samples``
-    of them are used (``None``: all), chosen by :func:`sample_rows`.
+    of them are used (``None``: all), chosen by :func:`~rtlgen.analysis.flips.sample_rows`.
     Returns the ``thresholds`` set (group ``threshold``; no words when no
     tree has an internal node) and the ``leaves`` set (groups ``leaf`` and
     ``base``).
     """
-    x = check_codes(qf, x_codes)
-    if x.shape[0] == 0:
-        raise RtlgenError("the data set has no input vectors")
-    if max_samples is not None and max_samples < 1:
-        raise RtlgenError(f"max_samples must be at least 1, got {max_samples}")
-    x = x[sample_rows(x.shape[0], max_samples, seed)]
+    x = sample_inputs(check_codes(qf, x_codes), max_samples, seed)
     n = x.shape[0]
     leaves = leaf_indices(qf, x)
     acc = sums(qf, x)
@@ -326,32 +320,24 @@ def stored_config(config: dict) -> dict:
 
 def recommend_set(sens: SetSensitivity, threshold: int) -> Recommendation:
     """Smallest ``tmr_bits`` of a set leaving no single-copy bit with ``max_error > threshold``
-    (the rule of :func:`rtlgen.analysis.sensitivity.recommend`)."""
+    (the rule of :func:`rtlgen.analysis.report.recommend`)."""
     return recommend(sens, threshold)
+
+
+def _set_entry(s: SetSensitivity, rec: Recommendation, threshold: int) -> dict:
+    groups = [{"kind": g.kind, "type": str(g.type), "width": g.type.width, "count": g.count,
+               "per_bit": per_bit(g.error, g.changed, s.samples, threshold)} for g in s.groups]
+    protected = {g.kind: min(rec.tmr_bits, g.type.width) for g in s.groups}
+    return {"index": s.index, "name": s.name, "groups": groups,
+            "recommendation": {"tmr_bits": rec.tmr_bits, "protected_bits": protected, **recommendation_figures(rec)}}
 
 
 def report_dict(sens: list, threshold: int, *, model: str = "", output_type: Optional[FixedType] = None,
                 samples_total: Optional[int] = None, seed: int = 0) -> dict:
     """The analysis and the recommendation as JSON-ready data (one entry per set under ``sets``)."""
-    sets, recs = [], []
-    for s in sens:
-        rec = recommend_set(s, threshold)
-        groups = []
-        for g in s.groups:
-            groups.append({"kind": g.kind, "type": str(g.type), "width": g.type.width, "count": g.count,
-                           "per_bit": _per_bit(g.error, g.changed, s.samples, threshold)})
-        protected = {g.kind: min(rec.tmr_bits, g.type.width) for g in s.groups}
-        sets.append({
-            "index": s.index, "name": s.name, "groups": groups,
-            "recommendation": {"tmr_bits": rec.tmr_bits, "protected_bits": protected,
-                               **recommendation_figures(rec)},
-        })
-        recs.append(rec)
-    totals = recommendation_totals(recs)
-    return {"model": model, "kind": "bdt", "output_type": str(output_type) if output_type else None,
-            "threshold": int(threshold), "error_unit": "output codes",
-            "samples": sens[0].samples if sens else 0, "samples_total": samples_total, "seed": seed,
-            "sets": sets, "total": totals}
+    return report_document(sens, threshold, lambda s, rec: _set_entry(s, rec, threshold), key="sets",
+                           head={"model": model, "kind": "bdt"}, output_type=output_type,
+                           samples_total=samples_total, seed=seed)
 
 
 def config_snippet(report: dict) -> str:
@@ -370,18 +356,14 @@ def config_snippet(report: dict) -> str:
 
 def table_rows(report: dict) -> list[list[str]]:
     """Header and one row per set of the summary table."""
-    rows = [["set", "words", "word bits", "tmr_bits", "single bits", "changing", "worst single",
-             "FFs full TMR", "FFs selective", "saving"]]
-    for s in report["sets"]:
-        r = s["recommendation"]
-        rows.append([s["name"], "/".join(str(g["count"]) for g in s["groups"]),
-                     "/".join(str(g["width"]) for g in s["groups"])] + recommendation_cells(r))
-    rows.append(total_cells(report["total"]))
-    return rows
+    return summary_rows(["set", "words", "word bits"],
+                        [([s["name"], "/".join(str(g["count"]) for g in s["groups"]),
+                           "/".join(str(g["width"]) for g in s["groups"])], s["recommendation"])
+                         for s in report["sets"]], report["total"])
 
 
 def report_markdown(report: dict) -> str:
     """A readable report: summary table, per-bit worst errors, config snippet."""
-    per_bit = [(s["name"], g["kind"], g["per_bit"]) for s in report["sets"] for g in s["groups"]]
-    return markdown_document(report, table_rows(report), per_bit, config_snippet(report), subject="the forest",
+    bits = [(s["name"], g["kind"], g["per_bit"]) for s in report["sets"] for g in s["groups"]]
+    return markdown_document(report, table_rows(report), bits, config_snippet(report), subject="the forest",
                              note=" Words and word bits list the groups of a set (leaves/base).")

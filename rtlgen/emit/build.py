@@ -6,12 +6,13 @@ A build folder holds
     the core, generated from the Amaranth description;
 ``manifest.json``
     top name, ports and widths, element types, latency, II and a summary
-    per layer (what simulation, reports and users read);
+    of the core (per layer of a network, a ``forest`` section for a decision
+    forest): what simulation, reports and users read;
 ``model.json``
-    the quantized model (integer weight codes and types), from which
-    ``rtlgen predict`` runs the bit-exact golden model;
+    the quantized model (integer codes and types), from which ``rtlgen
+    predict`` runs the bit-exact golden model;
 ``regmap.json``, ``regmap.md``
-    only when some layer stores its parameters (``storage`` ``register`` or
+    only when the core stores parameters (``storage`` ``register`` or
     ``tmr``): the configuration bus register map (:mod:`rtlgen.emit.regmap`).
 
 plus rtlgen's marker ``.rtlgen-build.json`` (the files it wrote, and the
@@ -19,6 +20,11 @@ results later commands wrote).  A new folder is written under a temporary
 name and moved into place only when complete, so a failed build leaves
 nothing behind; what a rebuild keeps and replaces is defined in
 :mod:`rtlgen.emit.folder`.
+
+One writer serves every kind of model.  What differs between kinds — the
+memory check, the hardware component and the kind's part of the manifest
+(:class:`ManifestSection`) — it asks of the ``kind`` passed in
+(:class:`BuildHooks`, implemented by every :class:`rtlgen.kinds.CoreKind`).
 """
 
 from __future__ import annotations
@@ -26,26 +32,69 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+from .. import progress
 from ..errors import RtlgenError
-from ..hw.core import make_core
-from ..hw.network import Network
-from ..hw.stream import StreamNetwork
-from ..ir.conv import QConv, QMaxPool
-from ..ir.model import QActivation, QDense, QModel
 from .folder import check_complete, commit_build
 from .regmap import REGMAP_JSON, REGMAP_MD, bus_summary, regmap_for, regmap_markdown
-from .verilog import network_verilog
+from .verilog import elaborate, network_verilog
 
-__all__ = ["build_core", "write_build", "load_build", "manifest_for", "MANIFEST", "MODEL"]
+__all__ = ["ManifestSection", "BuildHooks", "generate_core", "save_core", "write_build", "read_build",
+           "manifest_for", "top_name", "MANIFEST", "MODEL", "ELEMENT_LAYOUT"]
 
 MANIFEST = "manifest.json"
 MODEL = "model.json"
 FORMAT = 1
+#: how the elements of ``in_data``/``out_data`` are packed
+ELEMENT_LAYOUT = "element k at bits [k*width, (k+1)*width)"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERILOG_KEYWORDS = {"module", "input", "output", "wire", "reg", "begin", "end", "always", "assign",
                      "initial", "case", "default", "if", "else", "for", "function", "task", "integer"}
+
+
+@dataclass
+class ManifestSection:
+    """A kind's part of a manifest; the writer places it in the common skeleton.
+
+    The manifest is ``format``, ``kind``, ``top``, ``verilog``, ``model``,
+    ``ports``, ``input``, ``output``, ``latency``, ``ii``, ``multipliers``,
+    the ``summary`` sections, ``layers``, the ``io`` sections and, when the
+    core has a configuration bus, ``config_bus`` (its ports join ``ports``).
+    """
+    #: the manifest's ``kind`` (``mlp``, ``cnn``, ``bdt``)
+    kind: str
+    multipliers: int
+    #: one summary per layer (none for a forest)
+    layers: list
+    #: sections placed before ``layers`` (a forest's ``forest``)
+    summary: dict = field(default_factory=dict)
+    #: sections placed after ``layers``: how the input arrives (a network's ``io``, ``stream``)
+    io: dict = field(default_factory=dict)
+    #: port widths other than the element counts give (a streamed input's ``in_data``)
+    ports: dict = field(default_factory=dict)
+    #: fields of ``input``/``output`` after type, count, width and signedness (``layout`` last
+    #: unless given: :data:`ELEMENT_LAYOUT`)
+    input: dict = field(default_factory=dict)
+    output: dict = field(default_factory=dict)
+    #: the register map of the core's configuration bus (None: the core has none)
+    regmap: dict | None = None
+
+
+class BuildHooks(Protocol):
+    """What the writer asks of a model's kind (every :class:`rtlgen.kinds.CoreKind` answers)."""
+
+    def fit(self, qmodel) -> str:
+        """Refuse (:class:`RtlgenError`) a model whose build would exhaust the memory
+        (:mod:`rtlgen.hw.size`); else name what is elaborated, for the progress line."""
+
+    def core(self, qmodel):
+        """The hardware component of the core (its ``latency`` and ``ii`` go to the manifest)."""
+
+    def manifest_section(self, qmodel, core) -> ManifestSection:
+        """The kind's part of the manifest of ``core``."""
 
 
 def top_name(name: str) -> str:
@@ -58,72 +107,35 @@ def top_name(name: str) -> str:
     return ident
 
 
-def _layer_entry(layer, hw) -> dict:
-    entry = {"name": layer.name, "latency": hw.latency, "ii": hw.ii,
-             "in_type": str(layer.in_type), "result": str(layer.result_type),
-             "shape": [layer.n_in, layer.n_out]}
-    if isinstance(layer, QDense):
-        entry.update({
-            "op": "dense", "weight": str(layer.weight_type), "bias": str(layer.bias_type),
-            "accum": str(layer.accum_type) if layer.accum_type else None,
-            "reuse_factor": layer.reuse_factor, "adder_levels": layer.adder_levels,
-            "weights": layer.n_in * layer.n_out, "nonzero_weights": layer.nonzero,
-            "multipliers": hw.multipliers,
-        })
-        if layer.stored:
-            entry.update({"storage": layer.storage, "tmr_bits": layer.tmr_bits,
-                          "weight_positions": layer.positions})
-    elif isinstance(layer, QActivation):
-        entry.update({"op": layer.kind, "multipliers": 0, "reuse_factor": 1})
-    elif isinstance(layer, QMaxPool):
-        entry.update({"op": "maxpool", "multipliers": 0, "reuse_factor": 1})
-    if isinstance(layer, (QConv, QMaxPool)):
-        entry.update({"op": layer.op, "io": layer.io, **layer.geometry()})
-        if isinstance(layer, QConv):
-            entry["count_include_pad"] = layer.count_include_pad
+def _elements(t, count: int, fields: dict) -> dict:
+    """The manifest's ``input`` or ``output``: ``count`` elements of type ``t``, then ``fields``."""
+    entry = {"type": str(t), "count": count, "width": t.width, "signed": t.signed, **fields}
+    entry.setdefault("layout", ELEMENT_LAYOUT)
     return entry
 
 
-def manifest_for(model: QModel, core: Network, top: str) -> dict:
-    tin, tout = model.input_type, model.output_type
+def manifest_for(kind: BuildHooks, qmodel, core, top: str) -> dict:
+    """The manifest of ``core``, the hardware of ``qmodel``, under the module name ``top``."""
+    section = kind.manifest_section(qmodel, core)
+    tin, tout = qmodel.input_type, qmodel.output_type
     manifest = {
         "format": FORMAT,
-        "kind": "cnn" if any(isinstance(layer, (QConv, QMaxPool)) for layer in model.layers) else "mlp",
+        "kind": section.kind,
         "top": top,
         "verilog": f"{top}.v",
         "model": MODEL,
-        "ports": {"clk": 1, "rst": 1, "in_valid": 1, "in_ready": 1,
-                  "in_data": tin.width * model.n_in, "out_valid": 1,
-                  "out_data": tout.width * model.n_out},
-        "input": {"type": str(tin), "count": model.n_in, "width": tin.width, "signed": tin.signed,
-                  "layout": "element k at bits [k*width, (k+1)*width)"},
-        "output": {"type": str(tout), "count": model.n_out, "width": tout.width, "signed": tout.signed,
-                   "layout": "element k at bits [k*width, (k+1)*width)"},
+        "ports": {"clk": 1, "rst": 1, "in_valid": 1, "in_ready": 1, "in_data": tin.width * qmodel.n_in,
+                  "out_valid": 1, "out_data": tout.width * qmodel.n_out} | section.ports,
+        "input": _elements(tin, qmodel.n_in, section.input),
+        "output": _elements(tout, qmodel.n_out, section.output),
         "latency": core.latency,
         "ii": core.ii,
-        "multipliers": sum(hw.multipliers for hw in core.layers),
-        "layers": [_layer_entry(layer, hw) for layer, hw in zip(model.layers, core.layers)],
+        "multipliers": section.multipliers,
+        **section.summary,
+        "layers": section.layers,
+        **section.io,
     }
-    if model.input_shape is not None:
-        order = "NCHW flattened C,H,W" if len(model.input_shape) == 3 else "NCL flattened C,L"
-        manifest["input"].update({"shape": [int(v) for v in model.input_shape], "layout": order,
-                                  "bits": "element k at bits [k*width, (k+1)*width)"})
-    if isinstance(core, StreamNetwork):
-        shape = [int(v) for v in model.input_shape]
-        manifest["io"] = "stream"
-        manifest["ports"]["in_data"] = tin.width * core.channels_in
-        manifest["stream"] = {
-            "channels": core.channels_in, "pixels": core.pixels_in,
-            "frame": shape[1:],
-            "order": "one pixel per accept, raster order (row by row, left to right); in_data "
-                     "element c (bits [c*width, (c+1)*width)) is channel c, i.e. vector element "
-                     "c*pixels + p of pixel p",
-            "latency": "cycles from the edge that accepts a frame's last pixel to out_valid",
-            "ii": "cycles per frame at full input rate (between the last pixels of consecutive frames)",
-        }
-    else:
-        manifest["io"] = "parallel"
-    add_config_bus(manifest, regmap_for(model) if isinstance(core, Network) else None)
+    add_config_bus(manifest, section.regmap)
     return manifest
 
 
@@ -148,26 +160,24 @@ def regmap_files(manifest: dict, model) -> dict[str, str]:
     return {REGMAP_JSON: json.dumps(regmap, indent=1) + "\n", REGMAP_MD: regmap_markdown(regmap, manifest["top"])}
 
 
-def build_core(model: QModel, top: str | None = None) -> tuple[str, dict]:
-    """Generate (verilog text, manifest) for a quantized model.
+def generate_core(kind: BuildHooks, qmodel, top: str | None = None) -> tuple[str, dict]:
+    """Generate (verilog text, manifest) for a quantized model of ``kind``.
 
-    Refuses (:class:`RtlgenError`) a model whose build would need more memory
-    than is available (:func:`rtlgen.hw.size.check_fits`); reports the
-    elaboration and the Verilog conversion on stderr (:mod:`rtlgen.progress`).
+    Refuses (:class:`RtlgenError`) an invalid module name and a model whose
+    build would need more memory than is available (``kind.fit``); reports
+    the elaboration and the Verilog conversion on stderr
+    (:mod:`rtlgen.progress`).
     """
-    from .. import progress
-    from ..hw.size import check_fits
-    from .verilog import elaborate
-    top = top or top_name(model.name)
+    top = top or top_name(qmodel.name)
     if not _IDENT.match(top) or top in _VERILOG_KEYWORDS:
         raise RtlgenError(f"--name {top!r} is not a valid Verilog module name: use letters, digits and _")
-    size = check_fits(model)   # refuses a core whose build would exhaust the memory
-    with progress.stage(f"elaborating the core ({size.describe()})"):
-        core = make_core(model)
+    what = kind.fit(qmodel)
+    with progress.stage(f"elaborating {what}"):
+        core = kind.core(qmodel)
         fragment = elaborate(core)
     with progress.stage(f"converting {top} to Verilog"):
         verilog_text = network_verilog(core, top, fragment)
-    return verilog_text, manifest_for(model, core, top)
+    return verilog_text, manifest_for(kind, qmodel, core, top)
 
 
 def write_build(outdir, files: dict[str, str]) -> Path:
@@ -185,14 +195,14 @@ def write_build(outdir, files: dict[str, str]) -> Path:
     return report.folder
 
 
-def save_build(model: QModel, outdir, top: str | None = None) -> dict:
-    """Generate the core for ``model`` and write its build folder."""
-    verilog_text, manifest = build_core(model, top)
+def save_core(kind: BuildHooks, qmodel, outdir, top: str | None = None) -> dict:
+    """Generate the core of a quantized model of ``kind`` and write its build folder; return the manifest."""
+    verilog_text, manifest = generate_core(kind, qmodel, top)
     files = {
         manifest["verilog"]: verilog_text,
         MANIFEST: json.dumps(manifest, indent=2) + "\n",
-        MODEL: json.dumps(model.to_dict()) + "\n",
-        **regmap_files(manifest, model),
+        MODEL: json.dumps(qmodel.to_dict()) + "\n",
+        **regmap_files(manifest, qmodel),
     }
     write_build(outdir, files)
     return manifest
@@ -217,7 +227,7 @@ def _check_manifest(manifest) -> None:
 
 
 def read_build(outdir, model_from_dict) -> tuple[dict, object]:
-    """Read a build folder's manifest and its model with ``model_from_dict(manifest)``."""
+    """Read a build folder's manifest and its quantized model (``model_from_dict(model.json's data)``)."""
     outdir = Path(outdir)
     mpath = outdir / MANIFEST
     if outdir.is_dir():
@@ -227,18 +237,7 @@ def read_build(outdir, model_from_dict) -> tuple[dict, object]:
     try:
         manifest = json.loads(mpath.read_text())
         _check_manifest(manifest)
-        from_dict = model_from_dict(manifest)
-        model = from_dict(json.loads((outdir / manifest.get("model", MODEL)).read_text()))
+        model = model_from_dict(json.loads((outdir / manifest.get("model", MODEL)).read_text()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RtlgenError(f"build folder {outdir} is damaged ({exc}); rebuild it with 'rtlgen build'") from None
     return manifest, model
-
-
-def load_build(outdir) -> tuple[dict, object]:
-    """Read a build folder's manifest and quantized model (network or forest)."""
-    def pick(manifest):
-        if manifest.get("kind") == "bdt":   # decision forest
-            from ..ir.forest import QForest
-            return QForest.from_dict
-        return QModel.from_dict
-    return read_build(outdir, pick)

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .. import __version__
 from ..errors import RtlgenError
 from .atomic import current_umask
 
@@ -214,7 +215,6 @@ def _remove_result(folder: Path, rel: str, entry: dict) -> None:
 
 
 def _new_marker(files: list[str], identity: str, results: dict, state: str) -> dict:
-    from .. import __version__
     return {"tag": MARKER_TAG, "format": MARKER_FORMAT, "rtlgen": __version__, "state": state,
             "core": identity, "files": sorted(files), "results": results}
 

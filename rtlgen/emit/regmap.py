@@ -29,7 +29,6 @@ from ..hw.forest import bank_instance
 from ..hw.network import layer_instance
 from ..hw.storage import (ADDR_WIDTH, CLEAR_ADDR, COUNT_CYCLES, ERROR_COUNT_ADDR, FIRST_PARAM_ADDR,
                           SCRUB_CYCLES, STATUS_ADDR, bus_layout)
-from ..ir.forest import QForest
 from ..numerics.fixed import parse_type
 
 __all__ = ["REGMAP_JSON", "REGMAP_MD", "regmap_for", "regmap_markdown", "bus_summary", "ConfigDriver"]
@@ -63,42 +62,32 @@ def _status_registers(counter_width: int) -> list[dict]:
     ]
 
 
-def _instance(model, lw) -> str:
-    """The Verilog instance path of a set's bank inside the core top."""
-    if isinstance(model, QForest):
-        return bank_instance(lw.name)
+def _layer_bank(lw) -> str:
     return f"{layer_instance(lw.index, lw.name)}.params"
 
 
-def _word_places(model, lw) -> list[list[dict]]:
-    """Per group, per word: where the word sits in a forest (tree, node, feature)."""
-    if not isinstance(model, QForest):
-        return [[{} for _ in g.codes] for g in lw.groups]
-    if lw.op == "thresholds":
-        return [[{"tree": t, "node": n, "feature": model.trees[t].feature[n]}
-                 for t, words in enumerate(model.word_index(False)) for n in words]]
-    return [[{"tree": t, "node": n} for t, words in enumerate(model.word_index(True)) for n in words],
-            [{"class": k} for k in range(model.n_outputs)]]
+def _forest_bank(lw) -> str:
+    return bank_instance(lw.name)
+
+
+#: per set ``op``: the Verilog instance path of the set's bank inside the core top
+_BANK = {"dense": _layer_bank, "conv": _layer_bank, "thresholds": _forest_bank, "leaves": _forest_bank}
 
 
 def regmap_for(model) -> dict | None:
-    """The register map of the core of ``model`` (a QModel or a QForest;
-    None when nothing is stored)."""
+    """The register map of the core of ``model`` (any quantized model with the parameter
+    protocol of :mod:`rtlgen.ir.params`; None when nothing is stored)."""
     bus = bus_layout(model)
     if bus is None:
         return None
+    shapes = {ps.name: ps.shapes for ps in model.param_sets()}
     layers, words = [], []
     for lw in bus.layers:
-        instance = _instance(model, lw)
+        instance = _BANK[lw.op](lw)
         entry = {"name": lw.name, "index": lw.index, "op": lw.op, "storage": lw.storage,
                  "tmr_bits": lw.tmr_bits, "instance": instance, "order": _ORDER[lw.op],
-                 "groups": [g.key for g in lw.groups]}
-        if lw.op == "conv":
-            entry["kernel_shape"] = [int(v) for v in np.asarray(model.layers[lw.index].kernel_codes).shape]
-        elif lw.op == "dense":
-            layer = model.layers[lw.index]
-            entry["matrix_shape"] = [layer.n_in, layer.n_out]
-        places = _word_places(model, lw)
+                 "groups": [g.key for g in lw.groups], **shapes[lw.name]}
+        places = model.word_places(lw)
         for gi, group in enumerate(lw.groups):
             t, prefix = group.type, group.prefix
             entry[group.key] = {
@@ -261,8 +250,8 @@ class ConfigDriver:
         return sets
 
     def writes(self, model) -> list[tuple[int, int]]:
-        """(address, word) for every stored parameter of ``model`` (a QModel
-        or QForest of the core's shape), in address order."""
+        """(address, word) for every stored parameter of ``model`` (a quantized
+        model of the core's shape, of any kind), in address order."""
         sets = self._sets(model)
         out = []
         for name, entry in self.layers.items():

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..emit.regmap import ConfigDriver
 from ..errors import RtlgenError
-from ..ir.forest import QForest
+from ..kinds import kind_of, load_build
 from ..numerics.fixed import parse_type
 from . import tools
 from .sim import (SIMS_DIR, TIMESCALE, _environ, _one_line, _results_failures, _stop_children_on_exit,
@@ -95,21 +95,13 @@ def random_params(regmap: dict, seed: int) -> dict:
     return out
 
 
-def _golden(model):
-    if isinstance(model, QForest):
-        from ..golden.forest import predict_codes
-    else:
-        from ..golden.network import predict_codes
-    return predict_codes
-
-
 def make_plan(model, regmap: dict, n_vectors: int = 24, seed: int = 1, vectors=None, **fault_limits) -> dict:
     """Everything the config-bus bench checks, with golden outputs.
 
-    ``model`` is the core's QModel or QForest; ``vectors`` (input codes)
-    default to the extreme codes and random ones."""
+    ``model`` is the core's quantized model (of any kind); ``vectors``
+    (input codes) default to the extreme codes and random ones."""
     driver = ConfigDriver(regmap)
-    predict_codes = _golden(model)
+    predict_codes = kind_of(model).predict_codes
     t = model.input_type
     if vectors is None:
         rng = np.random.default_rng(seed)
@@ -169,6 +161,7 @@ def run_config_bench(outdir, plan: dict, simulator: str = "icarus", work_dir=Non
 
 def _bench_in(wdir: Path, outdir: Path, manifest: dict, plan: dict, simulator: str, testcase) -> dict:
     """The part of :func:`run_config_bench` that works in *wdir*."""
+    # imported late: cocotb-tools is slow to import and only a bench run needs it
     from cocotb_tools.runner import get_runner
 
     top = str(manifest["top"])
@@ -241,7 +234,6 @@ def run_campaign(outdir, simulator: str = "icarus", *, n_vectors: int = 24, seed
                  max_single: int = 2000, max_double: int = 64, max_unprotected: int = 64,
                  work_dir=None) -> tuple[dict, dict]:
     """Plan and run the configuration-bus bench and fault campaign on a build folder; (plan, results)."""
-    from ..emit.build import load_build
     outdir = Path(outdir)
     manifest, model = load_build(outdir)
     if "config_bus" not in manifest:

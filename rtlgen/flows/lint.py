@@ -26,6 +26,8 @@ from pathlib import Path
 from ..emit.atomic import replace_dir
 from ..emit.folder import record_result
 from ..errors import RtlgenError
+from ..kinds import load_build
+from .tools import ensure_verilator, run_group
 
 __all__ = ["Waiver", "WAIVERS", "LintMessage", "lint", "lint_build", "waiver_config"]
 
@@ -134,8 +136,6 @@ def lint(verilog_path, top: str, *, logdir=None, strict: bool = True,
     finding raises :class:`RtlgenError` naming the log file, so a returned
     list is empty.
     """
-    from .tools import ensure_verilator, run_group
-
     verilog_path = Path(verilog_path)
     if not verilog_path.is_file():
         raise RtlgenError(f"cannot lint {verilog_path}: no such file (run 'rtlgen build' first)")
@@ -181,7 +181,6 @@ def lint(verilog_path, top: str, *, logdir=None, strict: bool = True,
 
 def lint_build(outdir, *, strict: bool = True) -> list[LintMessage]:
     """Lint the core of build folder ``outdir``; the log goes to ``OUTDIR/lint/``."""
-    from ..emit.build import load_build
     manifest, _ = load_build(outdir)
     outdir = Path(outdir)
     try:

@@ -29,6 +29,8 @@ from pathlib import Path
 from ..emit.atomic import temp_file_for, write_text_atomic
 from ..emit.folder import record_result
 from ..errors import RtlgenError
+from ..kinds import load_build
+from .synth import synth_reports
 
 __all__ = ["report", "build_report", "render_markdown", "plot_report"]
 
@@ -59,9 +61,6 @@ def _layer_row(entry: dict) -> dict:
 
 def build_report(outdir) -> dict:
     """The report of build folder ``outdir`` as a dict (nothing is written)."""
-    from ..emit.build import load_build
-    from .synth import synth_reports
-
     outdir = Path(outdir)
     if not outdir.is_dir():
         raise RtlgenError(f"build folder {outdir} does not exist; run 'rtlgen build' first")
@@ -193,6 +192,7 @@ def render_markdown(data: dict) -> str:
 
 def plot_report(data: dict, path: Path) -> None:
     """Draw multipliers and latency per layer, and resources per target, to ``path`` (PNG)."""
+    # imported late: matplotlib is slow to import and only the picture needs it
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

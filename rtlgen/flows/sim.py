@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -370,8 +371,6 @@ def _stop_children_on_exit(runner) -> None:
     runner's command loop (``Runner._execute_cmds`` of cocotb-tools 0.1)
     with one that uses :func:`rtlgen.flows.tools.run_group`.
     """
-    import subprocess
-
     if not callable(getattr(runner, "_execute_cmds", None)) or not hasattr(runner, "env"):
         return  # another cocotb-tools: keep its own loop
 

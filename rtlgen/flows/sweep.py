@@ -43,10 +43,15 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
-from ..emit.atomic import temp_file_for, write_text_atomic
 from .. import progress
+from ..emit.atomic import temp_file_for, write_text_atomic
 from ..errors import RtlgenError, Terminated
+from ..frontends import load_model
+from ..ir.config import apply_config, load_config
+from ..ir.model import QDense
+from ..kinds import kind_named
 from ..procs import signal_children
+from .synth import _check_args, find_tool, load_synth_report, synth
 
 __all__ = ["sweep", "pareto_front", "parse_reuse_list", "run_variant"]
 
@@ -148,14 +153,11 @@ def run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: bo
 
 def _run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: bool, device,
                  clock_mhz, dsp: bool, tools: str) -> dict:
-    from ..emit.build import save_build
-    from ..ir.model import QModel
-    from .synth import synth
-
+    kind = kind_named("network")     # the sweep varies the reuse factors of a network's layers
     row: dict = {"reuse": label, "folder": Path(outdir).name, "error": None}
     try:
         t0 = time.perf_counter()
-        manifest = save_build(QModel.from_dict(qmodel_dict), outdir)
+        manifest = kind.save_build(kind.model_type.from_dict(qmodel_dict), outdir)
         row.update({"latency": manifest["latency"], "ii": manifest["ii"],
                     "multipliers": manifest["multipliers"],
                     "reuse_per_layer": {layer["name"]: layer["reuse_factor"] for layer in manifest["layers"]
@@ -164,7 +166,6 @@ def _run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: b
         try:
             rep = synth(outdir, target, pnr=pnr, device=device, clock_mhz=clock_mhz, dsp=dsp, tools=tools)
         except RtlgenError as exc:
-            from .synth import load_synth_report
             rep = load_synth_report(outdir, target) if pnr else None
             if rep is None or not (rep.get("pnr") or {}).get("error"):
                 raise
@@ -252,11 +253,6 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     Raises :class:`RtlgenError` after writing the summary if any variant
     failed.
     """
-    from ..frontends import load_model
-    from ..ir.config import apply_config, load_config
-    from ..ir.model import QDense
-    from .synth import _check_args, find_tool
-
     _check_args(target, pnr, device, clock_mhz, tools)
     reuses = parse_reuse_list(reuse_list)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -450,7 +446,7 @@ def _plot(summary: dict, path: Path) -> str | None:
     rows = [row for row in summary["rows"] if row.get("resources") is not None]
     if not rows:
         return None
-    try:
+    try:   # imported late: matplotlib is slow to import and only the picture needs it
         import matplotlib
     except ImportError:
         return None

@@ -58,6 +58,7 @@ from typing import Callable
 from ..emit.atomic import replace_dir
 from ..emit.folder import record_result
 from ..errors import RtlgenError
+from ..kinds import load_build
 
 __all__ = ["TARGETS", "DEVICES", "synth", "load_synth_report", "synth_reports", "classify_cells",
            "find_tool", "Tool", "pnr_wrapper", "parse_stat_text"]
@@ -522,8 +523,6 @@ def synth(outdir, target: str = "generic", pnr: bool = False, device: str | None
     status messages.  Returns the report written to
     ``OUTDIR/synth/<target>/report.json``.
     """
-    from ..emit.build import load_build
-
     _check_args(target, pnr, device, clock_mhz, tools)
     outdir = Path(outdir)
     if not outdir.is_dir():

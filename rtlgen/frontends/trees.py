@@ -176,7 +176,7 @@ def from_xgboost(source, name: str | None = None) -> Forest:
                 raise RtlgenError(f"model file {path} is not valid JSON ({exc}): the file is corrupt "
                                   "or truncated") from None
             return from_xgboost_json(doc, name)
-        try:
+        try:   # optional: only binary xgboost models need it
             import xgboost
         except ImportError:
             raise RtlgenError(f"reading {path} needs the xgboost package: pip install xgboost") from None
@@ -277,7 +277,7 @@ def from_sklearn(est, name: str | None = None) -> Forest:
 
 
 def _load_joblib(path: Path, name: str) -> Forest:
-    try:
+    try:   # optional: only scikit-learn models need it
         import joblib
     except ImportError:
         raise RtlgenError(f"reading {path} needs the joblib package: pip install joblib") from None

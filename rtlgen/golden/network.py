@@ -331,33 +331,43 @@ def _plan_dense(layer: QDense, lo: int, hi: int, force_object: bool = False) -> 
                       out_cast=out_cast, out_lo=out_cast.out_lo, out_hi=out_cast.out_hi)
 
 
+def _plan_pool(layer, lo: int, hi: int, force_object: bool) -> "_PoolPlan":
+    windows = layer.windows()
+    if any(not w for w in windows):
+        raise RtlgenError(f"layer {layer.name!r}: a pooling window lies entirely in the padding")
+    width = max(len(w) for w in windows)
+    index = np.array([w + [w[0]] * (width - len(w)) for w in windows], dtype=np.int64)
+    cast = _plan_cast(lo, hi, layer.in_type.frac, layer.result_type, force_object)
+    return _PoolPlan(layer=layer, index=index, cast=cast, out_lo=cast.out_lo, out_hi=cast.out_hi)
+
+
+def _plan_activation(layer, lo: int, hi: int, force_object: bool) -> "_ActPlan":
+    if layer.kind == "relu":
+        a_lo, a_hi = max(lo, 0), max(hi, 0)
+    elif layer.kind == "linear":
+        a_lo, a_hi = lo, hi
+    else:
+        raise RtlgenError(f"layer {layer.name!r}: unknown activation {layer.kind!r} "
+                          "(the golden model knows relu and linear)")
+    cast = _plan_cast(a_lo, a_hi, layer.in_type.frac, layer.result_type, force_object)
+    return _ActPlan(layer=layer, cast=cast, out_lo=cast.out_lo, out_hi=cast.out_hi)
+
+
+#: how each layer op (``layer.op``) is planned: (layer, lowest input code, highest input code,
+#: force_object) -> plan.  A convolution or average pool is a dense layer over its unrolled matrix.
+PLANNERS = {"dense": _plan_dense, "conv": _plan_dense, "avgpool": _plan_dense,
+            "maxpool": _plan_pool, "activation": _plan_activation}
+
+
 def _plan(qmodel: QModel, force_object: bool = False) -> list:
     lo, hi = qmodel.input_type.min_code, qmodel.input_type.max_code
     plans = []
     for layer in qmodel.layers:
-        if isinstance(layer, QMaxPool):
-            windows = layer.windows()
-            if any(not w for w in windows):
-                raise RtlgenError(f"layer {layer.name!r}: a pooling window lies entirely in the padding")
-            width = max(len(w) for w in windows)
-            index = np.array([w + [w[0]] * (width - len(w)) for w in windows], dtype=np.int64)
-            cast = _plan_cast(lo, hi, layer.in_type.frac, layer.result_type, force_object)
-            p = _PoolPlan(layer=layer, index=index, cast=cast, out_lo=cast.out_lo, out_hi=cast.out_hi)
-        elif isinstance(layer, QDense):
-            p = _plan_dense(layer, lo, hi, force_object)
-        elif isinstance(layer, QActivation):
-            if layer.kind == "relu":
-                a_lo, a_hi = max(lo, 0), max(hi, 0)
-            elif layer.kind == "linear":
-                a_lo, a_hi = lo, hi
-            else:
-                raise RtlgenError(f"layer {layer.name!r}: unknown activation {layer.kind!r} "
-                                  "(the golden model knows relu and linear)")
-            cast = _plan_cast(a_lo, a_hi, layer.in_type.frac, layer.result_type, force_object)
-            p = _ActPlan(layer=layer, cast=cast, out_lo=cast.out_lo, out_hi=cast.out_hi)
-        else:
+        planner = PLANNERS.get(getattr(layer, "op", None))
+        if planner is None:
             raise RtlgenError(f"layer {getattr(layer, 'name', '?')!r}: the golden model does not "
                               f"support {type(layer).__name__}")
+        p = planner(layer, lo, hi, force_object)
         lo, hi = p.out_lo, p.out_hi
         plans.append(p)
     return plans

@@ -13,15 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Const, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.hdl import Module
 
 from ..numerics.fixed import FixedType, Overflow, bits_for_range, overflow, round_shift
 
 __all__ = ["shape_of", "range_shape", "Operand", "const_operand", "cast_operand",
-           "adder_tree", "Cast"]
+           "adder_tree", "select", "tree_depth", "tree_stages", "Cast"]
 
 
 def shape_of(t: FixedType) -> Shape:
@@ -167,7 +166,13 @@ class Cast(wiring.Component):
         ``i`` rounded with ``dst``'s quantization mode, then brought into
         range with its overflow mode.
 
-    Latency 0 (combinational), II 1.
+    Latency
+    -------
+    0: combinational.
+
+    II
+    --
+    1.
     """
 
     def __init__(self, src_shape: Shape, src_frac: int, dst: FixedType):

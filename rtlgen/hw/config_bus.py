@@ -1,12 +1,11 @@
 """The configuration bus of a core top: ports, status registers, read mux.
 
-Shared by every core kind that stores parameters
-(:class:`rtlgen.hw.network.Network`, :class:`rtlgen.hw.forest.ForestCore`):
-:func:`config_bus_ports` gives the top's extra signature members (the bus
-itself, or the I2C pins when an I2C target masters it) and
-:func:`attach_config_bus` adds the status registers and connects the
-parameter banks (anything with the ports of
-:func:`rtlgen.hw.ports.layer_config_members`).
+Shared by the core tops (:class:`rtlgen.hw.network.Network`,
+:class:`rtlgen.hw.forest.ForestCore`): :func:`core_signature` gives a top's
+:class:`~rtlgen.hw.ports.CoreSignature` (with the bus itself, or the I2C
+pins when an I2C target masters it) and :func:`attach_config_bus` adds the
+status registers and connects the parameter banks (anything with the ports
+of :func:`rtlgen.hw.ports.layer_config_members`).
 
 Status registers (map in :mod:`rtlgen.hw.storage`): a sticky error flag
 and a saturating error counter (``min(D, 16)`` bits) that counts the cycles
@@ -22,32 +21,36 @@ import operator
 from functools import reduce
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib.wiring import In, Out
 
-from .ports import config_bus_members
+from ..numerics.fixed import FixedType
+from .i2c import I2CTarget
+from .ports import CoreSignature
 from .storage import ADDR_WIDTH, CLEAR_ADDR, ERROR_COUNT_ADDR, STATUS_ADDR, BusLayout
 
-__all__ = ["config_bus_ports", "attach_config_bus"]
-
-I2C_PINS = {"scl_i": In(1), "sda_i": In(1), "sda_oe": Out(1)}
+__all__ = ["core_signature", "attach_config_bus"]
 
 
-def config_bus_ports(bus: BusLayout, i2c: dict | None):
-    """(signature members, I2C target or None) of a core top with ``bus``.
+def core_signature(in_type: FixedType, n_in: int, out_type: FixedType, n_out: int,
+                   bus: BusLayout | None, i2c: dict | None) -> tuple[CoreSignature, I2CTarget | None]:
+    """(signature, I2C target or None) of a core top that stores the parameters of ``bus``.
 
+    ``bus`` None: the core stores nothing and has no configuration bus.
     ``i2c`` is the model's I2C option (``address``, ``clk_hz``,
     ``filter_cycles``) or None for the plain ``cfg_*`` ports."""
-    if i2c is None:
-        return config_bus_members(bus.data_width, ADDR_WIDTH), None
-    from .i2c import I2CTarget
-    target = I2CTarget(int(i2c["address"]), bus.data_width, clk_hz=float(i2c["clk_hz"]),
-                       filter_cycles=int(i2c["filter_cycles"]))
-    return dict(I2C_PINS), target
+    if bus is None:
+        return CoreSignature(in_type, n_in, out_type, n_out), None
+    target = None
+    if i2c is not None:
+        target = I2CTarget(int(i2c["address"]), bus.data_width, clk_hz=float(i2c["clk_hz"]),
+                           filter_cycles=int(i2c["filter_cycles"]))
+    signature = CoreSignature(in_type, n_in, out_type, n_out, bus_width=bus.data_width,
+                              i2c=target is not None)
+    return signature, target
 
 
 def attach_config_bus(m: Module, top, bus: BusLayout, i2c_target, banks: list) -> None:
-    """Add the bus decoding of ``top`` (a component with the ports of
-    :func:`config_bus_ports`) to ``m``, serving ``banks``."""
+    """Add the bus decoding of ``top`` (a component with the signature of
+    :func:`core_signature`) to ``m``, serving ``banks``."""
     d = bus.data_width
     if i2c_target is not None:
         i2c = m.submodules.i2c = i2c_target

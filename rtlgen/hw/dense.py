@@ -65,36 +65,45 @@ class DenseSchedule:
 class DenseLayer(wiring.Component):
     """A dense layer ``y = cast_result(x @ W + b)`` with exact sums.
 
+    A :class:`~rtlgen.hw.layer.LayerHardware`.  Multipliers
+    (``ceil(nonzero / R)`` of them, each used R times; zero weights generate
+    nothing) feed a product register, a pipelined adder tree per output (a
+    register every ``adder_levels`` levels), an accumulator over the R
+    phases when R > 1, and a registered output cast.  Weights are
+    constants, or with ``storage`` ``register``/``tmr`` the words of
+    ``self.bank``, a :class:`~rtlgen.hw.storage.ParamBank` (submodule
+    ``params``; None for constants); :meth:`weight_value` and
+    :meth:`bias_operand` are the only places that provide them.  A stored
+    layer has a multiplier position for every weight word that feeds the
+    matrix entry (zero or not), with product widths from the weight type's
+    range.
+
     Ports
     -----
-    ``i``: In(stream.Signature(ArrayLayout(in codes, n_in), always_ready=True))
+    ``i``: In(CodeStreamSignature(in_type, n_in))
         the input vector.  The payload must stay unchanged for
         ``reuse_factor`` cycles after ``i.valid`` (every rtlgen layer holds
         its output until its next ``o.valid``, and the network never feeds a
         layer faster than its II).
-    ``o``: Out(stream.Signature(ArrayLayout(result codes, n_out), always_ready=True))
+    ``o``: Out(CodeStreamSignature(result_type, n_out))
         the result; ``o.payload`` holds its value until the next ``o.valid``.
-
-    Latency ``self.latency`` cycles from ``i.valid`` to ``o.valid``;
-    initiation interval ``II = reuse_factor``.  There is no back-pressure.
-
-    Structure: multipliers (``ceil(nonzero / R)`` of them, each used R times;
-    zero weights generate nothing) feed a product register, a pipelined
-    adder tree per output (a register every ``adder_levels`` levels), an
-    accumulator over the R phases when R > 1, and a registered output cast.
-    Weights are constants, or with ``storage`` ``register``/``tmr`` the
-    words of a :class:`~rtlgen.hw.storage.ParamBank` (submodule ``params``);
-    :meth:`weight_value` and :meth:`bias_operand` are the only places that
-    provide them.  A stored layer has a multiplier position for every
-    weight word that feeds the matrix entry (zero or not), with product
-    widths from the weight type's range, and these extra ports:
-
     ``cfg_addr``: In(16), ``cfg_wdata``: In(D), ``cfg_we``: In(1)
-        the configuration bus (see :mod:`rtlgen.hw.storage`).
+        stored layers only: the configuration bus (see :mod:`rtlgen.hw.storage`).
     ``cfg_rdata``: Out(D)
-        combinational: the layer's word at ``cfg_addr``, else 0.
+        stored layers only; combinational: the layer's word at ``cfg_addr``,
+        else 0.
     ``cfg_error``: Out(1)
-        registered: a TMR word was scrubbed on the previous clock edge.
+        stored layers only; registered: a TMR word was scrubbed on the
+        previous clock edge.
+
+    Latency
+    -------
+    ``self.latency`` = ``(R - 1) + 1 + tree registers + (1 if R > 1) + 1``
+    cycles from ``i.valid`` to ``o.valid`` (R the reuse factor).
+
+    II
+    --
+    ``self.ii`` = R; no back-pressure.
     """
 
     def __init__(self, layer: QDense, words: LayerWords | None = None, data_width: int = 8):

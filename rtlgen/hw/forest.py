@@ -54,11 +54,11 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 
 from ..ir.forest import QForest, QTree
-from .config_bus import attach_config_bus, config_bus_ports
-from .ports import core_members
-from .storage import ParamBank, bus_layout
 from .arith import Operand, cast_operand, const_operand, range_shape, tree_depth
 from .arith import select as select_by_index
+from .config_bus import attach_config_bus, core_signature
+from .storage import ParamBank, bus_layout
+from .throttle import IIThrottle
 
 __all__ = ["ForestCore", "forest_levels", "forest_units", "bank_instance"]
 
@@ -209,24 +209,50 @@ def _trailing_zeros(values: list[int]) -> int:
 class ForestCore(wiring.Component):
     """Fixed-latency core of a quantized decision forest.
 
-    Ports (the contract of :class:`rtlgen.hw.network.Network`): ``in_valid``,
-    ``in_ready``, ``in_data`` (feature i at element i), ``out_valid``,
-    ``out_data``; no back-pressure.  ``out_data`` element k is the result code
-    of class k; with ``class_output`` the last element is the predicted class
-    index.  Latency ``2 + registers between levels (+ R when R > 1)`` cycles,
-    II = reuse factor R (``in_ready`` is low for R - 1 cycles after each
-    accepted vector).
-
-    With stored thresholds or leaves (``QForest.threshold_storage`` /
-    ``leaf_storage`` ``register`` or ``tmr``) the core also has the
-    configuration bus of :mod:`rtlgen.hw.config_bus` (``cfg_addr``,
-    ``cfg_wdata``, ``cfg_we``, ``cfg_rdata``, or the I2C pins) and one
+    The datapath of the module documentation (:mod:`rtlgen.hw.forest`);
+    the submodule ``throttle`` (:class:`~rtlgen.hw.throttle.IIThrottle`)
+    admits the input vectors.  With R > 1 the core's own phase counter
+    (``x_phase``, 0 .. R-1 over the R cycles the input register holds a
+    vector) picks the group of units each cycle.  With stored thresholds or
+    leaves (``QForest.threshold_storage`` / ``leaf_storage`` ``register``
+    or ``tmr``) the core has the configuration bus of
+    :mod:`rtlgen.hw.config_bus` and one
     :class:`~rtlgen.hw.storage.ParamBank` per stored set (submodules
     ``thresholds_bank`` and ``leaves_bank``, see :func:`bank_instance`).
     Stored thresholds give every internal node its own comparator against
     its threshold word; stored leaves make every tree a multiplexer over
-    its leaf words, and the base scores words too.  Latency and II do not
-    change."""
+    its leaf words, and the base scores words too.
+
+    Ports
+    -----
+    The :class:`~rtlgen.hw.ports.CoreSignature` (``self.signature``) of
+    the forest's input and result types, as for
+    :class:`rtlgen.hw.network.Network`:
+
+    ``in_valid``: In(1), ``in_ready``: Out(1)
+        an input vector is accepted on a clock edge where both are high;
+        ``in_ready`` is low for R - 1 cycles after each accepted vector.
+    ``in_data``: In(ArrayLayout(input codes, n_features))
+        feature ``i`` at element ``i``.
+    ``out_valid``: Out(1), ``out_data``: Out(ArrayLayout(result codes, n_out))
+        ``out_valid`` is high for one cycle exactly ``latency`` cycles after
+        the accepting edge; element ``k`` is the result code of class ``k``,
+        and with ``class_output`` the last element is the predicted class
+        index.  ``out_data`` holds until the next ``out_valid``; no
+        back-pressure.
+    ``cfg_addr``, ``cfg_wdata``, ``cfg_we``, ``cfg_rdata``, or ``scl_i``, ``sda_i``, ``sda_oe``
+        with stored parameters: the configuration bus or its I2C pins, as
+        for :class:`rtlgen.hw.network.Network`.
+
+    Latency
+    -------
+    ``self.latency`` = 2 + the registers between levels (+ R when R > 1)
+    cycles; stored parameters do not change it.
+
+    II
+    --
+    ``self.ii`` = the reuse factor R.
+    """
 
     def __init__(self, qf: QForest):
         self.qf = qf
@@ -244,33 +270,24 @@ class ForestCore(wiring.Component):
             self.comparators = sum(1 for t in qf.trees for f in t.feature if f >= 0)
         else:
             self.comparators = len({(f, c) for t in qf.trees for f, c in zip(t.feature, t.cut) if f >= 0})
-        members = core_members(qf.input_type, qf.n_features, qf.result_type, qf.n_out)
-        self.i2c = None
-        if self.bus is not None:
-            bus_members, self.i2c = config_bus_ports(self.bus, qf.i2c)
-            members.update(bus_members)
-        super().__init__(members)
+        signature, self.i2c = core_signature(qf.input_type, qf.n_features, qf.result_type, qf.n_out,
+                                             self.bus, qf.i2c)
+        super().__init__(signature)
 
     def elaborate(self, platform):
         qf = self.qf
         m = Module()
         r = self.ii
-        accept = Signal()
-        m.d.comb += accept.eq(self.in_valid & self.in_ready)
+        throttle = m.submodules.throttle = IIThrottle(r)
+        m.d.comb += [throttle.valid.eq(self.in_valid), self.in_ready.eq(throttle.ready)]
+        accept = throttle.accept
         valid = Signal(name="x_valid")
         phase = None
         if r == 1:
-            m.d.comb += self.in_ready.eq(1)
             m.d.sync += valid.eq(accept)
         else:
             # the input register holds the codes for r cycles; group g is
             # evaluated in the g-th of them
-            cooldown = Signal(range(r), name="cooldown")
-            m.d.comb += self.in_ready.eq(cooldown == 0)
-            with m.If(accept):
-                m.d.sync += cooldown.eq(r - 1)
-            with m.Elif(cooldown != 0):
-                m.d.sync += cooldown.eq(cooldown - 1)
             phase = Signal(range(r), name="x_phase")
             with m.If(accept):
                 m.d.sync += [valid.eq(1), phase.eq(0)]

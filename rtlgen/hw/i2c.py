@@ -70,16 +70,8 @@ Bus side (the core's configuration bus, ``sync`` domain): ``bus_addr`` is
 the current word address (always driven), ``bus_wdata``/``bus_we`` write
 one word in a cycle where ``bus_we`` is 1, ``bus_rdata`` must show the word
 at the address presented on the previous clock (one cycle read latency).
-The address is stable for many cycles before every read fetch.
-
-Ports
------
-``scl_i``: In(1), ``sda_i``: In(1), ``sda_oe``: Out(1)
-``bus_addr``: Out(16), ``bus_wdata``: Out(D), ``bus_we``: Out(1), ``bus_rdata``: In(D)
-
-Latency: a word is written 2 clock cycles after the target sees SCL fall at
-the end of the ACK clock of its last byte; it is not a streaming block (no
-II).
+The address is stable for many cycles before every read fetch.  The
+ports, latency and II are those of :class:`I2CTarget`.
 """
 
 from __future__ import annotations
@@ -119,11 +111,19 @@ class I2CLineFilter(wiring.Component):
 
     Ports
     -----
-    ``pin``: In(1), asynchronous.
-    ``level``: Out(1), registered; changes after the synchronized input has
+    ``pin``: In(1)
+        asynchronous.
+    ``level``: Out(1)
+        registered, idles high; changes after the synchronized input has
         held the new level for ``filter_cycles`` consecutive cycles.
 
-    Latency 2 + ``filter_cycles`` cycles for a clean edge; idles high.
+    Latency
+    -------
+    2 + ``filter_cycles`` cycles from a clean edge of ``pin`` to ``level``.
+
+    II
+    --
+    1: the pin is sampled every cycle.
     """
 
     def __init__(self, filter_cycles: int):
@@ -151,17 +151,28 @@ class I2CConditions(wiring.Component):
 
     Ports
     -----
-    ``scl``, ``sda``: In(1), filtered levels.
-    ``start``: Out(1), one-cycle strobe: START or repeated START.
-    ``stop``: Out(1), one-cycle strobe: STOP.
-    ``sample``: Out(1), one-cycle strobe on the second cycle SCL is seen
-        high; ``bit`` carries SDA then.
-    ``drive``: Out(1), one-cycle strobe once SCL has been seen low for
-        ``hold_cycles + 1`` cycles: the moment to change SDA.
+    ``scl``: In(1), ``sda``: In(1)
+        filtered levels.
+    ``start``: Out(1)
+        one-cycle strobe: START or repeated START.
+    ``stop``: Out(1)
+        one-cycle strobe: STOP.
+    ``sample``: Out(1), ``bit``: Out(1)
+        one-cycle strobe on the second cycle SCL is seen high; ``bit``
+        carries SDA then.
+    ``drive``: Out(1)
+        one-cycle strobe once SCL has been seen low for ``hold_cycles + 1``
+        cycles: the moment to change SDA.
 
+    Latency
+    -------
     ``start``/``stop`` fire ``hold_cycles`` cycles after the SDA edge,
     when SCL has stayed high from two cycles before the edge until then.
     All outputs are combinational from registers and the inputs.
+
+    II
+    --
+    1: the lines are sampled every cycle.
     """
 
     def __init__(self, hold_cycles: int):
@@ -225,17 +236,26 @@ class I2CTarget(wiring.Component):
 
     Ports
     -----
-    ``scl_i``: In(1), ``sda_i``: In(1): pin levels (asynchronous).
-    ``sda_oe``: Out(1), registered: 1 pulls SDA low.
-    ``bus_addr``: Out(16), registered: the current word address.
-    ``bus_wdata``: Out(data_width), ``bus_we``: Out(1), registered: one
-        word written in each cycle where ``bus_we`` is 1.
-    ``bus_rdata``: In(data_width): the word at the address of the previous
-        cycle.
+    ``scl_i``: In(1), ``sda_i``: In(1)
+        pin levels (asynchronous).
+    ``sda_oe``: Out(1)
+        registered: 1 pulls SDA low.
+    ``bus_addr``: Out(16)
+        registered: the current word address.
+    ``bus_wdata``: Out(data_width), ``bus_we``: Out(1)
+        registered: one word written in each cycle where ``bus_we`` is 1.
+    ``bus_rdata``: In(data_width)
+        the word at the address of the previous cycle.
 
+    Latency
+    -------
     A word reaches the bus 2 cycles after the target sees SCL fall at the
-    end of the acknowledge clock of its last byte; a word takes
-    ``9 * data_width / 8`` SCL clocks on the wire (there is no II).
+    end of the acknowledge clock of its last byte.
+
+    II
+    --
+    None: not a streaming block; a word takes ``9 * data_width / 8`` SCL
+    clocks on the wire.
     """
 
     def __init__(self, address: int, data_width: int, *, clk_hz: float = 10e6, filter_cycles: int = 3):

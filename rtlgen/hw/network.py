@@ -9,16 +9,18 @@ from ..errors import RtlgenError
 from ..ir.conv import QMaxPool
 from ..ir.model import QActivation, QDense, QModel
 from .activation import ActivationLayer
-from .config_bus import attach_config_bus, config_bus_ports
-from .ports import core_members
+from .config_bus import attach_config_bus, core_signature
 from .dense import DenseLayer
+from .layer import LayerHardware
 from .pool import MaxPoolLayer
+from .ports import CodeStream, CodeStreamSignature
 from .storage import BusLayout, bus_layout
+from .throttle import IIThrottle
 
 __all__ = ["Network", "make_layer", "layer_instance"]
 
 
-def make_layer(layer, bus: BusLayout | None = None, index: int | None = None):
+def make_layer(layer, bus: BusLayout | None = None, index: int | None = None) -> LayerHardware:
     """The hardware component for one quantized IR layer (``index`` in the model, for its bus words)."""
     if isinstance(layer, QMaxPool):
         return MaxPoolLayer(layer)
@@ -37,8 +39,25 @@ def make_layer(layer, bus: BusLayout | None = None, index: int | None = None):
 class Network(wiring.Component):
     """A fixed-latency inference core for a quantized model.
 
+    The submodule ``throttle`` (:class:`~rtlgen.hw.throttle.IIThrottle`)
+    admits the input vectors, an input register (``x_valid``, ``x_data``)
+    holds the accepted one, and the layers (:func:`make_layer`, each a
+    :class:`~rtlgen.hw.layer.LayerHardware`, submodules named by
+    :func:`layer_instance`) follow in a chain of ``wiring.connect`` from
+    the register to ``out_valid``/``out_data``.  When some layer stores its
+    parameters (``storage`` ``register`` or ``tmr``) the core has a
+    configuration bus (map in :mod:`rtlgen.hw.storage`; ``self.bus`` is its
+    :class:`BusLayout`) that also holds the status registers
+    (:mod:`rtlgen.hw.config_bus`); with the model's ``i2c`` option an
+    :class:`~rtlgen.hw.i2c.I2CTarget` (submodule ``i2c``, ``self.i2c``)
+    masters it.  ``rst`` is a synchronous, active-high reset of the control
+    state and of the stored parameters (back to the trained codes).
+
     Ports
     -----
+    The :class:`~rtlgen.hw.ports.CoreSignature` (``self.signature``) of the
+    model's input and output types:
+
     ``in_valid``: In(1), ``in_ready``: Out(1)
         an input vector is accepted on a clock edge where both are high.
         ``in_ready`` is low for ``ii - 1`` cycles after each accepted vector
@@ -51,42 +70,35 @@ class Network(wiring.Component):
         the edge that accepted the corresponding input; ``out_data`` holds
         its value until the next ``out_valid``.  There is no output
         back-pressure: the consumer must take every result (trigger style).
-
-    When some layer stores its parameters (``storage`` ``register`` or
-    ``tmr``), the core also has the configuration bus
-    (:func:`rtlgen.hw.ports.config_bus_members`, map in
-    :mod:`rtlgen.hw.storage`; ``self.bus`` is its :class:`BusLayout`):
-
     ``cfg_addr``: In(16), ``cfg_wdata``: In(D), ``cfg_we``: In(1)
-        one word written per cycle where ``cfg_we`` is high.
+        with a bus and without ``i2c``: one word written per cycle where
+        ``cfg_we`` is high.
     ``cfg_rdata``: Out(D)
-        registered: the word at the address presented on the previous cycle.
+        with a bus and without ``i2c``; registered: the word at the address
+        presented on the previous cycle.
+    ``scl_i``: In(1), ``sda_i``: In(1), ``sda_oe``: Out(1)
+        with ``i2c``: the I2C pins (idle high; ``sda_oe`` 1 pulls SDA low).
 
-    With the model's ``i2c`` option an :class:`~rtlgen.hw.i2c.I2CTarget`
-    (submodule ``i2c``) masters that bus instead, and the ports are the I2C
-    pins ``scl_i``: In(1), ``sda_i``: In(1) (idle high) and ``sda_oe``:
-    Out(1) (1 pulls SDA low).
+    Latency
+    -------
+    ``self.latency`` = 1 (input register) + the sum of the layers'
+    latencies.
 
-    The bus holds the status registers (:mod:`rtlgen.hw.config_bus`).
-
-    Latency ``self.latency`` = 1 (input register) + the sum of the layers'
-    latencies; II ``self.ii`` = the largest reuse factor.  ``rst`` is a
-    synchronous, active-high reset of the control state and of the stored
-    parameters (back to the trained codes).
+    II
+    --
+    ``self.ii`` = the largest II of the layers (their reuse factors).
     """
 
     def __init__(self, model: QModel):
         self.model = model
         self.bus = bus_layout(model)
-        self.layers = [make_layer(layer, self.bus, k) for k, layer in enumerate(model.layers)]
+        self.layers: list[LayerHardware] = [make_layer(layer, self.bus, k)
+                                            for k, layer in enumerate(model.layers)]
         self.latency = 1 + sum(layer.latency for layer in self.layers)
         self.ii = max([layer.ii for layer in self.layers] or [1])
-        members = core_members(model.input_type, model.n_in, model.output_type, model.n_out)
-        self.i2c = None
-        if self.bus is not None:
-            bus_members, self.i2c = config_bus_ports(self.bus, model.i2c)
-            members.update(bus_members)
-        super().__init__(members)
+        signature, self.i2c = core_signature(model.input_type, model.n_in, model.output_type, model.n_out,
+                                             self.bus, model.i2c)
+        super().__init__(signature)
 
     def instance_name(self, k: int) -> str:
         """The Verilog instance name of layer ``k`` inside the core."""
@@ -94,32 +106,24 @@ class Network(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        accept = Signal()
-        m.d.comb += accept.eq(self.in_valid & self.in_ready)
-        if self.ii == 1:
-            m.d.comb += self.in_ready.eq(1)
-        else:
-            cooldown = Signal(range(self.ii), name="cooldown")
-            m.d.comb += self.in_ready.eq(cooldown == 0)
-            with m.If(accept):
-                m.d.sync += cooldown.eq(self.ii - 1)
-            with m.Elif(cooldown != 0):
-                m.d.sync += cooldown.eq(cooldown - 1)
+        throttle = m.submodules.throttle = IIThrottle(self.ii)
+        m.d.comb += [throttle.valid.eq(self.in_valid), self.in_ready.eq(throttle.ready)]
 
         x_valid = Signal(name="x_valid")
         x_data = Signal.like(self.in_data, name="x_data")
-        m.d.sync += x_valid.eq(accept)
-        with m.If(accept):
+        m.d.sync += x_valid.eq(throttle.accept)
+        with m.If(throttle.accept):
             m.d.sync += x_data.eq(self.in_data)
 
-        valid, payload = x_valid, x_data
+        source = CodeStream.over(CodeStreamSignature(self.model.input_type, self.model.n_in),
+                                 valid=x_valid, payload=x_data)
         for k, layer in enumerate(self.layers):
             m.submodules[self.instance_name(k)] = layer
-            m.d.comb += [layer.i.valid.eq(valid), layer.i.payload.eq(payload)]
-            valid, payload = layer.o.valid, layer.o.payload
-        m.d.comb += [self.out_valid.eq(valid), self.out_data.eq(payload)]
+            wiring.connect(m, source, layer.i)
+            source = layer.o
+        wiring.connect(m, wiring.flipped(self.signature.output(self)), source)
         if self.bus is not None:
-            banks = [layer for layer in self.layers if getattr(layer, "bank", None) is not None]
+            banks = [layer for layer in self.layers if layer.bank is not None]
             attach_config_bus(m, self, self.bus, self.i2c, banks)
         return m
 

@@ -22,7 +22,7 @@ constant weights, or every stored weight); with a reuse factor R each of
 the ``ceil(positions / R)`` multipliers has R-input multiplexers.
 
 Measured (peak RSS, ``ru_maxrss``, of one process running
-:func:`rtlgen.emit.build.build_core` on one constant-weight dense layer with
+:func:`rtlgen.emit.build.generate_core` on one constant-weight dense layer with
 random nonzero weights; inputs ``fixed<9,2>``, weights and biases
 ``fixed<8,3>``, results ``fixed<16,6>``; Amaranth 0.5.10 with its built-in
 Yosys, Python 3.11, x86-64; times on a busy 2-core machine; MB and GB are
@@ -71,6 +71,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RtlgenError
+from ..ir.conv import QConv, QMaxPool
+from ..ir.model import QActivation, QDense
 
 __all__ = ["LayerSize", "SizeEstimate", "estimate_model", "estimate_forest", "available_memory",
            "check_fits", "check_forest_fits", "MEMORY_LIMIT_ENV", "format_bytes"]
@@ -169,8 +171,6 @@ def _ceil_div(a: int, b: int) -> int:
 
 def layer_size(layer) -> LayerSize:
     """The :class:`LayerSize` of one quantized layer (dense, conv, pool, activation)."""
-    from ..ir.conv import QConv, QMaxPool
-    from ..ir.model import QActivation, QDense
     name = getattr(layer, "name", "?")
     if isinstance(layer, QConv) and layer.io == "stream":
         c_in, taps = int(layer.in_shape[0]), math.prod(layer.kernel)

@@ -15,7 +15,7 @@ unless the bus writes the word in that cycle.  The remaining low bits are held o
 The configuration bus (word addresses, one word per cycle, see
 :class:`BusLayout`) is decoded per layer by :class:`ParamBank`; the status
 registers (sticky error flag, saturating error counter, clear) live in the
-network top (:class:`rtlgen.hw.network.Network`).
+core top (:mod:`rtlgen.hw.config_bus`).
 
 Register map (word addresses, ``ADDR_WIDTH`` bits):
 
@@ -49,13 +49,12 @@ from ..errors import RtlgenError
 from ..ir.params import GroupNames
 from ..numerics.fixed import FixedType
 from .arith import select, shape_of
-from .ports import layer_config_members
+from .ports import ADDR_WIDTH, layer_config_members
 
 __all__ = ["ADDR_WIDTH", "STATUS_ADDR", "ERROR_COUNT_ADDR", "CLEAR_ADDR", "FIRST_PARAM_ADDR",
            "SCRUB_CYCLES", "COUNT_CYCLES", "WordGroup", "LayerWords", "BusLayout", "bus_layout",
            "vote", "RegisterWord", "TmrWord", "ParamBank"]
 
-ADDR_WIDTH = 16
 STATUS_ADDR = 0x0000
 ERROR_COUNT_ADDR = 0x0001
 CLEAR_ADDR = 0x0002
@@ -234,7 +233,13 @@ class RegisterWord(wiring.Component):
     ``value``: Out(shape of ``t``)
         the stored code; reset (synchronous ``rst``) to ``code``.
 
-    Latency 1 (a write shows on ``value`` after the clock edge), II 1.
+    Latency
+    -------
+    1 cycle: a write shows on ``value`` after the clock edge.
+
+    II
+    --
+    1: one write per cycle.
     """
 
     def __init__(self, t: FixedType, code: int):
@@ -252,6 +257,9 @@ class RegisterWord(wiring.Component):
 class TmrWord(wiring.Component):
     """One parameter word whose top ``protected`` bits are triplicated.
 
+    Internal registers ``word_c0``, ``word_c1``, ``word_c2`` (and
+    ``word_lo``), reset to ``code``.
+
     Ports
     -----
     ``we``: In(1), ``wdata``: In(W)
@@ -265,8 +273,13 @@ class TmrWord(wiring.Component):
         a write the disagreeing copy is rewritten with the voted value (scrub
         latency :data:`SCRUB_CYCLES` = 1 cycle).
 
-    Internal registers ``word_c0``, ``word_c1``, ``word_c2`` (and
-    ``word_lo``), reset to ``code``.  Latency 1 for writes, II 1.
+    Latency
+    -------
+    1 cycle: a write shows on ``value`` after the clock edge.
+
+    II
+    --
+    1: one write per cycle.
     """
 
     def __init__(self, t: FixedType, code: int, protected: int | None = None):
@@ -289,6 +302,10 @@ class ParamBank(wiring.Component):
     """The stored parameters of one set (a layer, or a forest's thresholds
     or leaves), on the configuration bus.
 
+    Word signals are named ``<prefix><k>`` (``register``: ``w3``, ``b0``,
+    ``t12``, ``l5``, ``base0``) or ``<prefix><k>_c0..2`` and
+    ``<prefix><k>_lo`` (``tmr``).
+
     Ports
     -----
     ``cfg_addr``: In(16), ``cfg_wdata``: In(D), ``cfg_we``: In(1)
@@ -304,10 +321,14 @@ class ParamBank(wiring.Component):
     ``thresholds``, ``leaves``, ``base``): Out(ArrayLayout(codes, count))
         the stored values, in word order, for the datapath.
 
-    Word signals are named ``<prefix><k>`` (``register``: ``w3``, ``b0``,
-    ``t12``, ``l5``, ``base0``) or ``<prefix><k>_c0..2`` and
-    ``<prefix><k>_lo`` (``tmr``).  Writes take effect on the next clock
-    edge; II 1.
+    Latency
+    -------
+    1 cycle: a write shows on the group ports after the clock edge; reads
+    (``cfg_rdata``) are combinational.
+
+    II
+    --
+    1: one bus access per cycle.
     """
 
     def __init__(self, words: LayerWords, data_width: int):

@@ -28,12 +28,14 @@ evolves identically, cycle for cycle, whatever the gaps in ``in_valid``:
 it is a fixed schedule that only pauses.  A new frame starts only when the
 previous one has left the section, hence the latency from the accept of a
 frame's last pixel to its result is a constant, and so is the number of
-cycles per frame at full input rate (the II per image).  Both are measured
-on the generated hardware itself, in Amaranth's simulator, when the core
-is built (:func:`measure_timing`).
+cycles per frame at full input rate (the II per image).  Both follow from
+the section's geometry and schedule alone (:func:`stream_timing`, a
+cycle-level model of the control in plain Python; nothing is simulated
+when a core is built).
 
-A :class:`FrameCollector` gathers the last stage's output pixels into the
-flat C,H,W vector; the remaining (parallel) layers take it from there.
+The collector of :class:`StreamFront` gathers the last stage's output
+pixels into the flat C,H,W vector; the remaining (parallel) layers take it
+from there (:class:`StreamNetwork`).
 
 Exactness: the window compute sees the same products as the unrolled
 parallel layer; padding taps hold the code 0 (convolution, average pool
@@ -61,9 +63,10 @@ from .arith import Operand, cast_operand, range_shape, select, shape_of
 from .dense import DenseLayer
 from .network import _ident, layer_instance, make_layer
 from .pool import MaxPoolLayer
+from .ports import CoreSignature, layer_members
 
-__all__ = ["stream_prefix", "StreamGeometry", "WindowStage", "StreamFront", "StreamNetwork", "StreamTiming",
-           "measure_timing"]
+__all__ = ["stream_prefix", "StreamGeometry", "StageSchedule", "WindowStage", "StreamFront", "StreamNetwork",
+           "StreamTiming", "stream_timing"]
 
 
 def stream_prefix(model: QModel) -> int:
@@ -176,18 +179,20 @@ class AvgPoolWindow(wiring.Component):
 
     Ports
     -----
-    ``i``: In(stream.Signature(ArrayLayout(in codes, C * taps), always_ready=True))
+    ``i``: In(CodeStreamSignature(in type, C * taps))
         the window in (channel, tap) order; padding taps hold 0.
     ``code``: In(weight code shape)
         the window's ``q(1/n)`` code, read with ``i.valid``.
-    ``o``: Out(stream.Signature(ArrayLayout(result codes, C), always_ready=True))
+    ``o``: Out(CodeStreamSignature(result type, C))
 
     Latency 2 (window sums, then product and cast), II 1, one multiplier
-    per channel.
+    per channel, no parameter bank (the codes are constants): a
+    :class:`~rtlgen.hw.layer.LayerHardware`.
     """
 
     latency = 2
     ii = 1
+    bank = None
 
     def __init__(self, layer: QConv, codes: list[int]):
         self.layer = layer
@@ -196,9 +201,8 @@ class AvgPoolWindow(wiring.Component):
         self.code_lo, self.code_hi = min(codes), max(codes)
         self.multipliers = self.channels
         super().__init__({
-            "i": In(stream.Signature(_pixel(layer.in_type, self.channels * self.taps), always_ready=True)),
+            **layer_members(layer.in_type, self.channels * self.taps, layer.result_type, self.channels),
             "code": In(shape_of(layer.weight_type)),
-            "o": Out(stream.Signature(_pixel(layer.result_type, self.channels), always_ready=True)),
         })
 
     def elaborate(self, platform):
@@ -278,7 +282,8 @@ class WindowStage(wiring.Component):
     Every register of the stage is meant to sit behind the stage's clock
     enable (see :class:`StreamFront`).  Per window the compute takes
     ``reuse_factor`` cycles (during which the walker pauses); the compute
-    latency is the layer's (:attr:`compute`).
+    latency is the layer's (:attr:`compute`).  :attr:`schedule` gives the
+    numbers that fix the stage's timing.
     """
 
     def __init__(self, layer, activations: list):
@@ -316,6 +321,13 @@ class WindowStage(wiring.Component):
     @property
     def multipliers(self) -> int:
         return self.compute.multipliers
+
+    @property
+    def schedule(self) -> StageSchedule:
+        """The stage's timing in numbers: geometry, reuse, and the enabled cycles from a
+        corner step to ``o.valid`` (window register, compute, activations)."""
+        return StageSchedule(self.geom, self.reuse,
+                             1 + self.compute.latency + sum(act.latency for act in self.activations))
 
     def elaborate(self, platform):
         m = Module()
@@ -392,6 +404,7 @@ class WindowStage(wiring.Component):
                     tap = lb[(g.kh - 1 - ky) * wp + (g.kw - 1 - kx)]
                     m.d.comb += compute.i.payload[k].eq(tap[c])
                     k += 1
+        # by hand, not wiring.connect (see StreamNetwork.elaborate)
         src = compute.o
         for n, act in enumerate(self.activations):
             m.submodules[f"act{n}"] = act
@@ -416,8 +429,8 @@ class StreamFront(wiring.Component):
         previous one, so a consumer with II ``frame_gap`` sees it stable.
 
     ``frame_gap`` (>= 1): the minimum number of cycles between two
-    ``x_valid`` (the II of the parallel layers that follow).  Timing: see
-    :func:`measure_timing`.
+    ``x_valid`` (the II of the parallel layers that follow).  Timing:
+    :meth:`timing` (see :func:`stream_timing`).
     """
 
     def __init__(self, layers: list, frame_gap: int = 1):
@@ -445,6 +458,10 @@ class StreamFront(wiring.Component):
             "x_data": Out(_pixel(self.out_type, self.channels_out * self.pixels_out)),
         })
 
+    def timing(self) -> StreamTiming:
+        """The section's latency and cycles per frame, derived from its schedule."""
+        return stream_timing([st.schedule for st in self.stages], self.frame_gap)
+
     def elaborate(self, platform):
         m = Module()
         stages = self.stages
@@ -463,6 +480,8 @@ class StreamFront(wiring.Component):
             m.submodules[f"stage{k}_{_ident(st.layer.name)}"] = EnableInserter(en)(st)
         m.d.comb += [self.in_ready.eq(stages[0].i.ready & advance[0]),
                      stages[0].i.valid.eq(self.in_valid), stages[0].i.payload.eq(self.in_data)]
+        # Not wiring.connect: a stage's output has no ready (the stage freezes
+        # instead, through advance), while the next stage's input has one.
         for a, b in zip(stages, stages[1:]):
             m.d.comb += [b.i.valid.eq(a.o.valid), b.i.payload.eq(a.o.payload)]
         for st in stages[1:]:
@@ -536,32 +555,65 @@ class StreamTiming:
     frame_cycles: int
 
 
-def measure_timing(front: StreamFront, frames: int = 3) -> StreamTiming:
-    """Run ``frames`` frames at full input rate through ``front`` in Amaranth's simulator."""
-    from amaranth.sim import Simulator
+@dataclass(frozen=True)
+class StageSchedule:
+    """What fixes one :class:`WindowStage`'s timing (:attr:`WindowStage.schedule`).
 
-    per_frame = front.pixels_in
+    ``geom``: the padded frame the walker steps through, its padding and
+    its window corners; ``reuse``: cycles per window (the walker pauses
+    ``reuse - 1`` cycles after each corner step); ``delay``: enabled cycles
+    from a corner step to the window's result on ``o.valid`` (the window
+    register, the compute's latency, the activations' latencies).
+    """
+    geom: StreamGeometry
+    reuse: int
+    delay: int
+
+
+def stream_timing(stages: list[StageSchedule], frame_gap: int = 1, frames: int = 3) -> StreamTiming:
+    """The timing of a :class:`StreamFront` with these stages, from its schedule alone.
+
+    A cycle-level model, in plain Python, of the section's control at full
+    input rate (``in_valid`` always high, so ``run`` is always high): per
+    stage the walker (row, column, reuse pause) and its valid bits in flight
+    (a delay line of ``delay`` bits: a window's valid leaves it as the
+    stage's ``o.valid``), all clocked by the stage's enable ``advance[k]``;
+    and the section's ``advance``/``busy``/``frame_gap``/release logic and
+    the collector's pixel count, each exactly as :meth:`StreamFront.elaborate`
+    and :meth:`WindowStage.elaborate` build them.  Only valid bits are
+    modelled: within a stage the compute's ``o.valid`` is its ``i.valid``
+    ``latency`` enabled cycles later, since windows come at least
+    ``reuse`` (its II) enabled cycles apart.
+
+    Why a model and not a formula: with one stage the walker never waits,
+    and the latency is a sum over its frame positions; with several, a
+    stage whose output is not yet taken freezes whole (walker, pause and
+    the bubbles in its pipeline) until the next stage's walker, itself held
+    up by its padding positions, its reuse pauses and its own freezes,
+    takes the pixel.  The step times then follow a max-plus recursion across
+    the stages that has no closed form in the geometry.  (The tests check
+    this model against the closed form for one stage, and against the
+    generated hardware run in Amaranth's simulator.)
+
+    Like a measurement on the hardware, ``frames`` frames are run back to
+    back and the result must be periodic: the same latency for every frame,
+    the same spacing between them (else an internal error).
+    """
+    section = _SectionControl(stages, frame_gap)
+    per_frame = stages[0].geom.pixels
+    budget = frames * (sum(st.geom.padded_height * st.geom.padded_width * (st.reuse + 1) + 64
+                           for st in stages) + frame_gap) + 1000 + 4 * per_frame
     accepts: list[int] = []
     outputs: list[int] = []
-    g0 = front.stages[0].geom
-    budget = frames * (sum(st.geom.padded_height * st.geom.padded_width * (st.reuse + 1) + 64
-                           for st in front.stages) + front.frame_gap) + 1000 + 4 * g0.pixels
-
-    async def bench(ctx):
-        ctx.set(front.in_valid, 1)
-        for cycle in range(budget):
-            if ctx.get(front.in_ready):
-                accepts.append(cycle)
-            if ctx.get(front.x_valid):
-                outputs.append(cycle)
-                if len(outputs) == frames:
-                    return
-            await ctx.tick()
-
-    sim = Simulator(front)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    for cycle in range(budget):
+        section.settle()
+        if section.in_ready:
+            accepts.append(cycle)
+        if section.x_valid:
+            outputs.append(cycle)
+            if len(outputs) == frames:
+                break
+        section.clock()
     if len(outputs) < frames:
         raise RtlgenError(f"internal error: the stream section produced {len(outputs)} of {frames} "
                           f"frames in {budget} cycles")
@@ -574,12 +626,124 @@ def measure_timing(front: StreamFront, frames: int = 3) -> StreamTiming:
     return StreamTiming(latencies.pop(), periods.pop())
 
 
+class _SectionControl:
+    """The control of a :class:`StreamFront` at full input rate, as :func:`stream_timing` follows it.
+
+    :meth:`settle` computes the combinational signals of the current state,
+    :meth:`clock` applies a clock edge; ``x_valid`` is the register.
+    """
+
+    def __init__(self, stages: list[StageSchedule], frame_gap: int):
+        self.stages = [_StageControl(st) for st in stages]
+        self.frame_gap = frame_gap
+        self.p_out = stages[-1].geom.out_pixels
+        # collector and section registers (reset values)
+        self.count, self.got_frame, self.got_input, self.busy, self.gap = 0, False, False, False, 0
+        self.x_valid = False
+
+    def settle(self) -> None:
+        stages = self.stages
+        first, last = stages[0], stages[-1]
+        first.start_ok = not self.busy and self.gap == 0
+        for st in stages:
+            st.settle()
+        # advance[k]: stage k's output, if any, is taken now (the last stage's always is)
+        advance = [True] * len(stages)
+        for k in reversed(range(len(stages) - 1)):
+            advance[k] = not stages[k].o_valid or (stages[k + 1].ready and advance[k + 1])
+        in_valid = [True] + [st.o_valid for st in stages[:-1]]
+        self.advance = advance
+        self.steps = [st.step_ok and (st.is_pad or valid) for st, valid in zip(stages, in_valid)]
+        self.in_ready = first.ready and advance[0]
+        self.take = last.o_valid
+        self.done = self.take and self.count == self.p_out - 1
+        self.input_end = self.steps[0] and first.at_end and advance[0]
+        self.release = (self.done or self.got_frame) and (self.input_end or self.got_input)
+        self.frame_start = self.steps[0] and first.origin and advance[0]
+
+    def clock(self) -> None:
+        release = self.release
+        self.x_valid = release
+        if release:
+            self.got_frame = self.got_input = False
+        else:
+            self.got_frame = self.got_frame or self.done
+            self.got_input = self.got_input or self.input_end
+        if self.take:
+            self.count = 0 if self.count == self.p_out - 1 else self.count + 1
+        if release:
+            self.busy = False
+        elif self.frame_start:
+            self.busy = True
+        if self.frame_gap > 1:
+            if release:
+                self.gap = self.frame_gap - 1
+            elif self.gap:
+                self.gap -= 1
+        for st, enabled, step in zip(self.stages, self.advance, self.steps):
+            if enabled:
+                st.clock(step)
+
+
+class _StageControl:
+    """The control of one :class:`WindowStage` (walker, pause, valid bits in flight), as
+    :class:`_SectionControl` follows it; every attribute set in :meth:`settle` is combinational."""
+
+    def __init__(self, schedule: StageSchedule):
+        g = schedule.geom
+        rows, cols = g.window_rows(), g.window_cols()
+        row_pad = [not g.pad_top <= r < g.pad_top + g.height for r in range(g.padded_height)]
+        col_pad = [not g.pad_left <= c < g.pad_left + g.width for c in range(g.padded_width)]
+        self.pad = [[rp or cp for cp in col_pad] for rp in row_pad]
+        self.corner = [[bool(rows >> r & 1 and cols >> c & 1) for c in range(g.padded_width)]
+                       for r in range(g.padded_height)]
+        self.last_row, self.last_col = g.padded_height - 1, g.padded_width - 1
+        self.reuse = schedule.reuse
+        self.o_bit = 1 << (schedule.delay - 1)
+        self.mask = (1 << schedule.delay) - 1
+        self.row = self.col = self.pause = 0
+        self.line = 0            # valid bits in flight: bit 0 the window register, o_bit o.valid
+        self.start_ok = True     # only the first stage's is ever low
+
+    def settle(self) -> None:
+        """The combinational signals of the current state."""
+        self.is_pad = self.pad[self.row][self.col]
+        self.origin = self.row == 0 and self.col == 0
+        self.at_end = self.row == self.last_row and self.col == self.last_col
+        self.o_valid = bool(self.line & self.o_bit)
+        self.step_ok = self.pause == 0 and (not self.origin or self.start_ok)
+        self.ready = not self.is_pad and self.step_ok
+
+    def clock(self, step: bool) -> None:
+        """A clock edge with the stage enabled; ``step``: the walker steps."""
+        corner = step and self.corner[self.row][self.col]
+        self.line = (self.line << 1 | corner) & self.mask
+        if step:
+            if self.col == self.last_col:
+                self.col = 0
+                self.row = 0 if self.row == self.last_row else self.row + 1
+            else:
+                self.col += 1
+            if corner:
+                self.pause = self.reuse - 1
+        elif self.pause:
+            self.pause -= 1
+
 
 class StreamNetwork(wiring.Component):
     """A core whose leading Conv/pooling layers are streamed.
 
+    The submodule ``stream`` (:class:`StreamFront`) takes the pixels and
+    gives each frame's last streamed map; the parallel layers
+    (:func:`~rtlgen.hw.network.make_layer`, submodules named by
+    :func:`~rtlgen.hw.network.layer_instance`) follow in a chain from its
+    ``x_valid``/``x_data`` to ``out_valid``/``out_data``.
+
     Ports
     -----
+    :class:`~rtlgen.hw.ports.CoreSignature` (``self.signature``) with an
+    input vector of one pixel:
+
     ``in_valid``: In(1), ``in_ready``: Out(1), ``in_data``: In(ArrayLayout(input codes, C))
         one pixel (element ``c`` = channel ``c``) per edge where both
         valid and ready are high, pixels in raster order (row by row, left
@@ -590,8 +754,8 @@ class StreamNetwork(wiring.Component):
         that accepted the frame's last pixel; ``out_data`` holds until the
         next ``out_valid``.  No output back-pressure.
 
-    ``latency`` = the stream section's (measured, see
-    :func:`measure_timing`) + the parallel layers'; ``ii`` = cycles
+    ``latency`` = the stream section's (derived from its schedule, see
+    :func:`stream_timing`) + the parallel layers'; ``ii`` = cycles
     between the last pixels of consecutive frames at full input rate.
     """
 
@@ -607,24 +771,22 @@ class StreamNetwork(wiring.Component):
             per_layer.append(st.compute)
             per_layer.extend(st.activations)
         self.layers = per_layer + self.parallel
-        self.timing = measure_timing(self.front)
+        self.timing = self.front.timing()
         self.latency = self.timing.latency + sum(hw.latency for hw in self.parallel)
         self.ii = self.timing.frame_cycles
         first = self.front.stages[0]
         self.channels_in = first.geom.channels
         self.pixels_in = first.geom.pixels
-        super().__init__({
-            "in_valid": In(1), "in_ready": Out(1),
-            "in_data": In(_pixel(model.input_type, self.channels_in)),
-            "out_valid": Out(1),
-            "out_data": Out(_pixel(model.output_type, model.n_out)),
-        })
+        super().__init__(CoreSignature(model.input_type, self.channels_in, model.output_type, model.n_out))
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.stream = front = self.front
         m.d.comb += [front.in_valid.eq(self.in_valid), self.in_ready.eq(front.in_ready),
                      front.in_data.eq(self.in_data)]
+        # The chain is wired by hand: wiring.connect would assign each payload
+        # before its valid (it takes members in name order), which changes the
+        # numbering of the generated Verilog's names.
         valid, payload = front.x_valid, front.x_data
         for k, layer in enumerate(self.parallel):
             m.submodules[layer_instance(k, layer.layer.name)] = layer

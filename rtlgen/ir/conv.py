@@ -292,6 +292,11 @@ class QConv(QDense):
                    bias_codes=int_array(d["bias_codes"]) if "bias_codes" in d else None,
                    io=d.get("io", "parallel"))
 
+    def summary(self, multipliers: int) -> dict:
+        """The layer's own fields of its manifest entry: a dense layer's, and the window geometry."""
+        return {**super().summary(multipliers), "io": self.io, **self.geometry(),
+                "count_include_pad": self.count_include_pad}
+
 
 @layer_type("maxpool")
 @dataclass
@@ -336,3 +341,7 @@ class QMaxPool(_PoolGeometry):
         return cls(name=d["name"], in_type=parse_type(d["in_type"]), result_type=parse_type(d["result_type"]),
                    in_shape=tuple(d["in_shape"]), kernel=tuple(d["kernel"]), stride=tuple(d["stride"]),
                    pads=tuple(d["pads"]), io=d.get("io", "parallel"))
+
+    def summary(self, multipliers: int) -> dict:
+        """The layer's own fields of its manifest entry."""
+        return {"op": self.op, "multipliers": multipliers, "reuse_factor": 1, "io": self.io, **self.geometry()}

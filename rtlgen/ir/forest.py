@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import RtlgenError
 from ..numerics.fixed import FixedType, parse_type
+from .params import ParamGroup, ParamSet
 
 __all__ = ["Tree", "Forest", "QTree", "QForest", "DECISIONS", "threshold_codes", "FOREST_SETS"]
 
@@ -245,7 +246,6 @@ class QForest:
         """The stored sets: ``thresholds`` (every internal node, tree by tree,
         in node order) and ``leaves`` (every leaf, tree by tree, in node
         order; then the base score of each class)."""
-        from .params import ParamGroup, ParamSet
         out = []
         if self.threshold_storage != "constant":
             cuts = tuple(int(t.cut[n]) for t, words in zip(self.trees, self.word_index(False)) for n in words)
@@ -257,6 +257,15 @@ class QForest:
                                 (ParamGroup("leaf", self.score_type, leaves),
                                  ParamGroup("base", self.base_type, tuple(int(b) for b in self.base)))))
         return out
+
+    def word_places(self, param_set) -> list:
+        """Per group, where each word sits: a threshold's tree, node and feature; a leaf's tree and
+        node; a base score's class."""
+        if param_set.name == "thresholds":
+            return [[{"tree": t, "node": n, "feature": self.trees[t].feature[n]}
+                     for t, words in enumerate(self.word_index(False)) for n in words]]
+        return [[{"tree": t, "node": n} for t, words in enumerate(self.word_index(True)) for n in words],
+                [{"class": k} for k in range(self.n_outputs)]]
 
     def with_param_codes(self, codes: dict) -> "QForest":
         """A copy holding other thresholds (``codes["thresholds"] = (cuts,)``)

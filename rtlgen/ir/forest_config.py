@@ -37,8 +37,10 @@ import numpy as np
 
 from ..errors import RtlgenError
 from ..numerics.fixed import FixedType, Quant, Overflow, bits_for_range, parse_type, quantize
+from .config import i2c_option, load_config
 from .config_file import config_name, key_list
 from .forest import FOREST_SETS, Forest, QForest, QTree, Tree, threshold_codes
+from .params import check_storage, check_tmr_bits
 
 __all__ = ["quantize_forest", "FOREST_KEYS"]
 
@@ -113,7 +115,6 @@ def _forest_storage(cfg: dict, threshold_width: int, leaf_width: int):
 
     ``storage`` and ``tmr_bits`` are one value for both sets or a mapping
     per set; a single ``tmr_bits`` applies to the sets stored as ``tmr``."""
-    from .params import check_storage, check_tmr_bits
 
     def per_set(key):
         value = cfg.get(key)
@@ -145,7 +146,6 @@ def _forest_storage(cfg: dict, threshold_width: int, leaf_width: int):
 
 def quantize_forest(forest: Forest, config) -> QForest:
     """Quantize ``forest`` under ``config`` (a mapping or a YAML/JSON path)."""
-    from .config import load_config
     cfg = load_config(config)
     unknown = set(cfg) - FOREST_KEYS
     if unknown:
@@ -199,7 +199,6 @@ def quantize_forest(forest: Forest, config) -> QForest:
     (t_storage, t_bits), (l_storage, l_bits) = _forest_storage(cfg, in_types[0].width + 1,
                                                                 max(score_type.width, base_type.width))
     stored = t_storage != "constant" or l_storage != "constant"
-    from .config import i2c_option
     i2c = i2c_option(cfg.get("i2c"), stored, "set of the forest (thresholds or leaves)")
     trees = [_quantize_tree(tree, t, forest, in_types, score_type, keep_shape=t_storage != "constant")
              for t, tree in enumerate(forest.trees)]

@@ -31,6 +31,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..numerics.fixed import FixedType, parse_type
+from .params import ParamGroup, ParamSet
 
 #: quantized layer classes by their serialized ``op`` (filled by :func:`layer_type`)
 LAYER_TYPES: dict[str, type] = {}
@@ -211,6 +212,19 @@ class QDense:
     def from_dict(cls, d: dict) -> "QDense":
         return cls(**dense_fields(d))
 
+    def summary(self, multipliers: int) -> dict:
+        """The layer's own fields of its manifest entry (``multipliers``: its hardware's count)."""
+        out = {
+            "op": self.op, "weight": str(self.weight_type), "bias": str(self.bias_type),
+            "accum": str(self.accum_type) if self.accum_type else None,
+            "reuse_factor": self.reuse_factor, "adder_levels": self.adder_levels,
+            "weights": self.n_in * self.n_out, "nonzero_weights": self.nonzero,
+            "multipliers": multipliers,
+        }
+        if self.stored:
+            out.update({"storage": self.storage, "tmr_bits": self.tmr_bits, "weight_positions": self.positions})
+        return out
+
 
 @layer_type("activation")
 @dataclass
@@ -240,6 +254,10 @@ class QActivation:
         return cls(name=d["name"], kind=d["kind"], size=int(d["size"]), in_type=parse_type(d["in_type"]),
                    result_type=parse_type(d["result_type"]))
 
+    def summary(self, multipliers: int) -> dict:
+        """The layer's own fields of its manifest entry."""
+        return {"op": self.kind, "multipliers": multipliers, "reuse_factor": 1}
+
 
 QLayer = Union[QDense, QActivation]
 
@@ -268,16 +286,23 @@ class QModel:
 
     def param_sets(self) -> list:
         """The stored layers as :class:`~rtlgen.ir.params.ParamSet` (weights, then biases)."""
-        from .params import ParamGroup, ParamSet
         out = []
         for k, layer in enumerate(self.layers):
             if isinstance(layer, QDense) and layer.stored:
                 w, b = layer.param_codes()
-                out.append(ParamSet(k, layer.name, "conv" if layer.op == "conv" else "dense", layer.storage,
-                                    layer.tmr_bits,
+                if layer.op == "conv":
+                    op, shapes = "conv", {"kernel_shape": [int(v) for v in np.asarray(layer.kernel_codes).shape]}
+                else:
+                    op, shapes = "dense", {"matrix_shape": [layer.n_in, layer.n_out]}
+                out.append(ParamSet(k, layer.name, op, layer.storage, layer.tmr_bits,
                                     (ParamGroup("weight", layer.weight_type, tuple(int(c) for c in w)),
-                                     ParamGroup("bias", layer.bias_type, tuple(int(c) for c in b)))))
+                                     ParamGroup("bias", layer.bias_type, tuple(int(c) for c in b))),
+                                    shapes))
         return out
+
+    def word_places(self, param_set) -> list:
+        """Nothing per word: a layer's words are placed by their index (see :meth:`QDense.param_index`)."""
+        return [[{} for _ in group.codes] for group in param_set.groups]
 
     def with_param_codes(self, codes: dict) -> "QModel":
         """A copy whose stored layers named in ``codes`` hold ``(weight codes, bias codes)``."""

@@ -14,12 +14,18 @@ implement
 ``param_sets() -> list[ParamSet]``
     the stored sets, in bus order;
 ``with_param_codes({set name: (codes of group 0, codes of group 1, ...)})``
-    a copy of the model holding other codes (for the golden model).
+    a copy of the model holding other codes (for the golden model);
+``word_places(param_set) -> [[place of each word] for each group]``
+    where each word of a stored set sits in the model, as a dict the
+    register map adds to the word's entry (a forest's ``tree``, ``node``
+    and ``feature``, or ``class``; nothing for a network's words, which
+    their index places).  ``param_set`` is a :class:`ParamSet` or any set
+    with its ``name`` and ``groups`` of ``codes`` (the bus layout's).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,6 +77,9 @@ class ParamSet:
     storage: str         # "register" or "tmr"
     tmr_bits: int | None
     groups: tuple
+    #: the set's array shapes as the register map names them (a dense layer's ``matrix_shape``
+    #: [n_in, n_out], a conv layer's ``kernel_shape``; none for a forest's sets)
+    shapes: dict = field(default_factory=dict)
 
 
 def check_storage(value, where: str) -> str:

@@ -2,42 +2,83 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from ..emit.build import load_build, save_build
+from ..analysis import sensitivity
+from ..emit.build import ELEMENT_LAYOUT, ManifestSection
+from ..emit.regmap import regmap_for
 from ..errors import RtlgenError
-from ..frontends import load_model
+from ..frontends import SUPPORTED_FORMATS, load_model
 from ..golden.network import check_codes, predict_codes, quantize_inputs
+from ..hw.core import make_core
+from ..hw.network import Network
+from ..hw.size import check_fits
+from ..hw.stream import StreamNetwork
 from ..ir.config import apply_config, load_config
+from ..ir.conv import QConv, QMaxPool
+from ..ir.model import QModel
 from ..numerics.fixed import to_float
+from .base import KindBase
 
 __all__ = ["NetworkKind"]
 
 
-class NetworkKind:
+def _layer_entry(layer, hw) -> dict:
+    """The manifest's summary of one layer and its hardware."""
+    return {"name": layer.name, "latency": hw.latency, "ii": hw.ii,
+            "in_type": str(layer.in_type), "result": str(layer.result_type),
+            "shape": [layer.n_in, layer.n_out], **layer.summary(hw.multipliers)}
+
+
+class NetworkKind(KindBase):
     """Fixed-point networks (Dense, Conv, pooling, activations): manifest kinds ``mlp`` and ``cnn``."""
 
     name = "network"
     manifest_kinds = ("mlp", "cnn")
-
-    def accepts_model_file(self, path) -> bool:
-        return Path(str(path)).suffix.lower() == ".onnx"
+    model_formats = SUPPORTED_FORMATS
+    model_type = QModel
 
     def quantized_model(self, model_path, config):
-        cfg = load_config(config)
-        return apply_config(load_model(model_path), cfg)
+        return apply_config(load_model(model_path), load_config(config))
 
-    def save_build(self, qmodel, outdir, top=None) -> dict:
-        return save_build(qmodel, outdir, top=top)
+    # -- the build ---------------------------------------------------------
 
-    def build_message(self, manifest: dict, outdir) -> str:
-        return (f"wrote {Path(outdir) / manifest['verilog']}: latency {manifest['latency']} cycles, "
-                f"II {manifest['ii']}, {manifest['multipliers']} multipliers")
+    def fit(self, qmodel) -> str:
+        return f"the core ({check_fits(qmodel).describe()})"
 
-    def load_build(self, outdir):
-        return load_build(outdir)
+    def core(self, qmodel):
+        return make_core(qmodel)
+
+    def manifest_section(self, qmodel, core) -> ManifestSection:
+        spatial = any(isinstance(layer, (QConv, QMaxPool)) for layer in qmodel.layers)
+        section = ManifestSection(
+            kind="cnn" if spatial else "mlp",
+            multipliers=sum(hw.multipliers for hw in core.layers),
+            layers=[_layer_entry(layer, hw) for layer, hw in zip(qmodel.layers, core.layers)],
+            regmap=regmap_for(qmodel) if isinstance(core, Network) else None)
+        if qmodel.input_shape is not None:
+            shape = [int(v) for v in qmodel.input_shape]
+            section.input = {"layout": "NCHW flattened C,H,W" if len(shape) == 3 else "NCL flattened C,L",
+                             "shape": shape, "bits": ELEMENT_LAYOUT}
+        if isinstance(core, StreamNetwork):
+            section.ports = {"in_data": qmodel.input_type.width * core.channels_in}
+            section.io = {"io": "stream", "stream": {
+                "channels": core.channels_in, "pixels": core.pixels_in,
+                "frame": [int(v) for v in qmodel.input_shape][1:],
+                "order": "one pixel per accept, raster order (row by row, left to right); in_data "
+                         "element c (bits [c*width, (c+1)*width)) is channel c, i.e. vector element "
+                         "c*pixels + p of pixel p",
+                "latency": "cycles from the edge that accepts a frame's last pixel to out_valid",
+                "ii": "cycles per frame at full input rate (between the last pixels of consecutive frames)",
+            }}
+        else:
+            section.io = {"io": "parallel"}
+        return section
+
+    def build_figures(self, manifest: dict) -> str:
+        return f"{manifest['multipliers']} multipliers"
+
+    # -- inputs, golden model, outputs -------------------------------------
 
     def input_codes(self, qmodel, values, raw: bool) -> np.ndarray:
         shape = getattr(qmodel, "input_shape", None)
@@ -62,5 +103,4 @@ class NetworkKind:
 
     def sensitivity_model(self, model_path, config):
         """The quantized model and the module that analyses its bit-flip sensitivity (``tmr-analysis``)."""
-        from ..analysis import sensitivity
         return self.quantized_model(model_path, config), sensitivity

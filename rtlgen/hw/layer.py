@@ -1,0 +1,110 @@
+"""The protocol every layer component of a network core follows.
+
+A network top (:class:`rtlgen.hw.network.Network`,
+:class:`rtlgen.hw.stream.StreamNetwork`) chains its layers with
+``wiring.connect(m, previous.o, layer.i)``, sums their latencies, takes the
+largest II and connects every parameter bank to the configuration bus; the
+build reports count the multipliers.  :class:`LayerHardware` states what
+they use, and nothing more.  :class:`OneCycleLayer` is the base of the
+layers that compute in one registered step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Protocol, runtime_checkable
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+
+from .arith import Operand, cast_operand
+from .ports import layer_members
+from .storage import ParamBank
+
+__all__ = ["LayerHardware", "OneCycleLayer"]
+
+
+@runtime_checkable
+class LayerHardware(Protocol):
+    """The hardware of one IR layer, as a network top uses it.
+
+    Members
+    -------
+    ``i``: In(:class:`~rtlgen.hw.ports.CodeStreamSignature`)
+        the input vector; ``i.valid`` is high for one cycle per vector.
+        The payload must stay unchanged for ``ii`` cycles after ``i.valid``.
+    ``o``: Out(:class:`~rtlgen.hw.ports.CodeStreamSignature`)
+        the result; ``o.valid`` is high for one cycle exactly ``latency``
+        cycles after the matching ``i.valid``, and ``o.payload`` holds its
+        value until the next ``o.valid``.  No back-pressure (always ready).
+
+    Attributes
+    ----------
+    ``layer``
+        the IR layer the component implements.
+    ``latency``: int
+        cycles from ``i.valid`` to ``o.valid``.
+    ``ii``: int
+        the initiation interval: the least number of cycles between two
+        ``i.valid``.
+    ``multipliers``: int
+        hardware multipliers the component instantiates (for reports).
+    ``bank``: :class:`~rtlgen.hw.storage.ParamBank` or None
+        the stored parameters on the configuration bus, None when the
+        parameters are constants.  A layer with a bank also has the ports of
+        :func:`rtlgen.hw.ports.layer_config_members`.
+    """
+
+    layer: Any
+    latency: int
+    ii: int
+    multipliers: int
+    bank: ParamBank | None
+    i: Any
+    o: Any
+
+
+class OneCycleLayer(wiring.Component):
+    """Base of the layers whose every output is a combinational function of
+    the input vector followed by one registered cast to the result type.
+
+    A :class:`LayerHardware` without stored parameters or multipliers; a
+    subclass gives :meth:`operands`.
+
+    Ports
+    -----
+    ``i``: In(CodeStreamSignature(in_type, n_in))
+        the input vector, read in the cycle of ``i.valid``.
+    ``o``: Out(CodeStreamSignature(result_type, n_out))
+        registered; holds its value until the next ``o.valid``.
+
+    Latency
+    -------
+    1 cycle from ``i.valid`` to ``o.valid``.
+
+    II
+    --
+    1; no back-pressure.
+    """
+
+    latency = 1
+    ii = 1
+    multipliers = 0
+    bank = None
+
+    def __init__(self, layer, n_in: int, n_out: int):
+        self.layer = layer
+        super().__init__(layer_members(layer.in_type, n_in, layer.result_type, n_out))
+
+    def operands(self) -> Iterable[Operand]:
+        """The value of every output before the cast (output ``k`` the
+        ``k``-th), at the input's fractional bits."""
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        m = Module()
+        t_in, t_out = self.layer.in_type, self.layer.result_type
+        m.d.sync += self.o.valid.eq(self.i.valid)
+        with m.If(self.i.valid):
+            for k, op in enumerate(self.operands()):
+                m.d.sync += self.o.payload[k].eq(cast_operand(op, t_in.frac, t_out).value)
+        return m

@@ -1,0 +1,39 @@
+"""Fixtures shared by the tests.
+
+The helpers behind them live in ``tests/helpers/`` (imported as
+``helpers.*``; ``tests/`` is on ``sys.path``, see ``pythonpath`` in
+``pyproject.toml``).  Plain functions and classes (bus drivers, I2C
+masters, tree builders...) are imported from there; what needs pytest's
+temporary folders is a fixture here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers.builds import BuildCache
+
+
+@pytest.fixture(scope="session")
+def build_cache(tmp_path_factory):
+    """``build_cache(make)`` -> a :class:`helpers.builds.BuildCache`: ``get(case)``
+    calls ``make(case, outdir)`` once per case, in a temporary folder of its own.
+
+    Typically held by a module-scoped fixture so a module's tests share builds.
+    """
+    def new(make) -> BuildCache:
+        return BuildCache(tmp_path_factory, make)
+    return new
+
+
+@pytest.fixture(scope="session")
+def bus_cores(build_cache):
+    """``bus_cores(cases, save, vectors=None)`` -> ``get(case)`` giving (model,
+    build folder, register map, plan) of cores with a configuration bus, each
+    built, linted and planned once (see :func:`helpers.bus.bus_core_maker`)."""
+    # imported here: conftest.py loads for every test, and only these use rtlgen's flows
+    from helpers.bus import bus_core_maker
+
+    def new(cases, save, vectors=None) -> BuildCache:
+        return build_cache(bus_core_maker(cases, save, vectors))
+    return new
