@@ -75,7 +75,7 @@ tools:
 	fi
 
 test: setup
-	$(VPY) -m pytest -n $(JOBS) -ra -m "not long" tests
+	$(VPY) -m pytest -n $(JOBS) -ra --durations=15 -m "not long" tests
 
 test-long: setup
 	$(VPY) -m pytest -n $(JOBS) -ra -m long tests

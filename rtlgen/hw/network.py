@@ -6,8 +6,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 
 from ..errors import RtlgenError
-from ..ir.conv import QMaxPool
-from ..ir.model import QActivation, QDense, QModel
+from ..ir.model import QModel
 from .activation import ActivationLayer
 from .config_bus import attach_config_bus, core_signature
 from .dense import DenseLayer
@@ -20,20 +19,30 @@ from .throttle import IIThrottle
 __all__ = ["Network", "make_layer", "layer_instance"]
 
 
+def _dense(layer, bus: BusLayout | None, index: int | None) -> DenseLayer:
+    if not layer.stored:
+        return DenseLayer(layer)
+    if bus is None:
+        raise RtlgenError(f"layer {layer.name!r}: storage {layer.storage!r} is supported in "
+                          "parallel cores only; use storage: constant here")
+    return DenseLayer(layer, bus.for_layer(index), bus.data_width)
+
+
+#: the hardware of each layer op (``layer.op``): (layer, bus layout or None, index in the model)
+#: -> component.  A convolution or average pool is a dense layer over its unrolled matrix.
+LAYER_HARDWARE = {
+    "dense": _dense, "conv": _dense, "avgpool": _dense,
+    "maxpool": lambda layer, bus, index: MaxPoolLayer(layer),
+    "activation": lambda layer, bus, index: ActivationLayer(layer),
+}
+
+
 def make_layer(layer, bus: BusLayout | None = None, index: int | None = None) -> LayerHardware:
     """The hardware component for one quantized IR layer (``index`` in the model, for its bus words)."""
-    if isinstance(layer, QMaxPool):
-        return MaxPoolLayer(layer)
-    if isinstance(layer, QDense):
-        if layer.stored:
-            if bus is None:
-                raise RtlgenError(f"layer {layer.name!r}: storage {layer.storage!r} is supported in "
-                                  "parallel cores only; use storage: constant here")
-            return DenseLayer(layer, bus.for_layer(index), bus.data_width)
-        return DenseLayer(layer)
-    if isinstance(layer, QActivation):
-        return ActivationLayer(layer)
-    raise TypeError(f"no hardware for {type(layer).__name__}")
+    make = LAYER_HARDWARE.get(getattr(layer, "op", None))
+    if make is None:
+        raise TypeError(f"no hardware for {type(layer).__name__}")
+    return make(layer, bus, index)
 
 
 class Network(wiring.Component):

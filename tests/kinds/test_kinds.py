@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,9 @@ from rtlgen.ir.forest_config import quantize_forest
 from rtlgen.ir.model import LAYER_TYPES, QModel
 from rtlgen.kinds import KINDS, build_core, kind_for_build, kind_for_model_file, kind_of, load_build, save_build
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).parent / "fixtures"
+from helpers.paths import FIXTURES, ROOT
+
+REPO = ROOT
 CNN_CONFIG = {
     "input": "ufixed<8,1,RND,SAT>",
     "default": {"weight": "fixed<6,0,RND,SAT>", "bias": "fixed<8,2,RND,SAT>", "result": "fixed<12,4,RND,SAT>"},

@@ -37,6 +37,7 @@ from rtlgen.ir.config import apply_config
 from rtlgen.ir.conv import Conv, Pool, QConv, window_taps
 from rtlgen.ir.model import Activation, Dense, FloatModel, QModel
 
+from helpers.paths import ROOT
 from helpers.stream_timing import measure_timing, single_stage_timing
 
 TYPES = {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<8,4,RND,SAT>",
@@ -357,8 +358,7 @@ def test_padded_average_pool_with_varying_divisor_limits():
 
 def test_cli_stream_build_and_sim_of_the_econt_model(tmp_path, capsys):
     """The shipped ECON-T-style encoder, streamed, through the CLI on Icarus."""
-    from pathlib import Path
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     cfg = yaml.safe_load((root / "models" / "econt_encoder.yaml").read_text())
     cfg.setdefault("default", {})["io"] = "stream"
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
@@ -392,8 +392,7 @@ def test_streamed_layers_keep_constant_weights(tmp_path):
 @pytest.mark.long   # a streamed two-conv section runs on Verilator in make test (unused_tail)
 def test_cicada_style_example_streams_on_verilator(tmp_path, capsys):
     """The shipped CICADA-style model (18x14 map, two streamed convs) through the CLI."""
-    from pathlib import Path
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     out = tmp_path / "core"
     assert main(["build", str(root / "models" / "cicada_encoder.onnx"), "-c",
                  str(root / "models" / "cicada_encoder.yaml"), "-o", str(out)]) == 0
