@@ -18,7 +18,7 @@ from rtlgen.errors import RtlgenError
 from rtlgen.flows import tools
 from rtlgen.flows.sim import run_sim
 
-SIMULATORS = ["icarus", "verilator"]
+from helpers.sims import SIMULATORS
 
 
 def addone_verilog(top: str, count: int, width: int, latency: int, ii: int) -> str:

@@ -23,8 +23,6 @@ from rtlgen.numerics.fixed import parse_type
 from helpers.paths import JET, JET_CFG
 from helpers.sims import on_simulators
 
-SIMULATORS = ["icarus", "verilator"]
-
 
 def random_model(sizes, seed, sparsity=0.3, scale=1.0):
     rng = np.random.default_rng(seed)

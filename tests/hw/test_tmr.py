@@ -37,7 +37,7 @@ from helpers.bus import AmaranthBus, check_bus_bench, program_and_infer
 from helpers.core import infer, run
 from helpers.i2c import I2CMaster
 from helpers.paths import ROOT
-from helpers.sims import on_simulators
+from helpers.sims import SIMULATORS, on_simulators
 
 BASE = {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<8,3,RND,SAT>", "result": "fixed<10,4,RND,SAT>"}
 
@@ -350,7 +350,7 @@ def test_config_bus_and_faults_cocotb(sim_built, case, simulator, tmp_path):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+@pytest.mark.parametrize("simulator", SIMULATORS)
 def test_generic_bench_runs_a_core_with_a_bus(sim_built, simulator, tmp_path):
     """sims/test_core.py keeps the bus idle: the trained parameters infer exactly."""
     q, outdir, _, plan = sim_built("mlp_tmr4")
