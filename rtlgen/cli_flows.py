@@ -21,7 +21,7 @@ from .errors import RtlgenError
 from .flows.faults import run_campaign, summary_lines
 from .flows.lint import WAIVERS, lint_build
 from .flows.report import report
-from .flows.sweep import sweep
+from .flows.sweep import sweep, variant_label
 from .flows.synth import synth
 from .kinds import kind_for_model_file
 from .npyio import load_array
@@ -97,10 +97,11 @@ def cmd_report(args) -> int:
 def cmd_sweep(args) -> int:
     summary = sweep(args.model, args.config, args.reuse, args.target, args.output, jobs=args.jobs,
                     pnr=args.pnr, device=args.device, clock_mhz=args.clock_mhz, dsp=args.dsp,
-                    tools=args.tools, progress=_progress)
-    front = [str(row["reuse"]) for row in summary["rows"] if row.get("pareto_latency")]
+                    tools=args.tools, progress=_progress, arithmetic_list=args.arithmetic,
+                    clock_list=args.clocks)
+    front = [variant_label(row) for row in summary["rows"] if row.get("pareto_latency")]
     print(f"sweep: {len(summary['rows'])} variants in {summary['elapsed_s']:.0f} s; Pareto front "
-          f"(cost against latency): R = {', '.join(front)}; wrote sweep.md, sweep.json"
+          f"(cost against latency): {', '.join(front)}; wrote sweep.md, sweep.json"
           + (", pareto.png" if summary.get("png") else "") + f" in {args.output}")
     return 0
 
@@ -194,11 +195,18 @@ def add_commands(sub) -> None:
     p.add_argument("outdir", help="build folder")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("sweep", help="build and synthesize a model at several reuse factors")
+    p = sub.add_parser("sweep", help="build and synthesize a model at several reuse factors "
+                                     "(arithmetics, clock targets)")
     p.add_argument("model", help="model file (.onnx)")
     p.add_argument("--config", "-c", required=True, help="precision configuration (YAML or JSON)")
     p.add_argument("--reuse", "-r", default="1,2,4,8",
                    help="comma-separated reuse factors, integers or 'full' (default: 1,2,4,8)")
+    p.add_argument("--arithmetic", "-a",
+                   help="also sweep the dense layers' arithmetic: comma-separated multipliers, shift_add, auto "
+                        "(default: as configured)")
+    p.add_argument("--clocks", help="also sweep the clock target (the config's clock_mhz) of the shift_add "
+                                    "layers: comma-separated MHz; with --pnr and no --clock-mhz each variant "
+                                    "is placed and routed at its own")
     p.add_argument("-o", "--output", required=True, help="sweep folder to write")
     p.add_argument("--jobs", "-j", type=_positive_int, default=2, help="parallel workers (default 2)")
     _synth_options(p)

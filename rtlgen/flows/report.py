@@ -56,6 +56,12 @@ def _layer_row(entry: dict) -> dict:
         "nonzero_weights": entry.get("nonzero_weights"),
         "latency": entry.get("latency", 0),
         "ii": entry.get("ii", 1),
+        "arithmetic": entry.get("arithmetic"),
+        "adders": entry.get("adders"),
+        "adder_depth": entry.get("adder_depth"),
+        "register_ranks": entry.get("register_ranks"),
+        "est_luts": entry.get("est_luts"),
+        "fused_into": entry.get("fused_into"),
     }
 
 
@@ -130,16 +136,22 @@ def render_markdown(data: dict) -> str:
     lines += [f"Input: {inp.get('count')} x `{inp.get('type')}`; output: {out.get('count')} x "
               f"`{out.get('type')}`.", ""]
     lines += ["## Layers", "",
-              "| layer | op | shape | types | reuse | multipliers | latency (cycles) | II |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| layer | op | shape | types | reuse | arithmetic | multipliers | adders (depth, ranks) "
+              "| est. LUTs | latency (cycles) | II |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for layer in data["layers"]:
         n_in, n_out = layer["shape"]
         shape = f"{n_in} x {n_out}" if layer["op"] == "dense" else f"{n_out}"
+        arith = layer.get("arithmetic") or (f"fused into {layer['fused_into']}" if layer.get("fused_into") else "")
+        adders = (f"{layer['adders']} ({layer['adder_depth']}, {layer['register_ranks']})"
+                  if layer.get("adders") is not None else "")
         lines.append(f"| {layer['name']} | {layer['op']} | {shape} | {_types_text(layer['types'])} | "
-                     f"{layer['reuse_factor']} | {layer['multipliers']} | {layer['latency']} | {layer['ii']} |")
+                     f"{layer['reuse_factor']} | {arith} | {layer['multipliers']} | {adders} | "
+                     f"{_num(layer.get('est_luts')) if layer.get('adders') is not None else ''} | "
+                     f"{layer['latency']} | {layer['ii']} |")
     streamed = data.get("io") == "stream"
     if data["overhead_cycles"] and not streamed:
-        lines.append(f"| (input register) | | | | | | {data['overhead_cycles']} | |")
+        lines.append(f"| (input register) | | | | | | | | | {data['overhead_cycles']} | |")
     lines += ["", "## Totals", ""]
     if streamed:
         lines += [f"- latency: **{data['latency_cycles']} cycles** from the accept of a frame's last pixel "

@@ -1,10 +1,14 @@
-"""Design-space sweep over the reuse factor.
+"""Design-space sweep over the reuse factor, the arithmetic and the clock target.
 
 :func:`sweep` builds one core per reuse factor R (every dense layer gets
-``min(R, its nonzero weights)``, or one multiplier with ``full``),
-synthesizes each for a target, and writes into the sweep folder
+``min(R, its nonzero weights)``, or one multiplier with ``full``), and
+optionally per ``arithmetic`` (``multipliers``, ``shift_add``, ``auto``:
+every dense layer gets it) and per clock target (the configuration's
+``clock_mhz``, which places the registers of the shift-and-add layers; with
+place and route and no ``clock_mhz`` option it is also the clock nextpnr
+aims at), synthesizes each for a target, and writes into the sweep folder
 
-``r<R>/``
+``r<R>/`` (``r<R>-<arithmetic>-<clock>mhz/`` when those are swept too)
     the build folder of each variant, with its ``synth/<target>/`` results;
 ``sweep.json``, ``sweep.md``
     one row per variant: latency, II, multipliers, resources, Fmax (with
@@ -24,7 +28,9 @@ run on other machines that share the sweep folder.
 A reuse factor above a layer's limit (its nonzero weights, or weight
 positions with stored weights) gives that layer its limit; the progress
 output says so and the row's ``reuse_per_layer`` records what each layer
-got.  A reuse factor above every layer's limit is refused.  On Ctrl-C or
+got.  A reuse factor above every layer's limit is refused.  A shift-and-add
+graph is built once per weight, so ``shift_add`` variants with R > 1 are
+skipped (and said so).  On Ctrl-C or
 SIGTERM the worker processes stop their variant (removing its temporary
 folders) and ``sweep.json``/``sweep.md`` are written with ``"status":
 "interrupted"`` and the rows finished so far.
@@ -47,13 +53,15 @@ from .. import progress
 from ..emit.atomic import temp_file_for, write_text_atomic
 from ..errors import RtlgenError, Terminated
 from ..frontends import load_model
+from ..ir.arithmetic import ARITHMETICS
 from ..ir.config import apply_config, load_config
 from ..ir.model import QDense
 from ..kinds import kind_named
 from ..procs import signal_children
 from .synth import _check_args, find_tool, load_synth_report, synth
 
-__all__ = ["sweep", "pareto_front", "parse_reuse_list", "run_variant"]
+__all__ = ["sweep", "variant_label", "pareto_front", "parse_reuse_list", "parse_arithmetic_list", "parse_clock_list",
+           "run_variant"]
 
 SWEEP_JSON = "sweep.json"
 SWEEP_MD = "sweep.md"
@@ -83,6 +91,45 @@ def parse_reuse_list(value) -> list:
             out.append(r)
     if not out:
         raise RtlgenError("--reuse: give at least one reuse factor, e.g. 1,2,4")
+    return out
+
+
+def parse_arithmetic_list(value) -> list:
+    """``"multipliers,shift_add"`` or a list -> the arithmetic names (duplicates dropped)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        text = str(item).strip().lower()
+        if not text:
+            continue
+        if text not in ARITHMETICS:
+            raise RtlgenError(f"--arithmetic: {item!r} is not one of {', '.join(ARITHMETICS)}")
+        if text not in out:
+            out.append(text)
+    if not out:
+        raise RtlgenError("--arithmetic: give at least one of " + ", ".join(ARITHMETICS))
+    return out
+
+
+def parse_clock_list(value) -> list:
+    """``"100,150"`` or a list -> clock targets in MHz (duplicates dropped)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            mhz = float(text)
+        except ValueError:
+            raise RtlgenError(f"--clocks: {item!r} is not a clock frequency in MHz") from None
+        if not 1 <= mhz <= 2000:
+            raise RtlgenError(f"--clocks: clock targets must be from 1 to 2000 MHz, got {text}")
+        mhz = int(mhz) if mhz.is_integer() else mhz
+        if mhz not in out:
+            out.append(mhz)
+    if not out:
+        raise RtlgenError("--clocks: give at least one clock target in MHz, e.g. 100,150")
     return out
 
 
@@ -136,13 +183,15 @@ def _worker_stop(signum, frame) -> None:
     raise Terminated()  # unwinds the variant
 
 
-def run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: bool, device,
+def run_variant(qmodel_dict: dict, variant: dict, outdir: str, target: str, pnr: bool, device,
                 clock_mhz, dsp: bool, tools: str) -> dict:
-    """Build and synthesize one variant; runs in a worker.  Never raises for user errors."""
+    """Build and synthesize one variant; runs in a worker.  Never raises for user errors.
+
+    ``variant``: its row keys (``reuse``, and ``arithmetic``/``clock_mhz`` when swept)."""
     global _BUSY
     _BUSY = True
     try:
-        return _run_variant(qmodel_dict, label, outdir, target, pnr, device, clock_mhz, dsp, tools)
+        return _run_variant(qmodel_dict, variant, outdir, target, pnr, device, clock_mhz, dsp, tools)
     except KeyboardInterrupt:
         if _IN_POOL:
             os._exit(130)  # the variant is cleaned up; do not go on to a variant queued for this worker
@@ -151,10 +200,10 @@ def run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: bo
         _BUSY = False
 
 
-def _run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: bool, device,
+def _run_variant(qmodel_dict: dict, variant: dict, outdir: str, target: str, pnr: bool, device,
                  clock_mhz, dsp: bool, tools: str) -> dict:
-    kind = kind_named("network")     # the sweep varies the reuse factors of a network's layers
-    row: dict = {"reuse": label, "folder": Path(outdir).name, "error": None}
+    kind = kind_named("network")     # the sweep varies the layers of a network
+    row: dict = {**variant, "folder": Path(outdir).name, "error": None}
     try:
         t0 = time.perf_counter()
         manifest = kind.save_build(kind.model_type.from_dict(qmodel_dict), outdir)
@@ -162,6 +211,8 @@ def _run_variant(qmodel_dict: dict, label: str, outdir: str, target: str, pnr: b
                     "multipliers": manifest["multipliers"],
                     "reuse_per_layer": {layer["name"]: layer["reuse_factor"] for layer in manifest["layers"]
                                         if layer.get("op") in ("dense", "conv", "avgpool")},
+                    "arithmetic_per_layer": {layer["name"]: layer.get("arithmetic") for layer in manifest["layers"]
+                                             if layer.get("op") in ("dense", "conv", "avgpool")},
                     "build_s": round(time.perf_counter() - t0, 2)})
         try:
             rep = synth(outdir, target, pnr=pnr, device=device, clock_mhz=clock_mhz, dsp=dsp, tools=tools)
@@ -188,14 +239,70 @@ def _layer_limit(layer) -> int:
     return max(1, int(getattr(layer, "reuse_limit", layer.nonzero)))
 
 
-def _variant_config(cfg: dict, dense: dict[str, int], reuse) -> dict:
+def _variant_config(cfg: dict, dense: dict[str, int], reuse, arithmetic: str | None = None,
+                    clock_mhz=None) -> dict:
     out = copy.deepcopy(cfg)
     layers = dict(out.get("layers") or {})
     for name, nonzero in dense.items():
         own = dict(layers.get(name) or {})
         own["reuse_factor"] = "full" if reuse == "full" else min(int(reuse), nonzero)
+        if arithmetic is not None:
+            own["arithmetic"] = arithmetic
         layers[name] = own
     out["layers"] = layers
+    if clock_mhz is not None:
+        out["clock_mhz"] = clock_mhz
+    return out
+
+
+def variant_label(variant: dict) -> str:
+    """How a variant (or its row) is named in messages and tables: ``R=1 shift_add 150 MHz``."""
+    parts = [f"R={variant['reuse']}"]
+    if "arithmetic" in variant:
+        parts.append(variant["arithmetic"])
+    if "clock_mhz" in variant:
+        parts.append(f"{variant['clock_mhz']} MHz")
+    return " ".join(parts)
+
+
+def _folder(variant: dict) -> str:
+    parts = [f"r{variant['reuse']}"]
+    if "arithmetic" in variant:
+        parts.append(variant["arithmetic"])
+    if "clock_mhz" in variant:
+        parts.append(f"{variant['clock_mhz']}mhz")
+    return "-".join(parts)
+
+
+def _variants(float_model, cfg: dict, dense: dict, reuses: list, arithmetics, clocks, progress):
+    """The (row keys, quantized model) of every variant; combinations that cannot exist are skipped."""
+    out = []
+    skipped = []
+    for r in reuses:
+        for a in arithmetics or [None]:
+            if a == "shift_add" and r != 1 and any(r == "full" or min(r, n) > 1 for n in dense.values()):
+                skipped.append(f"R={r} {a}")
+                continue
+            for c in clocks or [None]:
+                variant = {"reuse": r}
+                if arithmetics:
+                    variant["arithmetic"] = a
+                if clocks:
+                    variant["clock_mhz"] = c
+                try:
+                    q = apply_config(float_model, _variant_config(cfg, dense, r, a, c))
+                except RtlgenError as exc:
+                    if c is not None and "clock_mhz" in str(exc) and "no layer" in str(exc):
+                        # no shift_add layer: the clock target only drives place and route
+                        q = apply_config(float_model, _variant_config(cfg, dense, r, a, None))
+                    else:
+                        raise RtlgenError(f"sweep variant {variant_label(variant)}: {exc}") from None
+                out.append((variant, q))
+    if skipped and progress is not None:
+        progress("sweep: skipped (a shift_add graph is built once per weight, reuse factor 1): "
+                 + ", ".join(skipped))
+    if not out:
+        raise RtlgenError("sweep: no variant left: shift_add needs reuse factor 1 (add 1 to --reuse)")
     return out
 
 
@@ -214,7 +321,7 @@ def _prepare_outdir(outdir: Path) -> None:
         raise RtlgenError(f"cannot create the sweep folder {outdir}: {exc.strerror or exc}") from None
 
 
-def _collect(futures: list, progress: Progress | None, labels: list, rows: list) -> list[dict]:
+def _collect(futures: list, progress: Progress | None, variants: list, rows: list) -> list[dict]:
     """Wait for the variants; ``rows[k]`` gets variant k's row as it finishes (kept on Ctrl-C)."""
     index = {id(f): k for k, f in enumerate(futures)}
     if all(isinstance(f, Future) for f in futures):
@@ -226,7 +333,7 @@ def _collect(futures: list, progress: Progress | None, labels: list, rows: list)
         try:
             row = fut.result()
         except Exception as exc:  # a worker died or the executor failed
-            row = {"reuse": labels[k], "folder": f"r{labels[k]}", "error": f"worker failed: {exc!r}"}
+            row = {**variants[k], "folder": _folder(variants[k]), "error": f"worker failed: {exc!r}"}
         rows[k] = row
         if progress is not None:
             if row.get("resources") is not None:
@@ -238,23 +345,29 @@ def _collect(futures: list, progress: Progress | None, labels: list, rows: list)
                     msg += f" (place and route failed: {row['error']})"
             else:
                 msg = f"failed: {row['error']}"
-            progress(f"sweep: R={labels[k]} done: {msg}")
+            progress(f"sweep: {variant_label(variants[k])} done: {msg}")
     return [row for row in rows if row is not None]
 
 
 def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: int = 2, *,
           pnr: bool = False, device: str | None = None, clock_mhz: float | None = None,
-          dsp: bool = True, tools: str = "auto", progress: Progress | None = None) -> dict:
-    """Build and synthesize ``model`` under ``config`` for each reuse factor.
+          dsp: bool = True, tools: str = "auto", progress: Progress | None = None,
+          arithmetic_list=None, clock_list=None) -> dict:
+    """Build and synthesize ``model`` under ``config`` for each reuse factor
+    (and each arithmetic of ``arithmetic_list`` and clock target of ``clock_list``).
 
     ``model``: a model file path or a FloatModel; ``config``: a path or a
-    dict; ``reuse_list``: e.g. ``[1, 2, 4, "full"]`` or ``"1,2,4"``.
+    dict; ``reuse_list``: e.g. ``[1, 2, 4, "full"]`` or ``"1,2,4"``;
+    ``arithmetic_list``: e.g. ``"multipliers,shift_add"``; ``clock_list``:
+    e.g. ``"100,150"`` (MHz).
     Returns the sweep summary (also written to ``OUTDIR/sweep.json``).
     Raises :class:`RtlgenError` after writing the summary if any variant
     failed.
     """
     _check_args(target, pnr, device, clock_mhz, tools)
     reuses = parse_reuse_list(reuse_list)
+    arithmetics = parse_arithmetic_list(arithmetic_list) if arithmetic_list is not None else None
+    clocks = parse_clock_list(clock_list) if clock_list is not None else None
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise RtlgenError(f"--jobs must be a positive integer, got {jobs!r}")
     float_model = load_model(model)
@@ -275,12 +388,16 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     if pnr:
         find_tool(f"nextpnr-{target}", tools)
     clamped = {r: {name: limit for name, limit in dense.items() if r != "full" and r > limit} for r in reuses}
-    variants = [(r, apply_config(float_model, _variant_config(cfg, dense, r))) for r in reuses]
+    variants = _variants(float_model, cfg, dense, reuses, arithmetics, clocks, progress)
 
     outdir = Path(outdir)
     _prepare_outdir(outdir)
     summary = {"format": 1, "model": base.name, "target": target, "pnr": pnr, "device": device,
-               "status": "running", "reuse": reuses, "rows": []}
+               "status": "running", "reuse": reuses, "variants": len(variants), "rows": []}
+    if arithmetics:
+        summary["arithmetic"] = arithmetics
+    if clocks:
+        summary["clock_mhz"] = clocks
     write_text_atomic(outdir / SWEEP_JSON, json.dumps(summary, indent=2) + "\n")
 
     own = executor is None
@@ -295,13 +412,14 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
                          "which get their limit: "
                          + ", ".join(f"{name} R={limit}" for name, limit in clamped[r].items()))
     t0 = time.perf_counter()
-    labels = [r for r, _ in variants]
+    keys = [v for v, _ in variants]
     futures: list = []
     slots: list = [None] * len(variants)
     try:
-        futures = [executor.submit(run_variant, q.to_dict(), r, str((outdir / f"r{r}").resolve()), target,
-                                   pnr, device, clock_mhz, dsp, tools) for r, q in variants]
-        _collect(futures, progress, labels, slots)
+        futures = [executor.submit(run_variant, q.to_dict(), v, str((outdir / _folder(v)).resolve()), target,
+                                   pnr, device, clock_mhz if clock_mhz is not None else v.get("clock_mhz"),
+                                   dsp, tools) for v, q in variants]
+        _collect(futures, progress, keys, slots)
     except KeyboardInterrupt:
         with _signals_held():
             _abandon(executor, futures, own, slots)
@@ -323,7 +441,7 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     if failed:
         first = failed[0]
         raise RtlgenError(f"{len(failed)} of {len(rows)} sweep variants failed (see {outdir / SWEEP_MD}); "
-                          f"R={first['reuse']}: {first['error']}")
+                          f"{variant_label(first)}: {first['error']}")
     return summary
 
 
@@ -406,14 +524,14 @@ def _finish(summary: dict, rows: list[dict], clamped: dict, target: str, t0: flo
 
 
 def render_markdown(summary: dict) -> str:
-    lines = [f"# Reuse-factor sweep of {summary['model']} ({summary['target']})", ""]
+    lines = [f"# Sweep of {summary['model']} ({summary['target']})", ""]
     if summary.get("status") == "interrupted":
-        lines += [f"Interrupted: {len(summary['rows'])} of {len(summary.get('reuse') or [])} variants "
+        lines += [f"Interrupted: {len(summary['rows'])} of {summary.get('variants', len(summary.get('reuse') or []))} variants "
                   "finished.", ""]
     lines += [
              f"Cost = {summary.get('cost', 'LUTs + DSP')}; * marks the Pareto front "
              "(cost against latency / against II).", "",
-             "| R | latency (cycles) | II | multipliers | LUTs | FFs | DSP | cells | cost | Fmax (MHz) "
+             "| variant | latency (cycles) | II | multipliers | LUTs | FFs | DSP | cells | cost | Fmax (MHz) "
              "| latency (ns) | front: latency | front: II | note |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
@@ -423,7 +541,7 @@ def render_markdown(summary: dict) -> str:
 
     for row in summary["rows"]:
         lines.append(
-            f"| {row['reuse']} | {v(row, 'latency')} | {v(row, 'ii')} | {v(row, 'multipliers')} | "
+            f"| {variant_label(row)} | {v(row, 'latency')} | {v(row, 'ii')} | {v(row, 'multipliers')} | "
             f"{v(row, 'resources', 'luts')} | {v(row, 'resources', 'ffs')} | {v(row, 'resources', 'dsp')} | "
             f"{v(row, 'resources', 'cells')} | {v(row, 'cost')} | {v(row, 'fmax_mhz')} | "
             f"{v(row, 'latency_ns')} | {'*' if row.get('pareto_latency') else ''} | "
@@ -464,13 +582,13 @@ def _plot(summary: dict, path: Path) -> str | None:
             ax.plot([p[0] for p in front], [p[1] for p in front], "-o", color="tab:red",
                     label="Pareto front", zorder=3)
         for row in rows:
-            ax.annotate(f"R={row['reuse']}", (row["cost"], row[key]), textcoords="offset points",
+            ax.annotate(variant_label(row), (row["cost"], row[key]), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)
         ax.set_xlabel(summary.get("cost", "cost"))
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{summary['model']}: reuse-factor sweep ({summary['target']})")
+    fig.suptitle(f"{summary['model']}: sweep ({summary['target']})")
     fig.tight_layout()
     try:
         with temp_file_for(path, ".png") as tmp:

@@ -13,13 +13,16 @@ from .dense import DenseLayer
 from .layer import LayerHardware
 from .pool import MaxPoolLayer
 from .ports import CodeStream, CodeStreamSignature
+from .shift_add import FusedActivation, ShiftAddDense
 from .storage import BusLayout, bus_layout
 from .throttle import IIThrottle
 
-__all__ = ["Network", "make_layer", "layer_instance"]
+__all__ = ["Network", "make_layer", "make_layers", "layer_instance"]
 
 
-def _dense(layer, bus: BusLayout | None, index: int | None) -> DenseLayer:
+def _dense(layer, bus: BusLayout | None, index: int | None):
+    if layer.arithmetic == "shift_add":
+        return ShiftAddDense(layer)
     if not layer.stored:
         return DenseLayer(layer)
     if bus is None:
@@ -43,6 +46,21 @@ def make_layer(layer, bus: BusLayout | None = None, index: int | None = None) ->
     if make is None:
         raise TypeError(f"no hardware for {type(layer).__name__}")
     return make(layer, bus, index)
+
+
+def make_layers(layers: list, bus: BusLayout | None = None) -> list[LayerHardware]:
+    """The hardware of every layer; an activation right after a shift-and-add layer is
+    done in that layer's last stage (it becomes a :class:`FusedActivation`)."""
+    out: list[LayerHardware] = []
+    for k, layer in enumerate(layers):
+        after = layers[k + 1] if k + 1 < len(layers) else None
+        if out and isinstance(out[-1], ShiftAddDense) and out[-1].activation is layer:
+            out.append(FusedActivation(layer, into=out[-1].layer.name))
+        elif getattr(layer, "arithmetic", None) == "shift_add" and getattr(after, "op", None) == "activation":
+            out.append(ShiftAddDense(layer, activation=after))
+        else:
+            out.append(make_layer(layer, bus, k))
+    return out
 
 
 class Network(wiring.Component):
@@ -101,8 +119,7 @@ class Network(wiring.Component):
     def __init__(self, model: QModel):
         self.model = model
         self.bus = bus_layout(model)
-        self.layers: list[LayerHardware] = [make_layer(layer, self.bus, k)
-                                            for k, layer in enumerate(model.layers)]
+        self.layers: list[LayerHardware] = make_layers(model.layers, self.bus)
         self.latency = 1 + sum(layer.latency for layer in self.layers)
         self.ii = max([layer.ii for layer in self.layers] or [1])
         signature, self.i2c = core_signature(model.input_type, model.n_in, model.output_type, model.n_out,

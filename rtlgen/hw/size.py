@@ -15,6 +15,9 @@ The estimate (bytes of peak resident memory of the building process)::
             PER_MULTIPLIER * multipliers + PER_POSITION * positions      (reuse_factor > 1)
     + PER_ELEMENT * elements   (max-pool comparators, activations, line-buffer registers)
 
+    a shift-and-add layer (``arithmetic: shift_add``) costs
+        width factor times PER_ADDER * adders (of its adder graph)
+
     forests: BASE + PER_FOREST_NODE * nodes (internal nodes and leaves)
 
 ``positions`` are the matrix entries that get a multiplier (nonzero
@@ -71,6 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RtlgenError
+from ..ir.arithmetic import dense_graph
 from ..ir.conv import QConv, QMaxPool
 from ..ir.model import QActivation, QDense
 
@@ -87,6 +91,8 @@ PER_MULTIPLIER_R1 = 51.5 * KIB
 PER_MULTIPLIER = 51 * KIB
 PER_POSITION = 13.7 * KIB
 PER_ELEMENT = 13.7 * KIB
+#: one adder of a shift-and-add graph (see the module docstring)
+PER_ADDER = 40 * KIB
 #: xgboost forests of depth 6 (make_classification data, constant storage): 200 trees,
 #: 11,316 nodes: +66 MB over the loaded process (6.0 KB a node, 11 s); 800 trees,
 #: 22,380 nodes: +174 MB (8.0 KB a node, 34 s).  A stored 200-tree forest was still
@@ -120,6 +126,8 @@ class LayerSize:
     reuse_limit: int | None = None
     #: input width + weight width: the width of a product before its range is known
     product_bits: int = REFERENCE_PRODUCT_BITS
+    #: the adders of a shift-and-add layer (None: it has multipliers)
+    adders: int | None = None
 
     @property
     def bytes(self) -> float:
@@ -128,6 +136,8 @@ class LayerSize:
 
     def bytes_at(self, reuse_factor: int) -> float:
         """The estimate of this layer were its reuse factor ``reuse_factor``."""
+        if self.adders is not None and reuse_factor == self.reuse_factor:
+            return PER_ADDER * self.adders * _width_factor(self.product_bits) + PER_ELEMENT * self.elements
         multipliers = _ceil_div(self.positions, reuse_factor) if reuse_factor != self.reuse_factor \
             else self.multipliers
         if reuse_factor <= 1:
@@ -160,6 +170,9 @@ class SizeEstimate:
     def describe(self) -> str:
         """``5 layers, 4,234 multipliers`` (and the memory when above :data:`SHOW_ABOVE`)."""
         text = f"{len(self.layers)} layer{'s' if len(self.layers) != 1 else ''}, {self.multipliers:,} multipliers"
+        adders = sum(layer.adders or 0 for layer in self.layers)
+        if adders:
+            text += f", {adders:,} adders"
         if self.bytes > SHOW_ABOVE:
             text += f", about {format_bytes(self.bytes)} of memory"
         return text
@@ -186,6 +199,9 @@ def layer_size(layer) -> LayerSize:
     if isinstance(layer, QDense):
         positions = layer.positions
         r = max(1, int(layer.reuse_factor))
+        if layer.arithmetic == "shift_add":
+            return LayerSize(name, 0, positions, 0, r, max(1, positions), _product_bits(layer),
+                             adders=dense_graph(layer).adders)
         return LayerSize(name, _ceil_div(positions, r), positions, 0, r, max(1, positions), _product_bits(layer))
     if isinstance(layer, QMaxPool):
         comparators = layer.n_out * max(0, math.prod(layer.kernel) - 1)
@@ -316,8 +332,10 @@ def check_fits(model) -> SizeEstimate:
         return estimate
     worst = max(estimate.layers, key=lambda layer: layer.bytes)
     where = "available" if source == "available" else f"allowed by {source}"
-    head = (f"layer {worst.name!r}: {worst.multipliers:,} multipliers ({worst.positions:,} weights at "
-            f"reuse_factor {worst.reuse_factor}) make the core need about {format_bytes(estimate.bytes)} of "
+    what = (f"{worst.adders:,} adders ({worst.positions:,} weights as shift_add)" if worst.adders is not None
+            else f"{worst.multipliers:,} multipliers ({worst.positions:,} weights at reuse_factor "
+                 f"{worst.reuse_factor})")
+    head = (f"layer {worst.name!r}: {what} make the core need about {format_bytes(estimate.bytes)} of "
             f"memory to build, but {format_bytes(room)} is {where}")
     if worst.reuse_limit is None:
         raise RtlgenError(f"{head}: make the layer smaller, or build on a machine with more memory")
@@ -325,6 +343,10 @@ def check_fits(model) -> SizeEstimate:
     if needed is None:
         raise RtlgenError(f"{head}; even the largest reuse_factor ({worst.reuse_limit}) does not fit: "
                           "make the layer smaller (prune weights), or build on a machine with more memory")
+    if worst.adders is not None:
+        raise RtlgenError(f"{head}: build layer {worst.name!r} with multipliers at reuse_factor {needed} or "
+                          f"more to fit (config: layers: {{{json.dumps(worst.name)}: {{arithmetic: multipliers, "
+                          f"reuse_factor: {needed}}}}})")
     raise RtlgenError(f"{head}: raise reuse_factor of layer {worst.name!r} to at least {needed} to fit "
                       f"(config: layers: {{{json.dumps(worst.name)}: {{reuse_factor: {needed}}}}})")
 

@@ -61,7 +61,8 @@ from ..numerics.fixed import product_range
 from .activation import ActivationLayer
 from .arith import Operand, cast_operand, range_shape, select, shape_of
 from .dense import DenseLayer
-from .network import _ident, layer_instance, make_layer
+from .network import _ident, layer_instance, make_layers
+from .shift_add import FusedActivation, ShiftAddDense
 from .pool import MaxPoolLayer
 from .ports import CoreSignature, layer_members
 
@@ -167,7 +168,8 @@ def _window_layer(layer) -> object:
     return QDense(name=layer.name, in_type=layer.in_type, weight_type=layer.weight_type,
                   bias_type=layer.bias_type, result_type=layer.result_type,
                   weights=np.asarray(weights), bias=bias, reuse_factor=layer.reuse_factor,
-                  accum_type=layer.accum_type, adder_levels=layer.adder_levels)
+                  accum_type=layer.accum_type, adder_levels=layer.adder_levels,
+                  arithmetic=layer.arithmetic, clock_mhz=layer.clock_mhz, timing_target=layer.timing_target)
 
 
 class AvgPoolWindow(wiring.Component):
@@ -295,14 +297,20 @@ class WindowStage(wiring.Component):
         self.reuse = layer.reuse_factor if isinstance(layer, QConv) else 1
         g = self.geom
         self.divisors = None
+        acts = [QActivation(name=a.name, kind=a.kind, size=self.compute_out, in_type=a.in_type,
+                            result_type=a.result_type) for a in activations]
         if isinstance(layer, QConv) and layer.varying_divisor:
             self.divisors = _divisor_codes(layer, g)
             self.compute = AvgPoolWindow(layer, self.divisors[3])
+        elif isinstance(layer, QMaxPool):
+            self.compute = MaxPoolLayer(_window_layer(layer))
+        elif layer.arithmetic == "shift_add":   # the first activation rides in its last stage
+            self.compute = ShiftAddDense(_window_layer(layer), activation=acts[0] if acts else None)
         else:
-            self.compute = (MaxPoolLayer if isinstance(layer, QMaxPool) else DenseLayer)(_window_layer(layer))
-        self.activations = [ActivationLayer(QActivation(name=a.name, kind=a.kind, size=self.compute_out,
-                                                        in_type=a.in_type, result_type=a.result_type))
-                            for a in activations]
+            self.compute = DenseLayer(_window_layer(layer))
+        self.activations = [FusedActivation(a, into=layer.name)
+                            if isinstance(self.compute, ShiftAddDense) and self.compute.activation is a
+                            else ActivationLayer(a) for a in acts]
         out_t = activations[-1].result_type if activations else layer.result_type
         self.out_type = out_t
         self.pad_code = layer.in_type.min_code if isinstance(layer, QMaxPool) else 0
@@ -735,7 +743,7 @@ class StreamNetwork(wiring.Component):
 
     The submodule ``stream`` (:class:`StreamFront`) takes the pixels and
     gives each frame's last streamed map; the parallel layers
-    (:func:`~rtlgen.hw.network.make_layer`, submodules named by
+    (:func:`~rtlgen.hw.network.make_layers`, submodules named by
     :func:`~rtlgen.hw.network.layer_instance`) follow in a chain from its
     ``x_valid``/``x_data`` to ``out_valid``/``out_data``.
 
@@ -762,7 +770,7 @@ class StreamNetwork(wiring.Component):
     def __init__(self, model: QModel):
         split = stream_prefix(model)
         self.model = model
-        self.parallel = [make_layer(layer) for layer in model.layers[split:]]
+        self.parallel = make_layers(model.layers[split:])
         par_ii = max([hw.ii for hw in self.parallel] or [1])
         self.front = StreamFront(model.layers[:split], frame_gap=par_ii)
         # hardware per model layer (window compute for streamed layers)

@@ -25,7 +25,16 @@ Per-layer keys:
     1 .. number of nonzero weights, or ``full`` (one multiplier).  Each
     multiplier is used R times per inference; II = R.
 ``adder_levels``
-    adder-tree levels between pipeline registers (default 2, at least 1).
+    adder-tree levels between pipeline registers (default 2, at least 1)
+    when the configuration has no ``clock_mhz``.
+``arithmetic``
+    ``auto`` (default), ``shift_add`` or ``multipliers``.  ``shift_add``
+    builds the layer's constant matrix-vector product without multipliers,
+    as one graph of adders shared across the matrix
+    (:mod:`rtlgen.ir.arithmetic`); it needs constant weights, reuse factor
+    1 and no ``accum`` type.  ``auto`` takes ``shift_add`` where it applies
+    and its estimated LUTs do not exceed those of the multipliers, else
+    ``multipliers``.
 ``io``
     ``parallel`` (default): the whole input vector is one word and every
     output is computed at once.  ``stream`` (Conv and pooling layers): the
@@ -50,11 +59,17 @@ constant); MaxPool takes ``result`` and ``io``.
 
 Top-level ``i2c: {address: 0x42, clk_hz: 10e6, filter_cycles: 3}`` puts an
 I2C target (:mod:`rtlgen.hw.i2c`) in front of the configuration bus.
+Top-level ``clock_mhz: 150`` (with ``target: ecp5``, ``ice40`` or
+``xilinx``; default ``ecp5``) places the registers of the ``shift_add``
+layers by the target's delay model (:mod:`rtlgen.numerics.pipeline`): the
+fewest register ranks whose estimated paths fit the clock period, instead
+of one rank every ``adder_levels`` levels.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -62,13 +77,18 @@ from ..errors import RtlgenError, RtlgenWarning
 from ..numerics.fixed import Overflow, parse_type, quantize
 from .config_file import config_name, key_list, read_config_file
 from .conv import Conv, Pool, QConv, QMaxPool, pool_matrix
+from .arithmetic import ARITHMETICS, choose, shift_add_problem
 from .params import check_storage, check_tmr_bits
+from ..numerics.pipeline import TIMING_TARGETS
 from .model import Activation, Dense, FloatModel, QActivation, QDense, QModel
 
-DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "io", "storage", "tmr_bits"}
+DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "io", "storage", "tmr_bits",
+              "arithmetic"}
 ACTIVATION_KEYS = {"result", "io"}
 IO_MODES = ("parallel", "stream")
-TOP_KEYS = {"input", "default", "layers", "name", "i2c"}
+TOP_KEYS = {"input", "default", "layers", "name", "i2c", "clock_mhz", "target"}
+#: what a layer gets without an ``arithmetic`` key
+DEFAULT_ARITHMETIC = "auto"
 I2C_KEYS = {"address", "clk_hz", "filter_cycles"}
 
 
@@ -229,6 +249,37 @@ def _quantize_param(values: np.ndarray, typ, where: str) -> np.ndarray:
     return quantize(values, typ)
 
 
+def _timing(cfg: dict):
+    """The top-level clock target: (clock_mhz or None, delay-model target)."""
+    clock = cfg.get("clock_mhz")
+    target = cfg.get("target")
+    if clock is None:
+        if target is not None:
+            raise RtlgenError("config: target chooses the delay model of clock_mhz, which is not set: "
+                              "add clock_mhz (e.g. clock_mhz: 150) or remove target")
+        return None, "ecp5"
+    if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not 1 <= clock <= 2000:
+        raise RtlgenError(f"config: clock_mhz must be a number from 1 to 2000 (MHz), got {clock!r}")
+    target = "ecp5" if target is None else target
+    if target not in TIMING_TARGETS:
+        raise RtlgenError(f"config: target must be one of {', '.join(TIMING_TARGETS)} (the delay model "
+                          f"of clock_mhz), got {target!r}")
+    return float(clock), target
+
+
+def _arithmetic(q: QDense, merged: dict, where: str) -> str:
+    """The layer's resolved arithmetic (``auto`` chosen by cost)."""
+    arith = merged.get("arithmetic", DEFAULT_ARITHMETIC)
+    if arith not in ARITHMETICS:
+        raise RtlgenError(f"{where}: arithmetic must be one of {', '.join(ARITHMETICS)}, got {arith!r}")
+    if arith == "shift_add":
+        problem = shift_add_problem(q)
+        if problem is not None:
+            raise RtlgenError(f"{where}: arithmetic: shift_add does not apply: {problem}")
+        return arith
+    return choose(q) if arith == "auto" else arith
+
+
 def apply_config(model: FloatModel, config) -> QModel:
     """Quantize ``model`` under ``config``; every problem is an RtlgenError."""
     cfg = load_config(config)
@@ -255,6 +306,7 @@ def apply_config(model: FloatModel, config) -> QModel:
                 f"config 'layers' names {key!r}, which is not a layer of the model; "
                 f"the layers are: {', '.join(names)}")
 
+    clock_mhz, target = _timing(cfg)
     layers = []
     in_type = input_type
     size = model.n_in
@@ -346,6 +398,7 @@ def apply_config(model: FloatModel, config) -> QModel:
                           count_include_pad=layer.count_include_pad, op="avgpool", io=io)
             else:
                 q = QDense(**common)
+            q = replace(q, arithmetic=_arithmetic(q, merged, where), clock_mhz=clock_mhz, timing_target=target)
             size = layer.n_out
         elif isinstance(layer, Activation):
             q = QActivation(name=layer.name, kind=layer.kind, size=size, in_type=in_type,
@@ -361,6 +414,10 @@ def apply_config(model: FloatModel, config) -> QModel:
     if default.get("tmr_bits") is not None and not any(getattr(q, "storage", None) == "tmr" for q in layers):
         raise RtlgenError("config 'default': tmr_bits applies only to layers with storage: tmr, and no layer "
                           "has it: set storage: tmr (in default or per layer) or remove tmr_bits")
+    if clock_mhz is not None and not any(getattr(q, "arithmetic", None) == "shift_add" for q in layers):
+        raise RtlgenError("config: clock_mhz places the registers of shift_add layers, and no layer of "
+                          f"model {model.name!r} is built with shift_add: remove clock_mhz, or set "
+                          "arithmetic: shift_add (or auto) where the layers allow it")
     name = config_name(cfg, model.name)
     i2c = i2c_option(cfg.get("i2c"), any(getattr(layer, "stored", False) for layer in layers))
     return QModel(name=name, input_type=input_type, n_in=model.n_in, layers=layers,

@@ -127,6 +127,12 @@ class QDense:
     op: str = "dense"
     storage: str = "constant"
     tmr_bits: Optional[int] = None
+    #: how the constant matrix-vector product is built: ``multipliers`` or ``shift_add``
+    arithmetic: str = "multipliers"
+    #: the clock target that places the registers of a ``shift_add`` layer (None: ``adder_levels``)
+    clock_mhz: Optional[float] = None
+    #: the delay model of that target (:data:`rtlgen.numerics.pipeline.DELAY_MODELS`)
+    timing_target: str = "ecp5"
 
     @property
     def n_in(self) -> int:
@@ -153,7 +159,9 @@ class QDense:
 
     @property
     def multipliers(self) -> int:
-        """Multipliers the hardware instantiates: ceil(positions / R)."""
+        """Multipliers the hardware instantiates: ceil(positions / R) (none with ``shift_add``)."""
+        if self.arithmetic == "shift_add":
+            return 0
         nz = self.positions
         return -(-nz // self.reuse_factor) if nz else 0
 
@@ -206,6 +214,10 @@ class QDense:
         }
         if self.stored:
             out.update({"storage": self.storage, "tmr_bits": self.tmr_bits})
+        if self.arithmetic != "multipliers":
+            out["arithmetic"] = self.arithmetic
+        if self.clock_mhz is not None:
+            out.update({"clock_mhz": self.clock_mhz, "timing_target": self.timing_target})
         return out
 
     @classmethod
@@ -219,7 +231,7 @@ class QDense:
             "accum": str(self.accum_type) if self.accum_type else None,
             "reuse_factor": self.reuse_factor, "adder_levels": self.adder_levels,
             "weights": self.n_in * self.n_out, "nonzero_weights": self.nonzero,
-            "multipliers": multipliers,
+            "multipliers": multipliers, "arithmetic": self.arithmetic,
         }
         if self.stored:
             out.update({"storage": self.storage, "tmr_bits": self.tmr_bits, "weight_positions": self.positions})
@@ -348,6 +360,9 @@ def dense_fields(ld: dict) -> dict:
         accum_type=parse_type(ld["accum_type"]) if ld.get("accum_type") else None,
         weights=int_array(ld["weights"]), bias=int_array(ld["bias"]),
         reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2)),
+        arithmetic=str(ld.get("arithmetic", "multipliers")),
+        clock_mhz=float(ld["clock_mhz"]) if ld.get("clock_mhz") is not None else None,
+        timing_target=str(ld.get("timing_target", "ecp5")),
         **_storage_fields(ld))
 
 

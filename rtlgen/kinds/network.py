@@ -27,7 +27,8 @@ def _layer_entry(layer, hw) -> dict:
     """The manifest's summary of one layer and its hardware."""
     return {"name": layer.name, "latency": hw.latency, "ii": hw.ii,
             "in_type": str(layer.in_type), "result": str(layer.result_type),
-            "shape": [layer.n_in, layer.n_out], **layer.summary(hw.multipliers)}
+            "shape": [layer.n_in, layer.n_out], **layer.summary(hw.multipliers),
+            **getattr(hw, "figures", {})}
 
 
 class NetworkKind(KindBase):

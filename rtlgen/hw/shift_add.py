@@ -1,0 +1,163 @@
+"""Dense layers without multipliers: the constant matrix-vector product as a shared adder graph."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import wiring
+
+from ..ir.arithmetic import dense_graph, dense_plan, shift_add_figures, shift_add_problem, sum_frac
+from ..ir.model import QActivation, QDense
+from .arith import Operand, cast_operand, range_shape
+from .ports import layer_members
+
+__all__ = ["ShiftAddDense", "FusedActivation"]
+
+
+class ShiftAddDense(wiring.Component):
+    """A constant-weight dense layer ``y = cast_result(x @ W + b)`` built from adders.
+
+    A :class:`~rtlgen.hw.layer.LayerHardware` with no multipliers.  The
+    graph of :func:`rtlgen.ir.arithmetic.dense_graph` (signed-digit weights,
+    subexpressions shared across the matrix, exact node widths) is cut into
+    pipeline stages by :func:`rtlgen.ir.arithmetic.dense_plan`: the fewest
+    register ranks that meet the layer's ``clock_mhz`` on its delay model, or
+    a rank every ``adder_levels`` adder levels without a clock target.  The
+    output cast (and, with ``activation``, a ReLU or linear activation and
+    its cast) shares the last stage, before the output register.
+
+    Ports
+    -----
+    ``i``: In(CodeStreamSignature(in_type, n_in))
+        the input vector, read in the cycle of ``i.valid`` (the pipeline
+        takes a new vector every cycle).
+    ``o``: Out(CodeStreamSignature(result type, n_out))
+        the result (the activation's result type when one is fused); holds
+        its value until the next ``o.valid``.
+
+    Latency
+    -------
+    ``self.latency`` = register ranks + 1 (the output register).
+
+    II
+    --
+    1; no back-pressure.
+    """
+
+    ii = 1
+    multipliers = 0
+    bank = None
+
+    def __init__(self, layer: QDense, activation: QActivation | None = None):
+        problem = shift_add_problem(layer)
+        if problem is not None:
+            raise ValueError(f"layer {layer.name!r}: {problem}")
+        self.layer = layer
+        self.activation = activation
+        self.graph = dense_graph(layer)
+        self.plan = dense_plan(layer, fused_activation=activation is not None)
+        self.latency = self.plan.ranks + 1
+        self.out_type = activation.result_type if activation is not None else layer.result_type
+        super().__init__(layer_members(layer.in_type, layer.n_in, self.out_type, layer.n_out))
+
+    @property
+    def figures(self) -> dict:
+        """The layer's adder-graph figures for the manifest and reports."""
+        out = {"arithmetic": "shift_add", **shift_add_figures(self.layer, self.plan),
+               "clock_mhz": self.layer.clock_mhz}
+        if self.layer.clock_mhz is not None:
+            out["timing_target"] = self.layer.timing_target
+        if self.activation is not None:
+            out["fused_activation"] = self.activation.name
+        return out
+
+    def elaborate(self, platform):
+        m = Module()
+        graph, plan = self.graph, self.plan
+        node_value: dict[int, object] = {}
+        staged: dict[tuple[int, int], object] = {}
+
+        def at(k: int, stage: int):
+            """Node ``k`` as seen in ``stage`` (through a register per rank it crosses)."""
+            node = graph.nodes[k]
+            if node.kind == "const":
+                return Const(node.value, range_shape(node.lo, node.hi))
+            if stage == plan.stage[k]:
+                return node_value[k]
+            key = (k, stage)
+            if key not in staged:
+                reg = Signal(range_shape(node.lo, node.hi), name=f"n{k}_r{stage}")
+                m.d.sync += reg.eq(at(k, stage - 1))
+                staged[key] = reg
+            return staged[key]
+
+        for k, node in enumerate(graph.nodes):
+            if node.kind == "input":
+                node_value[k] = self.i.payload[node.index]
+            elif node.kind == "add":
+                s = plan.stage[k]
+                a = at(node.a, s) << node.a_shift
+                b = at(node.b, s) << node.b_shift
+                sig = Signal(range_shape(node.lo, node.hi), name=f"n{k}")
+                m.d.comb += sig.eq(a + b if node.sign > 0 else a - b)
+                node_value[k] = sig
+
+        valid = self.i.valid
+        for rank in range(1, plan.ranks + 1):
+            nxt = Signal(name=f"valid_r{rank}")
+            m.d.sync += nxt.eq(valid)
+            valid = nxt
+
+        layer, act = self.layer, self.activation
+        frac = sum_frac(layer)
+        # (the registers that bring every output to the last stage are made here, outside the If)
+        totals = [Operand(at(k, plan.ranks), graph.nodes[k].lo, graph.nodes[k].hi).shifted(shift)
+                  for k, shift in graph.outputs]
+        m.d.sync += self.o.valid.eq(valid)
+        with m.If(valid):
+            for j, total in enumerate(totals):
+                y = cast_operand(total, frac, layer.result_type)
+                if act is not None:
+                    if act.kind == "relu" and y.lo < 0:
+                        y = Operand(Mux(y.value < 0, 0, y.value), max(0, y.lo), max(0, y.hi))
+                    y = cast_operand(y, layer.result_type.frac, act.result_type)
+                m.d.sync += self.o.payload[j].eq(y.value)
+        return m
+
+
+class FusedActivation(wiring.Component):
+    """The place of an activation whose work a :class:`ShiftAddDense` before it does.
+
+    A :class:`~rtlgen.hw.layer.LayerHardware` that passes its input through.
+
+    Ports
+    -----
+    ``i``: In(CodeStreamSignature(result_type, size)), ``o``: Out(same)
+        ``o`` is ``i``, combinationally.
+
+    Latency
+    -------
+    0.
+
+    II
+    --
+    1.
+    """
+
+    latency = 0
+    ii = 1
+    multipliers = 0
+    bank = None
+
+    def __init__(self, layer: QActivation, into: str):
+        self.layer = layer
+        self.into = into
+        super().__init__(layer_members(layer.result_type, layer.size, layer.result_type, layer.size))
+
+    @property
+    def figures(self) -> dict:
+        return {"fused_into": self.into}
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+        return m

@@ -1,0 +1,370 @@
+"""Constant matrix-vector products as shared shift-and-add graphs.
+
+:func:`adder_graph` turns ``y = x @ W + b`` with a constant integer matrix
+``W`` ([n_in, n_out]) and integer inputs in known ranges into a graph of
+two-input adders:
+
+1. every weight is recoded in canonical signed digits (CSD: no two
+   adjacent nonzero digits, the fewest nonzero digits of any signed-digit
+   form), so column ``j`` is a sum of terms ``±x_i << k``;
+2. common subexpressions are shared across the whole matrix: repeatedly,
+   the pair of terms ``(x_a << k, ±x_b << (k + d))`` that occurs (up to a
+   common shift) in the most columns becomes one adder ``x_a ± (x_b << d)``,
+   and every occurrence is replaced by the new node (Hartley's method,
+   applied to the matrix rather than to one weight at a time).  A pair is
+   only taken while the new node stays within the depth of the balanced
+   tree the column would need without sharing, so sharing never makes the
+   graph deeper;
+3. the remaining terms of every column (and its bias, as a constant leaf)
+   are summed by a tree that always adds the two shallowest terms first,
+   which gives the least depth for the leaves' depths.
+
+Every node carries its exact value range, computed from its integer
+coefficient on each input (the inputs vary independently, so the bounds
+are attained); its word width (:func:`rtlgen.numerics.fixed.bits_for_range`)
+is therefore exact, never wider than the values need.  The graph is pure
+integer bookkeeping: :mod:`rtlgen.hw.shift_add` turns it into hardware and
+the golden model does not need it (the sums are exact).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .fixed import bits_for_range
+
+__all__ = ["csd_digits", "Node", "Term", "AdderGraph", "adder_graph"]
+
+#: the most term pairs counted before the pair search narrows (keeps large layers fast)
+PAIR_BUDGET = 1_500_000
+
+
+def csd_digits(value: int) -> list[tuple[int, int]]:
+    """The canonical signed-digit form of ``value``: ``[(shift, ±1), ...]``, low digit first.
+
+    ``sum(sign << shift)`` equals ``value``; no two digits are adjacent.
+    """
+    value = int(value)
+    digits = []
+    k = 0
+    while value:
+        if value & 1:
+            d = 2 - (value & 3)          # +1 when value % 4 == 1, -1 when value % 4 == 3
+            digits.append((k, d))
+            value -= d
+        value >>= 1
+        k += 1
+    return digits
+
+
+@dataclass(frozen=True)
+class Node:
+    """One value of the graph.
+
+    ``kind`` is ``"input"`` (input ``index``), ``"const"`` (the integer
+    ``value``) or ``"add"``: ``(a << a_shift) + sign * (b << b_shift)``
+    with ``a``/``b`` node numbers (at most one of the shifts is nonzero).
+    ``lo``/``hi`` is the exact range, ``depth`` the adders on the longest
+    path from an input.
+    """
+    kind: str
+    lo: int
+    hi: int
+    depth: int = 0
+    index: int = 0
+    value: int = 0
+    a: int = 0
+    a_shift: int = 0
+    b: int = 0
+    b_shift: int = 0
+    sign: int = 1
+
+    @property
+    def width(self) -> int:
+        return bits_for_range(self.lo, self.hi)[0]
+
+    @property
+    def is_signed(self) -> bool:
+        return bits_for_range(self.lo, self.hi)[1]
+
+
+@dataclass(frozen=True)
+class Term:
+    """``sign * (node << shift)``, one summand of a column."""
+    node: int
+    shift: int
+    sign: int
+
+
+@dataclass
+class AdderGraph:
+    """The result of :func:`adder_graph`.
+
+    ``nodes[k]`` for ``k < n_in`` is input ``k``; ``outputs[j]`` is
+    ``(node, shift)``: output ``j`` equals ``nodes[node] << shift`` (its
+    sign is always positive).
+    """
+    n_in: int
+    nodes: list[Node]
+    outputs: list[tuple[int, int]]
+    #: node number -> its coefficient on every input and its constant
+    coefficients: list[dict] = field(repr=False, default_factory=list)
+
+    @property
+    def adders(self) -> int:
+        return sum(1 for n in self.nodes if n.kind == "add")
+
+    @property
+    def depth(self) -> int:
+        return max([self.nodes[k].depth for k, _ in self.outputs] or [0])
+
+    def adder_bits(self) -> int:
+        """Sum of the adders' result widths less the low bits that pass through
+        unchanged (a first-order LUT count on a carry-chain FPGA)."""
+        total = 0
+        for n in self.nodes:
+            if n.kind == "add":
+                total += max(1, n.width - max(n.a_shift, n.b_shift))
+        return total
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """The outputs for integer inputs ``x`` [N, n_in] (object integers), node by node."""
+        x = np.asarray(x, dtype=object)
+        vals: list = []
+        for n in self.nodes:
+            if n.kind == "input":
+                vals.append(x[:, n.index])
+            elif n.kind == "const":
+                vals.append(np.full(x.shape[0], n.value, dtype=object))
+            else:
+                vals.append((vals[n.a] << n.a_shift) + n.sign * (vals[n.b] << n.b_shift))
+        out = np.zeros((x.shape[0], len(self.outputs)), dtype=object)
+        for j, (k, s) in enumerate(self.outputs):
+            out[:, j] = vals[k] << s
+        return out
+
+
+class _Builder:
+    def __init__(self, ranges: list[tuple[int, int]]):
+        self.ranges = ranges
+        self.nodes: list[Node] = []
+        self.coefs: list[dict] = []
+        self.consts: dict[int, int] = {}
+        self.adds: dict[tuple, int] = {}
+        for i, (lo, hi) in enumerate(ranges):
+            self.nodes.append(Node("input", int(lo), int(hi), index=i))
+            self.coefs.append({i: 1})
+
+    def _range(self, coef: dict) -> tuple[int, int]:
+        lo = hi = coef.get(None, 0)
+        for i, c in coef.items():
+            if i is None:
+                continue
+            a, b = c * self.ranges[i][0], c * self.ranges[i][1]
+            lo += min(a, b)
+            hi += max(a, b)
+        return lo, hi
+
+    def const(self, value: int) -> int:
+        value = int(value)
+        if value not in self.consts:
+            self.consts[value] = len(self.nodes)
+            self.nodes.append(Node("const", value, value, value=value))
+            self.coefs.append({None: value})
+        return self.consts[value]
+
+    def add(self, a: int, a_shift: int, b: int, b_shift: int, sign: int) -> int:
+        key = (a, a_shift, b, b_shift, sign)
+        if key in self.adds:
+            return self.adds[key]
+        coef = {k: c << a_shift for k, c in self.coefs[a].items()}
+        for k, c in self.coefs[b].items():
+            v = coef.get(k, 0) + sign * (c << b_shift)
+            if v:
+                coef[k] = v
+            else:
+                coef.pop(k, None)
+        lo, hi = self._range(coef)
+        depth = max(self.nodes[a].depth, self.nodes[b].depth) + 1
+        self.adds[key] = len(self.nodes)
+        self.nodes.append(Node("add", lo, hi, depth=depth, a=a, a_shift=a_shift, b=b, b_shift=b_shift,
+                               sign=sign))
+        self.coefs.append(coef)
+        return self.adds[key]
+
+    def depth(self, k: int) -> int:
+        return self.nodes[k].depth
+
+
+def _pair_key(t1: tuple, t2: tuple):
+    """The shift-free pattern of two terms ``(node, shift, sign)`` and the term order."""
+    (n1, s1, g1), (n2, s2, g2) = t1, t2
+    if (n2, s2) < (n1, s1):
+        (n1, s1, g1), (n2, s2, g2) = (n2, s2, g2), (n1, s1, g1)
+    return (n1, n2, s2 - s1, g1 * g2)
+
+
+class _Columns:
+    """The columns as sets of terms, with the count of every pair pattern."""
+
+    def __init__(self, columns: list[dict], window: int | None):
+        self.cols = columns                  # column -> {(node, shift): sign}
+        self.window = window
+        self.count: dict[tuple, int] = {}
+        self.heap: list = []
+        self.node_cols: dict[int, set] = {}
+        for c, col in enumerate(columns):
+            terms = [(n, s, g) for (n, s), g in col.items()]
+            for n, _, _ in terms:
+                self.node_cols.setdefault(n, set()).add(c)
+            for x in range(len(terms)):
+                for y in range(x + 1, len(terms)):
+                    if self._counted(terms[x], terms[y]):
+                        key = _pair_key(terms[x], terms[y])
+                        self.count[key] = self.count.get(key, 0) + 1
+
+    def _counted(self, t1, t2) -> bool:
+        return self.window is None or t1[0] == t2[0] or abs(t1[0] - t2[0]) <= self.window
+
+    def _bump(self, key, delta: int, push: list):
+        v = self.count.get(key, 0) + delta
+        if v:
+            self.count[key] = v
+        else:
+            self.count.pop(key, None)
+        if delta > 0 and v >= 2:
+            push.append(key)
+
+    def remove(self, c: int, term: tuple, push: list):
+        col = self.cols[c]
+        del col[(term[0], term[1])]
+        for (n, s), g in col.items():
+            if self._counted(term, (n, s, g)):
+                self._bump(_pair_key(term, (n, s, g)), -1, push)
+        if not any(n == term[0] for n, _ in col):
+            self.node_cols[term[0]].discard(c)
+
+    def insert(self, c: int, term: tuple, push: list):
+        """Add ``term`` to column ``c``, merging it with an equal (node, shift) term."""
+        col = self.cols[c]
+        n, s, g = term
+        old = col.get((n, s))
+        if old is not None:
+            self.remove(c, (n, s, old), push)
+            if old == g:                      # x + x = x << 1
+                self.insert(c, (n, s + 1, g), push)
+            return                            # x - x = 0
+        for (m, t), h in col.items():
+            if self._counted(term, (m, t, h)):
+                self._bump(_pair_key(term, (m, t, h)), +1, push)
+        col[(n, s)] = g
+        self.node_cols.setdefault(n, set()).add(c)
+
+
+def _tree_depth(n: int) -> int:
+    d = 0
+    while n > 1:
+        n = (n + 1) // 2
+        d += 1
+    return d
+
+
+def adder_graph(weights, ranges, bias=None, *, bias_shift: int = 0, weight_shift: int = 0,
+                share: bool = True) -> AdderGraph:
+    """The shift-and-add graph of ``y_j = sum_i (x_i * w_ij << weight_shift) + (b_j << bias_shift)``.
+
+    ``weights``: integer matrix [n_in, n_out]; ``ranges``: the (lo, hi) of
+    every input; ``bias``: n_out integers or None.  ``share=False`` skips the
+    common-subexpression step (plain CSD adder trees, for comparison).
+    """
+    w = np.asarray(weights, dtype=object)
+    n_in, n_out = w.shape
+    b = [0] * n_out if bias is None else [int(v) for v in np.asarray(bias, dtype=object).reshape(-1)]
+    g = _Builder([(int(lo), int(hi)) for lo, hi in ranges])
+    cols: list[dict] = []
+    for j in range(n_out):
+        col: dict = {}
+        for i in range(n_in):
+            for k, d in csd_digits(int(w[i, j])):
+                col[(i, k + weight_shift)] = d
+        cols.append(col)
+    if share:
+        _share(g, cols)
+    outputs = [_sum_column(g, col, b[j] << bias_shift if b[j] else 0) for j, col in enumerate(cols)]
+    return AdderGraph(n_in, g.nodes, outputs, g.coefs)
+
+
+def _share(g: _Builder, cols: list[dict]) -> None:
+    sizes = [len(col) for col in cols]
+    limit = _tree_depth(max(sizes or [0]))
+    pairs = sum(n * (n - 1) // 2 for n in sizes)
+    window = None
+    if pairs > PAIR_BUDGET:   # count only pairs of nearby inputs (and of one input with itself)
+        n_in = max([n for col in cols for n, _ in col] or [0]) + 1
+        window = max(1, int(n_in * PAIR_BUDGET / pairs))
+    state = _Columns(cols, window)
+    heap = [(-v, abs(key[2]), key) for key, v in state.count.items() if v >= 2]
+    heapq.heapify(heap)
+    while heap:
+        neg, _, key = heapq.heappop(heap)
+        have = state.count.get(key, 0)
+        if have < 2:
+            continue
+        if have != -neg:
+            heapq.heappush(heap, (-have, abs(key[2]), key))
+            continue
+        n1, n2, d, sign = key
+        if max(g.depth(n1), g.depth(n2)) + 1 > limit:
+            continue
+        matches = []                          # (column, shift of the n1 term, its sign): disjoint pairs
+        for c in sorted(state.node_cols.get(n1, set()) & state.node_cols.get(n2, set())):
+            col = cols[c]
+            used = set()
+            for (n, s), g1 in col.items():
+                other = (n2, s + d)
+                if n != n1 or (n, s) in used or other in used or other == (n, s) \
+                        or col.get(other) != g1 * sign:
+                    continue
+                used.update({(n, s), other})
+                matches.append((c, s, g1))
+        # orient the new node so that most of its uses add it (a column of negative terms
+        # only would need a negation at its root)
+        flip = sign < 0 and 2 * sum(1 for _, _, g1 in matches if g1 < 0) > len(matches)
+        if flip:
+            node = g.add(n2, max(0, d), n1, max(0, -d), -1)
+        else:
+            node = g.add(n1, max(0, -d), n2, max(0, d), sign)
+        push: list = []
+        for c, s, g1 in matches:
+            state.remove(c, (n1, s, g1), push)
+            state.remove(c, (n2, s + d, g1 * sign), push)
+            state.insert(c, (node, min(s, s + d), -g1 if flip else g1), push)
+        for k in push:
+            v = state.count.get(k, 0)
+            if v >= 2:
+                heapq.heappush(heap, (-v, abs(k[2]), k))
+
+
+def _sum_column(g: _Builder, col: dict, bias: int) -> tuple[int, int]:
+    """Sum a column's terms (and its constant) shallowest first; the result as (node, shift)."""
+    terms = [(g.depth(n), n, s, sign) for (n, s), sign in col.items()]
+    if bias:
+        terms.append((0, g.const(bias), 0, 1))
+    if not terms:
+        return g.const(0), 0
+    heapq.heapify(terms)
+    while len(terms) > 1:
+        d1, n1, s1, g1 = heapq.heappop(terms)
+        d2, n2, s2, g2 = heapq.heappop(terms)
+        if g1 < 0 and g2 > 0:
+            n1, s1, g1, n2, s2, g2 = n2, s2, g2, n1, s1, g1
+        m = min(s1, s2)
+        node = g.add(n1, s1 - m, n2, s2 - m, g1 * g2)
+        heapq.heappush(terms, (g.depth(node), node, m, g1))
+    _, node, shift, sign = terms[0]
+    if sign < 0:
+        node = g.add(g.const(0), 0, node, 0, -1)
+    return node, shift

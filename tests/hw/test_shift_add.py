@@ -1,0 +1,185 @@
+"""Shift-and-add layers in Amaranth's simulator, and the configuration that selects them.
+
+The case matrix of the multiplier cores (signed and unsigned inputs, the
+rounding and overflow modes, zero and +-2^k weights, single-row and
+single-column matrices, a zero matrix, biases, fused ReLU) is run against the
+golden model; the RTL benches on Icarus and Verilator are in
+``test_shift_add_rtl.py``.
+"""
+
+import numpy as np
+import pytest
+
+from rtlgen.errors import RtlgenError
+from rtlgen.frontends.python_api import mlp
+from rtlgen.golden.network import predict_codes
+from rtlgen.hw.network import Network
+from rtlgen.hw.shift_add import FusedActivation, ShiftAddDense
+from rtlgen.ir.arithmetic import dense_plan
+from rtlgen.ir.config import apply_config
+
+from helpers.core import infer, run
+
+
+def special_weights(n_in, n_out, seed):
+    """Random weights with zeros, +-2^k and +-(2^k - 1) mixed in (as float values of 3 fraction bits)."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-31, 32, size=(n_in, n_out)).astype(float)
+    specials = np.array([0, 1, -1, 2, -2, 8, -8, 16, -16, 7, -7, 31, -32])
+    mask = rng.random(w.shape) < 0.5
+    w[mask] = rng.choice(specials, size=int(mask.sum()))
+    return w / 8.0
+
+
+def check(q, n=60, seed=0):
+    net = Network(q)
+    t = q.input_type
+    rng = np.random.default_rng(seed)
+    x = rng.integers(t.min_code, t.max_code + 1, size=(n, q.n_in))
+    x[0], x[1], x[2] = t.max_code, t.min_code, 0
+    x[3] = np.where(np.arange(q.n_in) % 2, t.max_code, t.min_code)
+    got = []
+
+    async def bench(ctx):
+        got.append(await infer(ctx, net, x))
+    run(net, bench)
+    expected = predict_codes(q, x)
+    assert np.array_equal(got[0], expected)
+    return net
+
+
+SHAPES = [(6, 5), (1, 4), (5, 1), (1, 1), (12, 9)]
+TYPES = [("fixed<8,3,RND,SAT>", "fixed<9,4,RND,SAT>"),
+         ("ufixed<7,2,TRN,SAT>", "fixed<7,2,RND_CONV,SAT_SYM>"),
+         ("fixed<7,3,TRN,WRAP>", "fixed<6,2,TRN,WRAP>")]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("types", TYPES)
+def test_single_layer_matches_golden(shape, types):
+    n_in, n_out = shape
+    model = mlp([special_weights(n_in, n_out, n_in * 10 + n_out)],
+                [np.linspace(-1.5, 1.5, n_out)], activations="relu")
+    q = apply_config(model, {"input": types[0], "default": {
+        "weight": "fixed<7,3,RND,SAT>", "bias": "fixed<6,3,RND,SAT>", "result": types[1],
+        "arithmetic": "shift_add"}})
+    net = check(q)
+    assert isinstance(net.layers[0], ShiftAddDense) and net.layers[0].multipliers == 0
+
+
+@pytest.mark.parametrize("clock,target", [(None, None)] + [(mhz, target) for mhz in (50, 150, 400)
+                                                           for target in ("ecp5", "ice40", "xilinx")])
+def test_mlp_with_fused_relu_at_clock_targets(clock, target):
+    rng = np.random.default_rng(3)
+    model = mlp([special_weights(10, 12, 1), special_weights(12, 6, 2), special_weights(6, 3, 3)],
+                [rng.normal(0, 1, 12), rng.normal(0, 1, 6), rng.normal(0, 1, 3)], activations="relu")
+    cfg = {"input": "fixed<10,3,RND,SAT>", "default": {
+        "weight": "fixed<7,3,RND,SAT>", "bias": "fixed<7,3,RND,SAT>", "result": "fixed<12,5,RND,SAT>"},
+        "layers": {"relu_0": {"result": "ufixed<8,3,RND,SAT>"}}}
+    if clock is not None:
+        cfg.update(clock_mhz=clock, target=target)
+    q = apply_config(model, cfg)
+    net = check(q)
+    kinds = [type(hw) for hw in net.layers]
+    assert kinds == [ShiftAddDense, FusedActivation] * 2 + [ShiftAddDense]
+    # the ReLU costs no cycle: the core is the input register and the dense layers
+    assert net.latency == 1 + sum(hw.latency for hw in net.layers if isinstance(hw, ShiftAddDense))
+    assert all(hw.latency == 0 for hw in net.layers if isinstance(hw, FusedActivation))
+
+
+def test_a_slower_clock_needs_no_more_ranks():
+    rng = np.random.default_rng(4)
+    model = mlp([rng.normal(0, 1, (16, 16))], [rng.normal(0, 1, 16)])
+    ranks = []
+    for mhz in (50, 100, 200, 400):
+        q = apply_config(model, {"input": "fixed<12,4,RND,SAT>", "clock_mhz": mhz, "default": {
+            "weight": "fixed<8,3,RND,SAT>", "bias": "fixed<8,3,RND,SAT>", "result": "fixed<16,6,RND,SAT>"}})
+        ranks.append(dense_plan(q.layers[0]).ranks)
+    assert ranks == sorted(ranks) and ranks[0] < ranks[-1]
+
+
+def test_zero_matrix_and_zero_columns():
+    w = special_weights(4, 3, 9)
+    w[:, 1] = 0
+    model = mlp([w, np.zeros((3, 2))], [np.array([0.5, -0.25, 1.0]), np.array([0.75, -1.0])])
+    q = apply_config(model, {"input": "fixed<6,2,RND,SAT>", "default": {
+        "weight": "fixed<6,2,RND,SAT>", "bias": "fixed<6,2,RND,SAT>", "result": "fixed<8,3,RND,SAT>",
+        "arithmetic": "shift_add"}})
+    check(q)
+
+
+def test_conv_as_shift_add_matches_golden():
+    from rtlgen.frontends import load_model
+    from helpers.paths import FIXTURES
+    q = apply_config(load_model(FIXTURES / "cnn2d_torchscript.onnx"), {
+        "input": "fixed<6,2,RND,SAT>", "clock_mhz": 200,
+        "default": {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<8,4,RND,SAT>",
+                    "result": "fixed<9,4,RND_CONV,SAT>"}})
+    convs = [layer for layer in q.layers if getattr(layer, "op", None) == "conv"]
+    assert convs and all(layer.arithmetic == "shift_add" for layer in convs)
+    check(q, n=16)
+
+
+# -- configuration ------------------------------------------------------------
+
+BASE = {"input": "fixed<8,3,RND,SAT>",
+        "default": {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<6,2,RND,SAT>", "result": "fixed<10,4,RND,SAT>"}}
+
+
+def _cfg(**default):
+    out = {"input": BASE["input"], "default": {**BASE["default"], **default}}
+    return out
+
+
+def _model():
+    rng = np.random.default_rng(0)
+    return mlp([rng.normal(0, 1, (4, 3))], [rng.normal(0, 1, 3)])
+
+
+def test_auto_is_the_default_and_picks_shift_add_for_constant_layers():
+    q = apply_config(_model(), _cfg())
+    assert q.layers[0].arithmetic == "shift_add"
+    assert apply_config(_model(), _cfg(reuse_factor=2)).layers[0].arithmetic == "multipliers"
+    assert apply_config(_model(), _cfg(storage="register")).layers[0].arithmetic == "multipliers"
+    assert apply_config(_model(), _cfg(arithmetic="multipliers")).layers[0].arithmetic == "multipliers"
+
+
+@pytest.mark.parametrize("extra,words", [
+    ({"reuse_factor": 2}, ["reuse_factor 2", "arithmetic: multipliers"]),
+    ({"storage": "tmr"}, ["storage 'tmr'", "real multipliers"]),
+    ({"accum": "fixed<14,6,RND,WRAP>"}, ["accum", "arithmetic: multipliers"]),
+])
+def test_shift_add_where_it_cannot_apply_is_refused(extra, words):
+    with pytest.raises(RtlgenError) as err:
+        apply_config(_model(), _cfg(arithmetic="shift_add", **extra))
+    assert "dense_0" in str(err.value) and all(w in str(err.value) for w in words)
+
+
+@pytest.mark.parametrize("top,words", [
+    ({"target": "ecp5"}, ["clock_mhz", "not set"]),
+    ({"clock_mhz": 0}, ["1 to 2000"]),
+    ({"clock_mhz": "fast"}, ["1 to 2000"]),
+    ({"clock_mhz": 100, "target": "virtex2"}, ["ecp5, ice40, xilinx"]),
+])
+def test_bad_clock_targets_are_refused(top, words):
+    with pytest.raises(RtlgenError) as err:
+        apply_config(_model(), {**_cfg(), **top})
+    assert all(w in str(err.value) for w in words)
+
+
+def test_a_clock_target_without_shift_add_layers_is_refused():
+    with pytest.raises(RtlgenError, match="no layer .* shift_add"):
+        apply_config(_model(), {**_cfg(arithmetic="multipliers"), "clock_mhz": 100})
+
+
+def test_bad_arithmetic_name():
+    with pytest.raises(RtlgenError, match="arithmetic must be one of multipliers, shift_add, auto"):
+        apply_config(_model(), _cfg(arithmetic="lut"))
+
+
+def test_model_json_round_trip_keeps_the_arithmetic():
+    from rtlgen.ir.model import QModel
+    q = apply_config(_model(), {**_cfg(), "clock_mhz": 125, "target": "ice40"})
+    back = QModel.from_dict(q.to_dict())
+    layer = back.layers[0]
+    assert (layer.arithmetic, layer.clock_mhz, layer.timing_target) == ("shift_add", 125.0, "ice40")
