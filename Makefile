@@ -10,7 +10,7 @@ STAMP := $(VENV)/.rtlgen-setup-stamp
 # pytest-xdist workers (the CI machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: help setup tools test test-long demo bench bench-synth bench-synth-econt bench-tmr clean distclean
+.PHONY: help setup tools test test-long demo bench bench-arith bench-synth bench-synth-econt bench-tmr clean distclean
 
 help:
 	@echo "make setup      create $(VENV) with rtlgen and its pinned dependencies, install Icarus Verilog"
@@ -18,6 +18,7 @@ help:
 	@echo "make test-long  the further Verilator runs of the shipped models and RTL cases"
 	@echo "make demo       run scripts/demo.py"
 	@echo "make bench      run bench/run.py"
+	@echo "make bench-arith  shift-and-add layers against da4ml on the same weights under the same Yosys (long)"
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
 	@echo "make bench-synth-econt  Yosys figures of the ECON-T encoder on xilinx, ecp5, ice40 (long)"
 	@echo "make bench-tmr  register/TMR weight storage: Yosys overhead and fault campaign (TMR_MODEL=small|econt|jet)"
@@ -82,6 +83,10 @@ test-long: setup
 
 demo: setup
 	$(VPY) scripts/demo.py
+
+bench-arith: setup
+	$(VPY) -m pip install --quiet -e '.[test,bench]'
+	$(VPY) bench/arith.py --json build/bench_arith.json
 
 bench-synth: setup
 	$(VPY) bench/synth.py

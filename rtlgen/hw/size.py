@@ -74,7 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RtlgenError
-from ..ir.arithmetic import dense_graph
+from ..ir.arithmetic import adder_estimate
 from ..ir.conv import QConv, QMaxPool
 from ..ir.model import QActivation, QDense
 
@@ -163,6 +163,10 @@ class SizeEstimate:
         return sum(layer.multipliers for layer in self.layers)
 
     @property
+    def adders(self) -> int:
+        return sum(layer.adders or 0 for layer in self.layers)
+
+    @property
     def bytes(self) -> float:
         """Estimated peak memory of building the core, in bytes."""
         return BASE + self.extra_bytes + sum(layer.bytes for layer in self.layers)
@@ -170,9 +174,8 @@ class SizeEstimate:
     def describe(self) -> str:
         """``5 layers, 4,234 multipliers`` (and the memory when above :data:`SHOW_ABOVE`)."""
         text = f"{len(self.layers)} layer{'s' if len(self.layers) != 1 else ''}, {self.multipliers:,} multipliers"
-        adders = sum(layer.adders or 0 for layer in self.layers)
-        if adders:
-            text += f", {adders:,} adders"
+        if self.adders:
+            text += f", {self.adders:,} adders"
         if self.bytes > SHOW_ABOVE:
             text += f", about {format_bytes(self.bytes)} of memory"
         return text
@@ -201,7 +204,7 @@ def layer_size(layer) -> LayerSize:
         r = max(1, int(layer.reuse_factor))
         if layer.arithmetic == "shift_add":
             return LayerSize(name, 0, positions, 0, r, max(1, positions), _product_bits(layer),
-                             adders=dense_graph(layer).adders)
+                             adders=adder_estimate(layer))
         return LayerSize(name, _ceil_div(positions, r), positions, 0, r, max(1, positions), _product_bits(layer))
     if isinstance(layer, QMaxPool):
         comparators = layer.n_out * max(0, math.prod(layer.kernel) - 1)

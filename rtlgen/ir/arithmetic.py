@@ -19,7 +19,7 @@ from ..numerics.fixed import Quant
 from ..numerics.pipeline import DELAY_MODELS, StagePlan, level_model, plan_stages
 
 __all__ = ["ARITHMETICS", "shift_add_problem", "choose", "dense_graph", "dense_plan", "sum_frac",
-           "shift_add_figures", "multiplier_bits"]
+           "shift_add_figures", "signed_digits", "adder_estimate"]
 
 ARITHMETICS = ("multipliers", "shift_add", "auto")
 
@@ -106,22 +106,36 @@ def shift_add_figures(layer, plan: StagePlan | None = None) -> dict:
             "pipeline_ffs": plan.registers(graph), "est_luts": graph.adder_bits()}
 
 
-def multiplier_bits(layer) -> int:
-    """The LUT estimate of the multiplier form built from LUTs: an adder per extra signed
-    digit of every weight and per node of each output's sum (bias included), each as wide
-    as the input plus the weight."""
-    width = layer.in_type.width + layer.weight_type.width
-    weights = np.asarray(layer.weights)
-    adders = 0
-    for j in range(layer.n_out):
-        terms = sum(len(csd_digits(int(v))) for v in weights[:, j] if int(v)) + (1 if int(layer.bias[j]) else 0)
-        adders += max(0, terms - 1)
-    return adders * width
+def signed_digits(layer) -> int:
+    """The nonzero signed digits of all the layer's weights (the terms before sharing)."""
+    w = np.asarray(layer.weights)
+    values, counts = np.unique(w[w != 0], return_counts=True)
+    return int(sum(len(csd_digits(int(v))) * int(c) for v, c in zip(values, counts)))
+
+
+#: layers with more signed digits than this get the adder count of the plain trees in the
+#: size check (their graph is built only if the build goes on)
+SIZE_CHECK_TERMS = 60_000
+
+
+def adder_estimate(layer) -> int:
+    """The adders of a shift-and-add layer: its graph's, or for a very large layer the
+    bound of the plain trees (one adder per signed digit, less one per output)."""
+    terms = signed_digits(layer)
+    if terms <= SIZE_CHECK_TERMS:
+        return dense_graph(layer).adders
+    return max(0, terms + int(np.count_nonzero(layer.bias)) - layer.n_out)
 
 
 def choose(layer) -> str:
-    """``auto``: shift_add where it can be built and its estimated LUTs do not exceed the
-    multiplier form's (built from LUTs, as on a device without enough DSP blocks)."""
+    """``auto``: ``shift_add`` wherever it can be built, else ``multipliers``.
+
+    The cost comparison is settled before any graph is built: a shift-and-add
+    layer has at most one adder per signed digit of its weights (fewer once sums
+    are shared), while a multiplier built from LUTs has one adder per signed digit
+    of its constant too, plus the adder tree of every output; and it uses no DSP
+    block.
+    """
     if shift_add_problem(layer) is not None or layer.nonzero == 0:
         return "multipliers"
-    return "shift_add" if dense_graph(layer).adder_bits() <= multiplier_bits(layer) else "multipliers"
+    return "shift_add"

@@ -32,9 +32,8 @@ Per-layer keys:
     builds the layer's constant matrix-vector product without multipliers,
     as one graph of adders shared across the matrix
     (:mod:`rtlgen.ir.arithmetic`); it needs constant weights, reuse factor
-    1 and no ``accum`` type.  ``auto`` takes ``shift_add`` where it applies
-    and its estimated LUTs do not exceed those of the multipliers, else
-    ``multipliers``.
+    1 and no ``accum`` type.  ``auto`` takes ``shift_add`` wherever it
+    applies (:func:`rtlgen.ir.arithmetic.choose`), else ``multipliers``.
 ``io``
     ``parallel`` (default): the whole input vector is one word and every
     output is computed at once.  ``stream`` (Conv and pooling layers): the

@@ -40,6 +40,9 @@ __all__ = ["csd_digits", "Node", "Term", "AdderGraph", "adder_graph"]
 
 #: the most term pairs counted before the pair search narrows (keeps large layers fast)
 PAIR_BUDGET = 1_500_000
+#: the most term updates the sharing step makes; past it the remaining terms are summed
+#: as they are (a deterministic bound on the build time of very large layers)
+WORK_BUDGET = 6_000_000
 
 
 def csd_digits(value: int) -> list[tuple[int, int]]:
@@ -214,6 +217,7 @@ class _Columns:
         self.cols = columns                  # column -> {(node, shift): sign}
         self.window = window
         self.count: dict[tuple, int] = {}
+        self.work = 0
         self.heap: list = []
         self.node_cols: dict[int, set] = {}
         for c, col in enumerate(columns):
@@ -240,6 +244,7 @@ class _Columns:
 
     def remove(self, c: int, term: tuple, push: list):
         col = self.cols[c]
+        self.work += len(col)
         del col[(term[0], term[1])]
         for (n, s), g in col.items():
             if self._counted(term, (n, s, g)):
@@ -250,6 +255,7 @@ class _Columns:
     def insert(self, c: int, term: tuple, push: list):
         """Add ``term`` to column ``c``, merging it with an equal (node, shift) term."""
         col = self.cols[c]
+        self.work += len(col)
         n, s, g = term
         old = col.get((n, s))
         if old is not None:
@@ -278,8 +284,17 @@ def adder_graph(weights, ranges, bias=None, *, bias_shift: int = 0, weight_shift
 
     ``weights``: integer matrix [n_in, n_out]; ``ranges``: the (lo, hi) of
     every input; ``bias``: n_out integers or None.  ``share=False`` skips the
-    common-subexpression step (plain CSD adder trees, for comparison).
+    common-subexpression step (plain CSD adder trees, for comparison); with
+    sharing, the plain trees are returned when they cost fewer adder bits.
     """
+    if share:   # the greedy search can lose on small matrices: never return more than the plain trees
+        shared = _build(weights, ranges, bias, bias_shift, weight_shift, True)
+        plain = _build(weights, ranges, bias, bias_shift, weight_shift, False)
+        return shared if shared.adder_bits() <= plain.adder_bits() else plain
+    return _build(weights, ranges, bias, bias_shift, weight_shift, False)
+
+
+def _build(weights, ranges, bias, bias_shift: int, weight_shift: int, share: bool) -> AdderGraph:
     w = np.asarray(weights, dtype=object)
     n_in, n_out = w.shape
     b = [0] * n_out if bias is None else [int(v) for v in np.asarray(bias, dtype=object).reshape(-1)]
@@ -308,7 +323,8 @@ def _share(g: _Builder, cols: list[dict]) -> None:
     state = _Columns(cols, window)
     heap = [(-v, abs(key[2]), key) for key, v in state.count.items() if v >= 2]
     heapq.heapify(heap)
-    while heap:
+    state.work = pairs if window is None else PAIR_BUDGET
+    while heap and state.work < WORK_BUDGET:
         neg, _, key = heapq.heappop(heap)
         have = state.count.get(key, 0)
         if have < 2:

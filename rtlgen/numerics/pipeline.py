@@ -81,11 +81,23 @@ class StagePlan:
 
 
 def plan_stages(graph: AdderGraph, model: DelayModel, budget: float, cast_delay: float = 0.0) -> StagePlan:
-    """The earliest stage of every node such that each stage's paths fit ``budget``.
+    """The fewest register ranks such that each stage's paths fit ``budget``.
 
     ``cast_delay`` is the logic after the last adder that shares the output
-    stage (the output cast and an activation fused into it).
+    stage (the output cast and an activation fused into it).  Every node
+    first gets its earliest stage (which fixes the ranks); then every node
+    is moved as late as the same ranks allow, and of the two plans the one
+    with fewer pipeline flip-flops is kept (late nodes carry the narrow
+    inputs through the ranks instead of many wide partial sums).
     """
+    early = _earliest(graph, model, budget, cast_delay)
+    late = _latest(graph, model, budget, cast_delay, early)
+    if late is not None and late.registers(graph) < early.registers(graph):
+        return late
+    return early
+
+
+def _earliest(graph: AdderGraph, model: DelayModel, budget: float, cast_delay: float) -> StagePlan:
     stage: list[int] = []
     arrival: list[float] = []
     for n in graph.nodes:
@@ -106,3 +118,47 @@ def plan_stages(graph: AdderGraph, model: DelayModel, budget: float, cast_delay:
         s = stage[k] + (1 if arrival[k] + cast_delay > budget and arrival[k] > model.t_fixed else 0)
         ranks = max(ranks, s)
     return StagePlan(stage, arrival, ranks)
+
+
+def _latest(graph: AdderGraph, model: DelayModel, budget: float, cast_delay: float,
+            early: StagePlan) -> StagePlan | None:
+    """Every adder in the latest stage that still meets ``budget`` with ``early.ranks`` ranks."""
+    n = len(graph.nodes)
+    consumers: list[list[int]] = [[] for _ in range(n)]
+    for k, node in enumerate(graph.nodes):
+        if node.kind == "add":
+            consumers[node.a].append(k)
+            consumers[node.b].append(k)
+    outputs = {k for k, _ in graph.outputs}
+    stage = [0] * n
+    required = [0.0] * n          # when the node's value must be ready within its stage
+    for k in range(n - 1, -1, -1):
+        node = graph.nodes[k]
+        if node.kind != "add":
+            continue
+        latest = early.ranks
+        need = budget - cast_delay if k in outputs else budget
+        for c in consumers[k]:
+            if stage[c] < latest:
+                latest, need = stage[c], budget
+            if stage[c] == latest:
+                need = min(need, required[c] - model.adder(graph.nodes[c].width))
+        if k in outputs and latest == early.ranks:
+            need = min(need, budget - cast_delay)
+        own = model.adder(node.width)
+        if need - own < model.t_fixed and latest > 0:
+            latest, need = latest - 1, budget
+        if latest < early.stage[k]:
+            return None           # (cannot happen for a feasible earliest plan; kept as a guard)
+        stage[k], required[k] = latest, need
+    arrival = [0.0] * n
+    for k, node in enumerate(graph.nodes):
+        if node.kind != "add":
+            arrival[k] = model.t_fixed
+            continue
+        start = max(arrival[u] if (graph.nodes[u].kind == "add" and stage[u] == stage[k]) else model.t_fixed
+                    for u in (node.a, node.b))
+        arrival[k] = start + model.adder(node.width)
+        if arrival[k] > budget + 1e-9 and start > model.t_fixed:
+            return None           # the late plan would miss the budget: keep the early one
+    return StagePlan(stage, arrival, early.ranks)

@@ -169,10 +169,11 @@ def test_tty_line_fits_the_terminal_and_set_never_goes_back(monkeypatch, clock):
 
 # -- the memory estimate ----------------------------------------------------------
 
-def _dense_model(n_in: int, n_out: int, reuse=1):
+def _dense_model(n_in: int, n_out: int, reuse=1, arithmetic="multipliers"):
     rng = np.random.default_rng(0)
     w = rng.uniform(0.2, 1.0, size=(n_in, n_out)) * rng.choice([-1, 1], size=(n_in, n_out))
-    cfg = {"input": CONFIG["input"], "default": {**CONFIG["default"], "reuse_factor": reuse}}
+    cfg = {"input": CONFIG["input"], "default": {**CONFIG["default"], "reuse_factor": reuse,
+                                                 "arithmetic": arithmetic}}
     return apply_config(mlp([w], [np.zeros(n_out)], name="big"), cfg)
 
 
@@ -183,7 +184,7 @@ def test_shipped_models_are_small_and_fit(monkeypatch):
     for config in sorted((ROOT / "models").glob("*.yaml")):
         model = next(p for p in (ROOT / "models").glob("*.onnx") if config.stem.startswith(p.stem))
         estimate = size.check_fits(apply_config(load_model(model), load_config(config)))
-        assert 0 < estimate.multipliers < 10_000 and estimate.bytes < 0.5 * size.GIB
+        assert 0 < estimate.multipliers + estimate.adders < 10_000 and estimate.bytes < 0.5 * size.GIB
         assert "GB" not in estimate.describe()
 
 
@@ -206,6 +207,20 @@ def test_refusal_names_the_layer_the_memory_and_the_reuse_factor_that_fits(monke
     model.layers[0] = replace(layer, reuse_factor=needed - 1)
     with pytest.raises(RtlgenError):
         size.check_fits(model)
+
+
+def test_shift_add_refusal_names_the_adders_and_the_multipliers_that_fit(monkeypatch):
+    model = _dense_model(600, 600, arithmetic="shift_add")
+    monkeypatch.setenv(size.MEMORY_LIMIT_ENV, "8")
+    with pytest.raises(RtlgenError) as info:
+        size.check_fits(model)
+    message = str(info.value)
+    assert "layer 'dense_0': " in message and " adders (360,000 weights as shift_add)" in message
+    needed = int(message.split("multipliers at reuse_factor ")[1].split()[0])
+    assert f'layers: {{"dense_0": {{arithmetic: multipliers, reuse_factor: {needed}}}}}' in message
+    layer = model.layers[0]
+    model.layers[0] = replace(layer, arithmetic="multipliers", reuse_factor=needed)
+    assert size.check_fits(model).bytes <= 8 * size.GIB
 
 
 def test_refusal_when_no_reuse_factor_can_help(monkeypatch):
@@ -256,7 +271,7 @@ def test_build_reports_its_stages_on_stderr_and_one_line_on_stdout(tmp_path):
     out = proc.stdout.splitlines()
     assert len(out) == 1 and out[0].startswith("wrote ") and "multipliers" in out[0]
     err = proc.stderr.splitlines()
-    assert any(line.startswith("rtlgen: elaborating the core (3 layers, ") and line.endswith(" multipliers)")
+    assert any(line.startswith("rtlgen: elaborating the core (3 layers, ") and line.endswith((" multipliers)", " adders)"))
                for line in err), proc.stderr
     assert "rtlgen: converting tiny to Verilog" in err
     assert all(line.startswith("rtlgen: ") for line in err)
@@ -288,6 +303,7 @@ def test_build_refuses_a_layer_too_large_for_the_memory_at_once(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     err = proc.stderr.strip().splitlines()
-    assert len(err) == 1                      # the one error line: no elaboration was announced and err[0].startswith("rtlgen: error: layer 'huge': 360,000 multipliers")
-    assert "raise reuse_factor of layer 'huge' to at least" in err[0]
+    assert len(err) == 1                      # the one error line: no elaboration was announced
+    assert err[0].startswith("rtlgen: error: layer 'huge': ") and "adders (360,000 weights as shift_add)" in err[0]
+    assert "build layer 'huge' with multipliers at reuse_factor" in err[0]
     assert not (tmp_path / "core").exists()
