@@ -85,7 +85,7 @@ class ShiftAddDense(wiring.Component):
                 return node_value[k]
             key = (k, stage)
             if key not in staged:
-                reg = Signal(range_shape(node.lo, node.hi), name=f"n{k}_r{stage}")
+                reg = Signal(range_shape(node.lo, node.hi), name=f"n{k}_r{stage}", reset_less=True)
                 m.d.sync += reg.eq(at(k, stage - 1))
                 staged[key] = reg
             return staged[key]
@@ -97,7 +97,7 @@ class ShiftAddDense(wiring.Component):
                 s = plan.stage[k]
                 a = at(node.a, s) << node.a_shift
                 b = at(node.b, s) << node.b_shift
-                sig = Signal(range_shape(node.lo, node.hi), name=f"n{k}")
+                sig = Signal(range_shape(node.lo, node.hi), name=f"n{k}", attrs={"keep": 1})
                 m.d.comb += sig.eq(a + b if node.sign > 0 else a - b)
                 node_value[k] = sig
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..numerics.adder_graph import AdderGraph, adder_graph, csd_digits
 from ..numerics.fixed import Quant
-from ..numerics.pipeline import DELAY_MODELS, StagePlan, level_model, plan_stages
+from ..numerics.pipeline import DELAY_MODELS, MARGIN, StagePlan, level_model, plan_stages
 
 __all__ = ["ARITHMETICS", "shift_add_problem", "choose", "dense_graph", "dense_plan", "sum_frac",
            "shift_add_figures", "signed_digits", "adder_estimate"]
@@ -95,7 +95,7 @@ def dense_plan(layer, fused_activation: bool = False) -> StagePlan:
     cast = model.cast(layer.result_type.width, cast_rounds(sum_frac(layer), layer.result_type))
     if fused_activation:
         cast += model.t_level
-    return plan_stages(graph, model, 1000.0 / layer.clock_mhz, cast)
+    return plan_stages(graph, model, 1000.0 / layer.clock_mhz * (1.0 - MARGIN), cast)
 
 
 def shift_add_figures(layer, plan: StagePlan | None = None) -> dict:

@@ -58,8 +58,8 @@ constant); MaxPool takes ``result`` and ``io``.
 
 Top-level ``i2c: {address: 0x42, clk_hz: 10e6, filter_cycles: 3}`` puts an
 I2C target (:mod:`rtlgen.hw.i2c`) in front of the configuration bus.
-Top-level ``clock_mhz: 150`` (with ``target: ecp5``, ``ice40`` or
-``xilinx``; default ``ecp5``) places the registers of the ``shift_add``
+Top-level ``clock_mhz: 150`` (with ``target: ecp5``, ``ice40-hx8k`` or
+``ice40-up5k``; default ``ecp5``) places the registers of the ``shift_add``
 layers by the target's delay model (:mod:`rtlgen.numerics.pipeline`): the
 fewest register ranks whose estimated paths fit the clock period, instead
 of one rank every ``adder_levels`` levels.

@@ -15,7 +15,7 @@ from rtlgen.errors import RtlgenError
 from rtlgen.flows import synth as synth_mod
 from rtlgen.flows.lint import WAIVERS, lint, lint_build, parse_messages, waiver_config
 from rtlgen.flows.report import report
-from rtlgen.flows.sweep import pareto_front, parse_reuse_list, sweep
+from rtlgen.flows.sweep import pareto_front, parse_reuse_list, sweep, variant_label
 from rtlgen.flows.synth import classify_cells, parse_stat_text, pnr_wrapper, synth
 from rtlgen.ir.config import apply_config
 from rtlgen.ir.model import Activation, Dense, FloatModel
@@ -149,14 +149,16 @@ def test_synth_targets(small_core, target):
     assert "Printing statistics" in (small_core / "synth" / target / "yosys.log").read_text()
 
 
-def test_full_reuse_needs_fewer_dsp(tmp_path):
+def test_full_reuse_needs_fewer_dsp_and_shift_add_none(tmp_path):
     model = _model((6, 5, 3), seed=5)
-    r1 = _build(tmp_path, "r1", _cfg(), model)
+    r1 = _build(tmp_path, "r1", _cfg(arithmetic="multipliers"), model)
     rf = _build(tmp_path, "rfull", _cfg(reuse_factor="full"), model)
+    sa = _build(tmp_path, "sa", _cfg(arithmetic="shift_add"), model)
     dsp1 = synth(r1, "ecp5")["resources"]["dsp"]
     dspf = synth(rf, "ecp5")["resources"]["dsp"]
     # one multiplier per dense layer with R=full
     assert dspf <= 2 < dsp1
+    assert synth(sa, "ecp5")["resources"]["dsp"] == 0
 
 
 def test_pnr_ice40_and_report(tmp_path):
@@ -254,7 +256,7 @@ def test_sweep_process_pool(tmp_path):
     assert by[1]["pareto_latency"]  # the fastest variant is always on the front
     assert (out / "r1" / "synth" / "generic" / "report.json").is_file()
     assert json.loads((out / "sweep.json").read_text())["status"] == "done"
-    assert "| full |" in (out / "sweep.md").read_text()
+    assert "| R=full |" in (out / "sweep.md").read_text()
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert sum("done" in line for line in lines) == 2
 
@@ -289,6 +291,31 @@ def test_sweep_pluggable_executor(tmp_path):
     # a per-layer override is replaced by the swept factor, clamped to the layer's nonzero weights
     assert per_layer[2] == {"d0": 2, "d1": 2}
     assert 2 < per_layer[12]["d0"] <= 12 and 2 < per_layer[12]["d1"] <= 6
+
+
+def test_sweep_over_arithmetic_and_clock_targets(tmp_path):
+    ex = _InlineExecutor()
+    lines = []
+    out = tmp_path / "sw"
+    summary = sweep(_model((4, 3, 2), seed=6), _cfg(), "1,2", "generic", out, executor=ex,
+                    arithmetic_list="multipliers,shift_add", clock_list="100", progress=lines.append)
+    rows = {variant_label(row): row for row in summary["rows"]}
+    # shift_add is built once per weight: R=2 shift_add is skipped, and said so
+    assert sorted(rows) == ["R=1 multipliers 100 MHz", "R=1 shift_add 100 MHz", "R=2 multipliers 100 MHz"]
+    assert ex.calls == 3 and any("skipped" in line and "R=2 shift_add" in line for line in lines)
+    sa, mul = rows["R=1 shift_add 100 MHz"], rows["R=1 multipliers 100 MHz"]
+    assert set(sa["arithmetic_per_layer"].values()) == {"shift_add"} and sa["multipliers"] == 0
+    assert set(mul["arithmetic_per_layer"].values()) == {"multipliers"} and mul["multipliers"] > 0
+    assert sa["folder"] == "r1-shift_add-100mhz" and (out / sa["folder"] / "manifest.json").is_file()
+    manifest = json.loads((out / sa["folder"] / "manifest.json").read_text())
+    assert all(e["clock_mhz"] == 100 for e in manifest["layers"] if e.get("arithmetic") == "shift_add")
+    assert "| R=1 shift_add 100 MHz |" in (out / "sweep.md").read_text()
+    with pytest.raises(RtlgenError, match="--arithmetic: 'dsp' is not one of"):
+        sweep(_model((4, 3, 2), seed=6), _cfg(), "1", "generic", tmp_path / "x", executor=ex,
+              arithmetic_list="dsp")
+    with pytest.raises(RtlgenError, match="no variant left"):
+        sweep(_model((4, 3, 2), seed=6), _cfg(), "2", "generic", tmp_path / "y", executor=ex,
+              arithmetic_list="shift_add")
 
 
 def test_pareto_front():
@@ -347,7 +374,7 @@ def test_missing_tool(small_core, monkeypatch):
 
 
 def test_does_not_fit_keeps_synthesis(tmp_path):
-    core = _build(tmp_path, "big", _cfg(), _model((6, 5, 3), seed=5))
+    core = _build(tmp_path, "big", _cfg(arithmetic="multipliers"), _model((6, 5, 3), seed=5))
     with pytest.raises(RtlgenError, match="does not fit the ice40 up3k"):
         synth(core, "ice40", pnr=True, device="up3k")
     rep = json.loads((core / "synth" / "ice40" / "report.json").read_text())

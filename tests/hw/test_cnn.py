@@ -529,7 +529,8 @@ def test_cicada_encoder_example_shapes_and_parallel_multipliers():
     names = [layer.name for layer in fm.layers]
     assert set(cfg["layers"]) <= set(names)
     assert [name for name, over in cfg["layers"].items() if over.get("io") == "stream"] == names[0:3:2]
-    parallel = {**cfg, "layers": {k: {kk: vv for kk, vv in v.items() if kk != "io"} for k, v in cfg["layers"].items()}}
+    parallel = {**cfg, "layers": {k: {kk: vv for kk, vv in v.items() if kk != "io"} for k, v in cfg["layers"].items()},
+                "default": {**cfg["default"], "arithmetic": "multipliers"}}
     q = apply_config(fm, parallel)
     expected = 0
     for layer in fm.layers:

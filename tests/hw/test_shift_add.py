@@ -68,7 +68,7 @@ def test_single_layer_matches_golden(shape, types):
 
 
 @pytest.mark.parametrize("clock,target", [(None, None)] + [(mhz, target) for mhz in (50, 150, 400)
-                                                           for target in ("ecp5", "ice40", "xilinx")])
+                                                           for target in ("ecp5", "ice40-hx8k", "ice40-up5k")])
 def test_mlp_with_fused_relu_at_clock_targets(clock, target):
     rng = np.random.default_rng(3)
     model = mlp([special_weights(10, 12, 1), special_weights(12, 6, 2), special_weights(6, 3, 3)],
@@ -159,7 +159,7 @@ def test_shift_add_where_it_cannot_apply_is_refused(extra, words):
     ({"target": "ecp5"}, ["clock_mhz", "not set"]),
     ({"clock_mhz": 0}, ["1 to 2000"]),
     ({"clock_mhz": "fast"}, ["1 to 2000"]),
-    ({"clock_mhz": 100, "target": "virtex2"}, ["ecp5, ice40, xilinx"]),
+    ({"clock_mhz": 100, "target": "virtex2"}, ["ecp5, ice40-hx8k, ice40-up5k"]),
 ])
 def test_bad_clock_targets_are_refused(top, words):
     with pytest.raises(RtlgenError) as err:
@@ -179,7 +179,7 @@ def test_bad_arithmetic_name():
 
 def test_model_json_round_trip_keeps_the_arithmetic():
     from rtlgen.ir.model import QModel
-    q = apply_config(_model(), {**_cfg(), "clock_mhz": 125, "target": "ice40"})
+    q = apply_config(_model(), {**_cfg(), "clock_mhz": 125, "target": "ice40-up5k"})
     back = QModel.from_dict(q.to_dict())
     layer = back.layers[0]
-    assert (layer.arithmetic, layer.clock_mhz, layer.timing_target) == ("shift_add", 125.0, "ice40")
+    assert (layer.arithmetic, layer.clock_mhz, layer.timing_target) == ("shift_add", 125.0, "ice40-up5k")

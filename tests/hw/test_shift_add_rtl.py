@@ -48,10 +48,10 @@ CASES = {
         "default": {**DENSE, "result": "fixed<7,2,RND_CONV,WRAP>", "adder_levels": 1,
                     "arithmetic": "shift_add"}}),
     "mlp_row_and_column": lambda: apply_config(_mlp([1, 6, 1], 3), {
-        "input": "fixed<8,3,RND,SAT>", "clock_mhz": 400, "target": "ice40",
+        "input": "fixed<8,3,RND,SAT>", "clock_mhz": 400, "target": "ice40-hx8k",
         "default": {**DENSE, "result": "fixed<9,4,RND,SAT_SYM>"}}),
-    "cnn_parallel_xilinx_300": lambda: apply_config(load_model(FIXTURES / "cnn2d_torchscript.onnx"), {
-        "input": "fixed<6,2,RND,SAT>", "clock_mhz": 300, "target": "xilinx",
+    "cnn_parallel_up5k_60": lambda: apply_config(load_model(FIXTURES / "cnn2d_torchscript.onnx"), {
+        "input": "fixed<6,2,RND,SAT>", "clock_mhz": 60, "target": "ice40-up5k",
         "default": {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<8,4,RND,SAT>",
                     "result": "fixed<9,4,RND_CONV,SAT>"}}),
     "cnn_stream_ecp5_200": lambda: apply_config(load_model(FIXTURES / "cnn2d_torchscript.onnx"), {

@@ -54,7 +54,9 @@ def test_jet_config_file(jet):
     np.testing.assert_array_equal(first.bias, quantize(jet.layers[0].bias, first.bias_type))
     # the pruned weights stay zero, so the layer needs fewer multipliers
     assert first.nonzero < first.weights.size
-    assert first.multipliers == first.nonzero
+    assert first.positions == first.nonzero
+    # constant weights at reuse factor 1: auto builds them as adders, with no multiplier
+    assert first.arithmetic == "shift_add" and first.multipliers == 0
 
 
 def test_types_chain_through_layers(jet):

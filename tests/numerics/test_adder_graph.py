@@ -110,7 +110,8 @@ def _check_valid(g, plan, model, budget):
             continue
         assert max(plan.stage[node.a], plan.stage[node.b]) <= plan.stage[k] <= plan.ranks
         own = model.t_fixed + model.adder(node.width)
-        assert plan.arrival[k] <= budget + 1e-9 or plan.arrival[k] == pytest.approx(own)   # a lone adder may not fit
+        # a path ends with the carry chain of its last adder; a lone adder may not fit
+        assert plan.arrival[k] + model.carry(node.width) <= budget + 1e-9 or plan.arrival[k] == pytest.approx(own)
         start = max(plan.arrival[u] if plan.stage[u] == plan.stage[k] and g.nodes[u].kind == "add"
                     else model.t_fixed for u in (node.a, node.b))
         assert plan.arrival[k] == pytest.approx(start + model.adder(node.width))
@@ -141,4 +142,4 @@ def test_timing_plan_fits_the_period_with_the_fewest_ranks(m, target, mhz):
         if node.kind == "add" and early.stage[k] > max(early.stage[node.a], early.stage[node.b]):
             start = max(early.arrival[u] if early.stage[u] == early.stage[k] - 1 else model.t_fixed
                         for u in (node.a, node.b))
-            assert start + model.adder(node.width) > budget
+            assert start + model.adder(node.width) + model.carry(node.width) > budget
