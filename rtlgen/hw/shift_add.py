@@ -97,7 +97,7 @@ class ShiftAddDense(wiring.Component):
                 s = plan.stage[k]
                 a = at(node.a, s) << node.a_shift
                 b = at(node.b, s) << node.b_shift
-                sig = Signal(range_shape(node.lo, node.hi), name=f"n{k}", attrs={"keep": 1})
+                sig = Signal(range_shape(node.lo, node.hi), name=f"n{k}")
                 m.d.comb += sig.eq(a + b if node.sign > 0 else a - b)
                 node_value[k] = sig
 
