@@ -12,9 +12,9 @@ two-input adders:
    common shift) in the most columns becomes one adder ``x_a ± (x_b << d)``,
    and every occurrence is replaced by the new node (Hartley's method,
    applied to the matrix rather than to one weight at a time).  A pair is
-   only taken while the new node stays within the depth of the balanced
-   tree the column would need without sharing, so sharing never makes the
-   graph deeper;
+   only replaced in a column while that column can still be summed in as
+   few levels as the deepest plain column (see :func:`_share`), so sharing
+   never makes the graph deeper;
 3. the remaining terms of every column (and its bias, as a constant leaf)
    are summed by a tree that always adds the two shallowest terms first,
    which gives the least depth for the leaves' depths.
@@ -290,7 +290,8 @@ def adder_graph(weights, ranges, bias=None, *, bias_shift: int = 0, weight_shift
     if share:   # the greedy search can lose on small matrices: never return more than the plain trees
         shared = _build(weights, ranges, bias, bias_shift, weight_shift, True)
         plain = _build(weights, ranges, bias, bias_shift, weight_shift, False)
-        return shared if shared.adder_bits() <= plain.adder_bits() else plain
+        better = shared.adder_bits() <= plain.adder_bits() and shared.depth <= plain.depth
+        return shared if better else plain
     return _build(weights, ranges, bias, bias_shift, weight_shift, False)
 
 
@@ -307,14 +308,23 @@ def _build(weights, ranges, bias, bias_shift: int, weight_shift: int, share: boo
                 col[(i, k + weight_shift)] = d
         cols.append(col)
     if share:
-        _share(g, cols)
+        _share(g, cols, [1 if v else 0 for v in b])
     outputs = [_sum_column(g, col, b[j] << bias_shift if b[j] else 0) for j, col in enumerate(cols)]
     return AdderGraph(n_in, g.nodes, outputs, g.coefs)
 
 
-def _share(g: _Builder, cols: list[dict]) -> None:
+def _share(g: _Builder, cols: list[dict], constants: list[int]) -> None:
+    """Replace the most frequent term pairs by shared adders, keeping every column as shallow
+    as its plain tree.
+
+    A column whose terms have depths ``d_i`` (and its constant, depth 0) sums in
+    ``ceil(log2(sum 2**d_i))`` levels at best (:func:`_sum_column` reaches it), so a pair is
+    replaced in a column only while that sum stays within ``2**T``, ``T`` the depth of the
+    deepest plain column: sharing never makes the graph deeper.
+    """
     sizes = [len(col) for col in cols]
-    limit = _tree_depth(max(sizes or [0]))
+    room = 1 << max([_tree_depth(n + k) for n, k in zip(sizes, constants)] or [0])
+    weight = [n + k for n, k in zip(sizes, constants)]      # sum of 2**depth over a column's terms
     pairs = sum(n * (n - 1) // 2 for n in sizes)
     window = None
     if pairs > PAIR_BUDGET:   # count only pairs of nearby inputs (and of one input with itself)
@@ -333,8 +343,8 @@ def _share(g: _Builder, cols: list[dict]) -> None:
             heapq.heappush(heap, (-have, abs(key[2]), key))
             continue
         n1, n2, d, sign = key
-        if max(g.depth(n1), g.depth(n2)) + 1 > limit:
-            continue
+        d1, d2 = g.depth(n1), g.depth(n2)
+        grow = (1 << (max(d1, d2) + 1)) - (1 << d1) - (1 << d2)   # what one replacement adds to a column
         matches = []                          # (column, shift of the n1 term, its sign): disjoint pairs
         for c in sorted(state.node_cols.get(n1, set()) & state.node_cols.get(n2, set())):
             col = cols[c]
@@ -344,8 +354,15 @@ def _share(g: _Builder, cols: list[dict]) -> None:
                 if n != n1 or (n, s) in used or other in used or other == (n, s) \
                         or col.get(other) != g1 * sign:
                     continue
+                if weight[c] + grow > room:
+                    break                     # this column would get deeper than the plain trees
                 used.update({(n, s), other})
+                weight[c] += grow
                 matches.append((c, s, g1))
+        if len(matches) < 2:
+            for c in {c for c, _, _ in matches}:
+                weight[c] = _weight(g, cols[c], constants[c])
+            continue
         # orient the new node so that most of its uses add it (a column of negative terms
         # only would need a negation at its root)
         flip = sign < 0 and 2 * sum(1 for _, _, g1 in matches if g1 < 0) > len(matches)
@@ -358,10 +375,16 @@ def _share(g: _Builder, cols: list[dict]) -> None:
             state.remove(c, (n1, s, g1), push)
             state.remove(c, (n2, s + d, g1 * sign), push)
             state.insert(c, (node, min(s, s + d), -g1 if flip else g1), push)
+        for c in {c for c, _, _ in matches}:
+            weight[c] = _weight(g, cols[c], constants[c])
         for k in push:
             v = state.count.get(k, 0)
             if v >= 2:
                 heapq.heappush(heap, (-v, abs(k[2]), k))
+
+
+def _weight(g: _Builder, col: dict, constant: int) -> int:
+    return sum(1 << g.depth(n) for n, _ in col) + constant
 
 
 def _sum_column(g: _Builder, col: dict, bias: int) -> tuple[int, int]:
