@@ -255,23 +255,23 @@ def _variant_config(cfg: dict, dense: dict[str, int], reuse, arithmetic: str | N
     return out
 
 
-def variant_label(variant: dict) -> str:
-    """How a variant (or its row) is named in messages and tables: ``R=1 shift_add 150 MHz``."""
-    parts = [f"R={variant['reuse']}"]
+def _parts(variant: dict, mhz: str) -> list[str]:
+    parts = [str(variant["reuse"])]
     if "arithmetic" in variant:
         parts.append(variant["arithmetic"])
     if "clock_mhz" in variant:
-        parts.append(f"{variant['clock_mhz']} MHz")
-    return " ".join(parts)
+        parts.append(f"{variant['clock_mhz']}{mhz}")
+    return parts
+
+
+def variant_label(variant: dict) -> str:
+    """How a variant (or its row) is named in messages and tables: ``R=1 shift_add 150 MHz``."""
+    return "R=" + " ".join(_parts(variant, " MHz"))
 
 
 def _folder(variant: dict) -> str:
-    parts = [f"r{variant['reuse']}"]
-    if "arithmetic" in variant:
-        parts.append(variant["arithmetic"])
-    if "clock_mhz" in variant:
-        parts.append(f"{variant['clock_mhz']}mhz")
-    return "-".join(parts)
+    """The variant's build folder in the sweep folder: ``r1-shift_add-150mhz``."""
+    return "r" + "-".join(_parts(variant, "mhz"))
 
 
 def _variants(float_model, cfg: dict, dense: dict, reuses: list, arithmetics, clocks, progress):

@@ -17,6 +17,7 @@ from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, signed, unsig
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..numerics.adder_graph import tree_depth
 from ..numerics.fixed import FixedType, Overflow, bits_for_range, overflow, round_shift
 
 __all__ = ["shape_of", "range_shape", "Operand", "const_operand", "cast_operand",
@@ -139,15 +140,6 @@ def select(values: list, index: Value, *, default=0):
         half = len(items) // 2
         return Mux(index[bit], build(items[half:], bit - 1), build(items[:half], bit - 1))
     return build(padded, width - 1)
-
-
-def tree_depth(n_leaves: int) -> int:
-    """Adder levels of a balanced binary tree over ``n_leaves`` inputs."""
-    depth = 0
-    while n_leaves > 1:
-        n_leaves = (n_leaves + 1) // 2
-        depth += 1
-    return depth
 
 
 def tree_stages(depth: int, levels_per_stage: int) -> int:

@@ -36,7 +36,7 @@ import numpy as np
 
 from .fixed import bits_for_range
 
-__all__ = ["csd_digits", "Node", "Term", "AdderGraph", "adder_graph"]
+__all__ = ["csd_digits", "tree_depth", "Node", "Term", "AdderGraph", "adder_graph"]
 
 #: the most term pairs counted before the pair search narrows (keeps large layers fast)
 PAIR_BUDGET = 1_500_000
@@ -270,7 +270,8 @@ class _Columns:
         self.node_cols.setdefault(n, set()).add(c)
 
 
-def _tree_depth(n: int) -> int:
+def tree_depth(n: int) -> int:
+    """Adder levels of a balanced binary tree over ``n`` leaves."""
     d = 0
     while n > 1:
         n = (n + 1) // 2
@@ -323,7 +324,7 @@ def _share(g: _Builder, cols: list[dict], constants: list[int]) -> None:
     deepest plain column: sharing never makes the graph deeper.
     """
     sizes = [len(col) for col in cols]
-    room = 1 << max([_tree_depth(n + k) for n, k in zip(sizes, constants)] or [0])
+    room = 1 << max([tree_depth(n + k) for n, k in zip(sizes, constants)] or [0])
     weight = [n + k for n, k in zip(sizes, constants)]      # sum of 2**depth over a column's terms
     pairs = sum(n * (n - 1) // 2 for n in sizes)
     window = None
