@@ -139,6 +139,10 @@ class DenseLayer(wiring.Component):
     def multipliers(self) -> int:
         return self.schedule.n_mult
 
+    @property
+    def figures(self) -> dict:
+        return {}
+
     def _bias_leaf(self, j: int) -> bool:
         return self.layer.reuse_factor == 1 and (self.bank is not None or self._bias_code(j) != 0)
 

@@ -48,6 +48,9 @@ class LayerHardware(Protocol):
         ``i.valid``.
     ``multipliers``: int
         hardware multipliers the component instantiates (for reports).
+    ``figures``: dict
+        extra fields of the layer's manifest entry (the adder-graph figures
+        of a shift-and-add layer); empty for the others.
     ``bank``: :class:`~rtlgen.hw.storage.ParamBank` or None
         the stored parameters on the configuration bus, None when the
         parameters are constants.  A layer with a bank also has the ports of
@@ -58,6 +61,7 @@ class LayerHardware(Protocol):
     latency: int
     ii: int
     multipliers: int
+    figures: dict
     bank: ParamBank | None
     i: Any
     o: Any
@@ -90,6 +94,10 @@ class OneCycleLayer(wiring.Component):
     ii = 1
     multipliers = 0
     bank = None
+
+    @property
+    def figures(self) -> dict:
+        return {}
 
     def __init__(self, layer, n_in: int, n_out: int):
         self.layer = layer

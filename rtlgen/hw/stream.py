@@ -202,6 +202,7 @@ class AvgPoolWindow(wiring.Component):
         self.taps = prod(layer.kernel)
         self.code_lo, self.code_hi = min(codes), max(codes)
         self.multipliers = self.channels
+        self.figures = {}
         super().__init__({
             **layer_members(layer.in_type, self.channels * self.taps, layer.result_type, self.channels),
             "code": In(shape_of(layer.weight_type)),

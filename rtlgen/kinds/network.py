@@ -28,7 +28,7 @@ def _layer_entry(layer, hw) -> dict:
     return {"name": layer.name, "latency": hw.latency, "ii": hw.ii,
             "in_type": str(layer.in_type), "result": str(layer.result_type),
             "shape": [layer.n_in, layer.n_out], **layer.summary(hw.multipliers),
-            **getattr(hw, "figures", {})}
+            **hw.figures}
 
 
 class NetworkKind(KindBase):
