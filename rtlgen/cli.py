@@ -1,4 +1,4 @@
-"""Command-line interface: ``rtlgen build|predict|sim|lint|synth|report|sweep``.
+"""Command-line interface: ``rtlgen build|predict|sim|lint|synth|report|sweep|board ...``.
 
 User errors print one line ``rtlgen: error: ...`` on stderr, without a
 traceback, and exit with status 2 (``-v`` adds the error's details).
@@ -23,7 +23,8 @@ from importlib.metadata import version
 import numpy as np
 
 from . import __version__, progress
-from .cli_flows import add_commands
+from .cli_board import add_board_command
+from .cli_flows import TOOLS, _positive_float, _positive_int, add_commands
 from .errors import RtlgenError, RtlgenWarning, Terminated
 from .flows.sim import run_sim
 from .kinds import kind_for_build, kind_for_model_file
@@ -124,7 +125,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sim)
 
     add_commands(sub)
-    for command in sub.choices.values():
+    nested = add_board_command(sub, _positive_float, _positive_int, TOOLS)
+    for command in [*sub.choices.values(), *nested]:
         _add_output_options(command)
     return parser
 

