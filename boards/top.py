@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.lib import io
 
 from rtlgen.link.protocol import SELFTEST_FAIL, SELFTEST_NONE, SELFTEST_PASS, SELFTEST_RUNNING
 
@@ -45,16 +46,17 @@ class BoardTop(Elaboratable):
         m.domains.sync = cd_sync = ClockDomain("sync")
         m.domains.por = cd_por = ClockDomain("por", reset_less=True)
         locked = Signal()
-        if self.pll is None:
-            clk = platform.request(self.board.clock, dir="i")
-            m.d.comb += [cd_por.clk.eq(clk.i), locked.eq(1)]
+        pad = platform.request(self.board.clock, dir="-")
+        if self.pll is not None and self.board.family == "ice40":
+            # the iCE40 PLL takes its reference straight from the pad
+            m.submodules.pll = self.pll.instance(pad.io, cd_por.clk, locked)
         else:
-            if self.board.family == "ice40":
-                pad = platform.request(self.board.clock, dir="-")
-                m.submodules.pll = self.pll.instance(pad.io, cd_por.clk, locked)
+            clk = m.submodules.clk_buffer = io.Buffer("i", pad)
+            if self.pll is None:
+                m.d.comb += [cd_por.clk.eq(clk.i), locked.eq(1)]
             else:
-                clk = platform.request(self.board.clock, dir="i")
                 m.submodules.pll = self.pll.instance(clk.i, cd_por.clk, locked)
+        if self.pll is not None:
             platform.add_clock_constraint(cd_por.clk, self.pll.f_out * 1e6)
         m.d.comb += cd_sync.clk.eq(cd_por.clk)
 
@@ -66,11 +68,14 @@ class BoardTop(Elaboratable):
         m.d.comb += cd_sync.rst.eq(count != POR_CYCLES)
 
         link = m.submodules.link = self.link
-        uart = platform.request("uart", 0)
-        m.d.comb += [link.rx.eq(uart.rx.i), uart.tx.o.eq(link.tx)]
-        if hasattr(platform, "resources") and ("uart_tx_enable", 0) in platform.resources:
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        rx = m.submodules.uart_rx_buffer = io.Buffer("i", uart.rx)
+        tx = m.submodules.uart_tx_buffer = io.Buffer("o", uart.tx)
+        m.d.comb += [link.rx.eq(rx.i), tx.o.eq(link.tx)]
+        if ("uart_tx_enable", 0) in platform.resources:
             # ULX3S: the FTDI bridge's TX line is shared with the ESP32; enable ours
-            m.d.comb += platform.request("uart_tx_enable", 0).o.eq(1)
+            enable = m.submodules.uart_tx_enable = io.Buffer("o", platform.request("uart_tx_enable", 0, dir="-"))
+            m.d.comb += enable.o.eq(1)
 
         blink = Signal(24)
         m.d.sync += blink.eq(blink + 1)
@@ -79,13 +84,17 @@ class BoardTop(Elaboratable):
         passed = state == SELFTEST_PASS
         failed = state == SELFTEST_FAIL
         idle = state == SELFTEST_NONE
+        def led(name, number=0):
+            buffer = io.Buffer("o", platform.request(name, number, dir="-"))
+            m.submodules[f"{name}_{number}"] = buffer
+            return buffer
+
         if self.board.leds == "rg":
-            green = platform.request("led_g", 0)
-            red = platform.request("led_r", 0)
+            green, red = led("led_g"), led("led_r")
             m.d.comb += [green.o.eq(passed | (running & blink[-1]) | (idle & link.activity)),
                          red.o.eq(failed | (running & blink[-1]))]
         else:
-            leds = [platform.request("led", k) for k in range(8)]
+            leds = [led("led", k) for k in range(8)]
             shown = Signal(6)
             m.d.comb += shown.eq(link.mismatches.as_unsigned().bit_select(0, 6))
             with m.If(link.mismatches > 63):

@@ -50,7 +50,7 @@ from .. import __version__
 from ..errors import RtlgenError
 from .atomic import current_umask
 
-__all__ = ["MARKER", "commit_build", "record_result", "folder_lock", "core_identity", "check_complete",
+__all__ = ["MARKER", "commit_build", "check_output_folder", "record_result", "folder_lock", "core_identity", "check_complete",
            "CommitReport", "resolve_output"]
 
 MARKER = ".rtlgen-build.json"
@@ -183,6 +183,12 @@ def _check_target(outdir, folder: Path) -> dict | None:
             if (folder / "manifest.json").exists() else "")
     raise RtlgenError(f"output folder {outdir} exists and is not an rtlgen build folder: it holds "
                       f"{_listing(folder)}{hint}; choose another -o or an empty folder")
+
+
+def check_output_folder(outdir) -> None:
+    """Raise the error :func:`commit_build` would raise for a folder rtlgen may not write, before a long
+    command spends its time (the commit checks again, under the lock)."""
+    _check_target(outdir, resolve_output(outdir))
 
 
 def _write_files(folder: Path, files: dict[str, str | bytes]) -> None:

@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 from amaranth.back import verilog
 
-from ..emit.folder import commit_build
+from ..emit.folder import check_output_folder, commit_build
 from ..errors import RtlgenError
 from ..kinds import kind_for_build
 from ..link.protocol import SampleFormat
@@ -174,6 +174,7 @@ def board_build(build_dir, board_name: str, out, *, clock_mhz: float | None = No
     kind = kind_for_build(build)
     manifest, qmodel = kind.load_build(build)
     files = _core_files(build, manifest)
+    check_output_folder(out)
 
     clock_mhz = float(clock_mhz or board.clock_mhz)
     pll = None

@@ -62,7 +62,16 @@ def _layer_row(entry: dict) -> dict:
         "register_ranks": entry.get("register_ranks"),
         "est_luts": entry.get("est_luts"),
         "fused_into": entry.get("fused_into"),
+        "weight_rom": entry.get("weight_rom"),
+        "bram_bits": entry.get("bram_bits"),
     }
+
+
+def _rom_text(layer: dict) -> str:
+    """`` (weights: 4302-bit ROM)`` for a layer whose weights are read from block RAM."""
+    if layer.get("weight_rom") == "bram" and layer.get("bram_bits"):
+        return f" (weights: {layer['bram_bits']}-bit ROM)"
+    return ""
 
 
 def build_report(outdir) -> dict:
@@ -146,7 +155,7 @@ def render_markdown(data: dict) -> str:
         adders = (f"{layer['adders']} ({layer['adder_depth']}, {layer['register_ranks']})"
                   if layer.get("adders") is not None else "")
         lines.append(f"| {layer['name']} | {layer['op']} | {shape} | {_types_text(layer['types'])} | "
-                     f"{layer['reuse_factor']} | {arith} | {layer['multipliers']} | {adders} | "
+                     f"{layer['reuse_factor']} | {arith} | {layer['multipliers']}{_rom_text(layer)} | {adders} | "
                      f"{_num(layer.get('est_luts')) if layer.get('adders') is not None else ''} | "
                      f"{layer['latency']} | {layer['ii']} |")
     streamed = data.get("io") == "stream"

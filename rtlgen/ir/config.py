@@ -34,6 +34,17 @@ Per-layer keys:
     (:mod:`rtlgen.ir.arithmetic`); it needs constant weights, reuse factor
     1 and no ``accum`` type.  ``auto`` takes ``shift_add`` wherever it
     applies (:func:`rtlgen.ir.arithmetic.choose`), else ``multipliers``.
+``weight_rom``
+    ``auto`` (default), ``lut`` or ``bram``: where a multiplier shared over
+    R > 1 weights (``reuse_factor``) reads the weight of the current phase.
+    ``lut`` selects it from the R constants with multiplexers in logic;
+    ``bram`` reads it from a ROM that synthesis maps to block RAM (iCE40
+    SB_RAM40_4K, ECP5 DP16KD), one row of every multiplier's weight per
+    phase (:class:`rtlgen.hw.dense.WeightRom`), with the same latency and
+    II.  ``bram`` needs constant weights (``storage: constant``),
+    ``arithmetic: multipliers``, ``reuse_factor`` > 1 and ``io: parallel``.
+    ``auto`` takes ``bram`` where it applies and ``reuse_factor`` is at
+    least :data:`ROM_MIN_REUSE`, else ``lut``.
 ``io``
     ``parallel`` (default): the whole input vector is one word and every
     output is computed at once.  ``stream`` (Conv and pooling layers): the
@@ -82,12 +93,26 @@ from ..numerics.pipeline import TIMING_TARGETS
 from .model import Activation, Dense, FloatModel, QActivation, QDense, QModel
 
 DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "io", "storage", "tmr_bits",
-              "arithmetic"}
+              "arithmetic", "weight_rom"}
 ACTIVATION_KEYS = {"result", "io"}
 IO_MODES = ("parallel", "stream")
 TOP_KEYS = {"input", "default", "layers", "name", "i2c", "clock_mhz", "target"}
 #: what a layer gets without an ``arithmetic`` key
 DEFAULT_ARITHMETIC = "auto"
+WEIGHT_ROMS = ("auto", "lut", "bram")
+#: what a layer gets without a ``weight_rom`` key
+DEFAULT_WEIGHT_ROM = "auto"
+#: The least reuse factor at which ``weight_rom: auto`` reads the weights from
+#: block RAM.  A multiplexer of R constants costs about R/8 4-input LUTs per
+#: weight bit on iCE40 (no wide-mux primitive) and next to nothing for
+#: R <= 4, while one block RAM delivers 16 bits per cycle (iCE40; up to 36 on
+#: ECP5) whatever its depth, so an EBR saves about 2R LUTs.  Measured with
+#: Yosys synth_ice40 on a 16x8 layer of 8-bit weights, LUTs saved per
+#: SB_RAM40_4K used: R=4: 1, R=8: 14, R=16: 33, R=32: 67, R=64: 142.  rtlgen
+#: cores use no block RAM otherwise (line buffers are registers), so from
+#: R = 32 on (67+ LUTs per EBR) it is a clear gain on the small devices this
+#: is for; below, ``bram`` or ``lut`` can be asked for explicitly.
+ROM_MIN_REUSE = 32
 I2C_KEYS = {"address", "clk_hz", "filter_cycles"}
 
 
@@ -279,6 +304,42 @@ def _arithmetic(q: QDense, merged: dict, where: str) -> str:
     return choose(q) if arith == "auto" else arith
 
 
+def _rom_problem(q: QDense, chosen_arithmetic: bool = False) -> str | None:
+    """Why ``q``'s weights cannot be read from a ROM (None when they can).
+
+    ``chosen_arithmetic``: the configuration asked for ``arithmetic: auto``
+    (a ``shift_add`` then only reflects reuse factor 1, the reason given)."""
+    if q.stored:
+        return (f"storage {q.storage!r} keeps the weights in registers written on the configuration "
+                "bus, not in a ROM: use weight_rom: lut (or auto), or storage: constant")
+    if getattr(q, "io", "parallel") == "stream":
+        return ("a streamed layer's window keeps its weights in logic: use weight_rom: lut (or auto), "
+                "or io: parallel")
+    if q.arithmetic != "multipliers" and not chosen_arithmetic:
+        return (f"arithmetic {q.arithmetic!r} has no multipliers to feed with weights: use "
+                "weight_rom: lut (or auto), or arithmetic: multipliers with a reuse_factor above 1")
+    if q.reuse_factor == 1:
+        return ("with reuse_factor 1 each multiplier has one constant weight and nothing to read "
+                f"from a ROM: raise reuse_factor (block RAM pays off from about {ROM_MIN_REUSE}), "
+                "or use weight_rom: lut (or auto)")
+    return None
+
+
+def _weight_rom(q: QDense, merged: dict, where: str) -> str:
+    """The layer's resolved weight source, ``lut`` or ``bram`` (``auto`` chosen by reuse factor)."""
+    value = merged.get("weight_rom", DEFAULT_WEIGHT_ROM)
+    if not isinstance(value, str) or value not in WEIGHT_ROMS:
+        raise RtlgenError(f"{where}: weight_rom must be one of {', '.join(WEIGHT_ROMS)}, got {value!r}")
+    problem = _rom_problem(q, merged.get("arithmetic", DEFAULT_ARITHMETIC) == "auto")
+    if value == "bram":
+        if problem is not None:
+            raise RtlgenError(f"{where}: weight_rom: bram does not apply: {problem}")
+        return "bram"
+    if value == "auto" and problem is None and q.reuse_factor >= ROM_MIN_REUSE:
+        return "bram"
+    return "lut"
+
+
 def apply_config(model: FloatModel, config) -> QModel:
     """Quantize ``model`` under ``config``; every problem is an RtlgenError."""
     cfg = load_config(config)
@@ -398,6 +459,7 @@ def apply_config(model: FloatModel, config) -> QModel:
             else:
                 q = QDense(**common)
             q = replace(q, arithmetic=_arithmetic(q, merged, where), clock_mhz=clock_mhz, timing_target=target)
+            q = replace(q, weight_rom=_weight_rom(q, merged, where))
             size = layer.n_out
         elif isinstance(layer, Activation):
             q = QActivation(name=layer.name, kind=layer.kind, size=size, in_type=in_type,

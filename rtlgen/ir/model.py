@@ -129,6 +129,9 @@ class QDense:
     tmr_bits: Optional[int] = None
     #: how the constant matrix-vector product is built: ``multipliers`` or ``shift_add``
     arithmetic: str = "multipliers"
+    #: where a time-multiplexed multiplier (reuse_factor > 1, constant weights) reads its
+    #: weights: ``lut`` (a multiplexer of constants) or ``bram`` (a ROM for block RAM)
+    weight_rom: str = "lut"
     #: the clock target that places the registers of a ``shift_add`` layer (None: ``adder_levels``)
     clock_mhz: Optional[float] = None
     #: the delay model of that target (:data:`rtlgen.numerics.pipeline.DELAY_MODELS`)
@@ -216,6 +219,8 @@ class QDense:
             out.update({"storage": self.storage, "tmr_bits": self.tmr_bits})
         if self.arithmetic != "multipliers":
             out["arithmetic"] = self.arithmetic
+        if self.weight_rom != "lut":
+            out["weight_rom"] = self.weight_rom
         if self.clock_mhz is not None:
             out.update({"clock_mhz": self.clock_mhz, "timing_target": self.timing_target})
         return out
@@ -231,7 +236,7 @@ class QDense:
             "accum": str(self.accum_type) if self.accum_type else None,
             "reuse_factor": self.reuse_factor, "adder_levels": self.adder_levels,
             "weights": self.n_in * self.n_out, "nonzero_weights": self.nonzero,
-            "multipliers": multipliers, "arithmetic": self.arithmetic,
+            "multipliers": multipliers, "arithmetic": self.arithmetic, "weight_rom": self.weight_rom,
         }
         if self.stored:
             out.update({"storage": self.storage, "tmr_bits": self.tmr_bits, "weight_positions": self.positions})
@@ -361,6 +366,7 @@ def dense_fields(ld: dict) -> dict:
         weights=int_array(ld["weights"]), bias=int_array(ld["bias"]),
         reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2)),
         arithmetic=str(ld.get("arithmetic", "multipliers")),
+        weight_rom=str(ld.get("weight_rom", "lut")),
         clock_mhz=float(ld["clock_mhz"]) if ld.get("clock_mhz") is not None else None,
         timing_target=str(ld.get("timing_target", "ecp5")),
         **_storage_fields(ld))

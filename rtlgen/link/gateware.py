@@ -749,7 +749,7 @@ class CoreLink(wiring.Component):
             self.selftest = SelfTest(selftest_inputs, selftest_expected, self.in_width, self.out_width,
                                      self.words)
         self.info = P.Info(self.in_bytes, self.out_bytes, self.window, self.latency, self.ii, self.bus_bytes,
-                           len(self.selftest.inputs) if self.selftest else 0)
+                           len(self.selftest.expected) if self.selftest else 0)
         self.timeout_cycles = P.TIMEOUT_BYTES * 10 * self.divisor
 
     def elaborate(self, platform):
