@@ -9,8 +9,9 @@ from amaranth.hdl import Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from ..ir.model import QDense
+from ..ir.model import QActivation, QDense
 from ..numerics.fixed import product_range, requantize
+from .activation import fused_activation
 from .ports import layer_config_members, layer_members
 from .storage import LayerWords, ParamBank
 from .arith import (Operand, adder_tree, cast_operand, const_operand, range_shape, select, shape_of,
@@ -227,8 +228,10 @@ class DenseLayer(wiring.Component):
     ``self.ii`` = R; no back-pressure.
     """
 
-    def __init__(self, layer: QDense, words: LayerWords | None = None, data_width: int = 8):
+    def __init__(self, layer: QDense, words: LayerWords | None = None, data_width: int = 8,
+                 activation: QActivation | None = None):
         self.layer = layer
+        self.activation = activation
         self.bank = None
         if layer.stored and getattr(layer, "weight_rom", "lut") == "bram":
             raise ValueError(f"layer {layer.name!r}: weight_rom 'bram' needs constant weights, "
@@ -253,13 +256,17 @@ class DenseLayer(wiring.Component):
         self.serial = self.rom is not None and self.schedule.n_mult == 1
         if self.serial:
             self._serial_fields()
+        if activation is not None and not self.serial:
+            raise ValueError(f"layer {layer.name!r}: only the serial form (one multiplier reading a weight "
+                             "ROM) does the following activation in its output stage")
+        self.out_type = activation.result_type if activation is not None else layer.result_type
         leaves = max([len(f) + (1 if self._bias_leaf(j) else 0) for j, f in enumerate(self.schedule.feeds)] or [1])
         self.tree_stages = tree_stages(tree_depth(leaves), layer.adder_levels)
         r = layer.reuse_factor
         # product register + tree registers + (accumulator if R > 1) + output register
         self.latency = (r - 1) + 1 + self.tree_stages + (1 if r > 1 else 0) + 1
         self.ii = r
-        members = layer_members(layer.in_type, layer.n_in, layer.result_type, layer.n_out)
+        members = layer_members(layer.in_type, layer.n_in, self.out_type, layer.n_out)
         if self.bank is not None:
             members.update(layer_config_members(data_width))
         super().__init__(members)
@@ -292,8 +299,11 @@ class DenseLayer(wiring.Component):
 
     @property
     def figures(self) -> dict:
-        """``bram_bits``: bits of the weight ROM (0 without one)."""
-        return {"bram_bits": self.rom.bits if self.rom is not None else 0}
+        """``bram_bits``: bits of the weight ROM (0 without one); a fused activation's name."""
+        out = {"bram_bits": self.rom.bits if self.rom is not None else 0}
+        if self.activation is not None:
+            out["fused_activation"] = self.activation.name
+        return out
 
     def _bias_leaf(self, j: int) -> bool:
         return self.layer.reuse_factor == 1 and (self.bank is not None or self._bias_code(j) != 0)
@@ -363,17 +373,23 @@ class DenseLayer(wiring.Component):
         m.d.sync += done.eq(p_valid & p_last)
 
         src_frac = acc_t.frac if acc_t is not None else self.sum_frac
-        cast = Signal(self.out_shape, name="cast")
-        m.d.comb += cast.eq(cast_operand(Operand(acc, lo, hi), src_frac, layer.result_type).value)
-        staged = [Signal(self.out_shape, name=f"staged{j}") for j in range(layer.n_out)]
+        act = self.activation
+
+        def result(total: Operand):
+            y = cast_operand(total, src_frac, layer.result_type)
+            return fused_activation(y, layer.result_type.frac, act) if act is not None else y
+
+        out_shape = shape_of(self.out_type)
+        cast = Signal(out_shape, name="cast")
+        m.d.comb += cast.eq(result(Operand(acc, lo, hi)).value)
+        staged = [Signal(out_shape, name=f"staged{j}") for j in range(layer.n_out)]
         fed = {s.j for s in slots}
         for j in range(layer.n_out):
             if j in fed:
                 with m.If(a_last & (a_out == j)):
                     m.d.sync += staged[j].eq(cast)
             else:   # no weights: the output is its bias
-                const = cast_operand(const_operand(self._bias_code(j)), src_frac, layer.result_type).value
-                m.d.comb += staged[j].eq(const)
+                m.d.comb += staged[j].eq(result(const_operand(self._bias_code(j))).value)
         # the last output's cast is written on the edge after acc_done: o.valid and the copy follow it
         m.d.sync += self.o.valid.eq(done)
         with m.If(done):

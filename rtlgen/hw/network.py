@@ -49,17 +49,23 @@ def make_layer(layer, bus: BusLayout | None = None, index: int | None = None) ->
 
 
 def make_layers(layers: list, bus: BusLayout | None = None) -> list[LayerHardware]:
-    """The hardware of every layer; an activation right after a shift-and-add layer is
-    done in that layer's last stage (it becomes a :class:`FusedActivation`)."""
+    """The hardware of every layer; an activation right after a shift-and-add layer, or after a
+    dense layer in the serial form (one multiplier reading a weight ROM, whose one output cast
+    serves every output), is done in that layer's output stage (it becomes a
+    :class:`FusedActivation`)."""
     out: list[LayerHardware] = []
     for k, layer in enumerate(layers):
         after = layers[k + 1] if k + 1 < len(layers) else None
-        if out and isinstance(out[-1], ShiftAddDense) and out[-1].activation is layer:
+        fuses = getattr(after, "op", None) == "activation"
+        if out and getattr(out[-1], "activation", None) is layer:
             out.append(FusedActivation(layer, into=out[-1].layer.name))
-        elif getattr(layer, "arithmetic", None) == "shift_add" and getattr(after, "op", None) == "activation":
+        elif getattr(layer, "arithmetic", None) == "shift_add" and fuses:
             out.append(ShiftAddDense(layer, activation=after))
         else:
-            out.append(make_layer(layer, bus, k))
+            hw = make_layer(layer, bus, k)
+            if fuses and isinstance(hw, DenseLayer) and hw.serial:
+                hw = DenseLayer(layer, activation=after)
+            out.append(hw)
     return out
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Signal
 from amaranth.lib import wiring
 
 from ..ir.arithmetic import dense_graph, dense_plan, shift_add_figures, shift_add_problem, sum_frac
 from ..ir.model import QActivation, QDense
+from .activation import fused_activation
 from .arith import Operand, cast_operand, range_shape
 from .ports import layer_members
 
@@ -117,9 +118,7 @@ class ShiftAddDense(wiring.Component):
             for j, total in enumerate(totals):
                 y = cast_operand(total, frac, layer.result_type)
                 if act is not None:
-                    if act.kind == "relu" and y.lo < 0:
-                        y = Operand(Mux(y.value < 0, 0, y.value), max(0, y.lo), max(0, y.hi))
-                    y = cast_operand(y, layer.result_type.frac, act.result_type)
+                    y = fused_activation(y, layer.result_type.frac, act)
                 m.d.sync += self.o.payload[j].eq(y.value)
         return m
 
