@@ -46,15 +46,17 @@ layers: {}
 """
 
 JET_ICEBREAKER_CONFIG = """\
-# models/jet_mlp.onnx with 6-bit weights on the iCEBreaker (iCE40 UP5K:
-# 5280 LUTs, 8 DSP blocks, 30 block RAMs): every layer time-multiplexes one
-# multiplier over all its weights (reuse_factor: full), and the weights are
-# read from block-RAM ROMs.
+# models/jet_mlp.onnx with 6-bit weights and 8-bit layer results on the
+# iCEBreaker (iCE40 UP5K: 5280 logic cells, 8 DSP blocks, 30 block RAMs):
+# every layer time-multiplexes one multiplier over all its weights
+# (reuse_factor: full), reads them from a block-RAM ROM, and sums one output
+# at a time with one accumulator and one output cast (the ReLU after it
+# included).
 input: fixed<9,2,RND,SAT>
 default:
   weight: fixed<6,2,RND,SAT>
   bias: fixed<8,3,RND,SAT>
-  result: fixed<16,6,RND,SAT>
+  result: fixed<8,3,RND,SAT>
   reuse_factor: full
   arithmetic: multipliers
   weight_rom: bram

@@ -229,9 +229,10 @@ class DenseLayer(wiring.Component):
     """
 
     def __init__(self, layer: QDense, words: LayerWords | None = None, data_width: int = 8,
-                 activation: QActivation | None = None):
+                 activation: QActivation | None = None, staged: bool = True):
         self.layer = layer
         self.activation = activation
+        self.staged = staged
         self.bank = None
         if layer.stored and getattr(layer, "weight_rom", "lut") == "bram":
             raise ValueError(f"layer {layer.name!r}: weight_rom 'bram' needs constant weights, "
@@ -256,6 +257,8 @@ class DenseLayer(wiring.Component):
         self.serial = self.rom is not None and self.schedule.n_mult == 1
         if self.serial:
             self._serial_fields()
+        if not staged and not self.serial:
+            raise ValueError(f"layer {layer.name!r}: only the serial form writes its outputs unstaged")
         if activation is not None and not self.serial:
             raise ValueError(f"layer {layer.name!r}: only the serial form (one multiplier reading a weight "
                              "ROM) does the following activation in its output stage")
@@ -339,7 +342,9 @@ class DenseLayer(wiring.Component):
         """The serial form: the slots come output by output (the schedule's order), so one
         accumulator sums an output's products from its bias on, and at its last slot one cast
         writes it to a staging register; the staging registers go to ``o.payload`` together
-        after the last phase, so the payload holds until the next ``o.valid``."""
+        after the last phase, so the payload holds until the next ``o.valid``.  Unstaged
+        (``staged=False``), each output goes to ``o.payload`` as it is done: the payload then
+        holds for :func:`rtlgen.hw.network.hold_ii` cycles only, which the network's II keeps."""
         layer, rom = self.layer, self.rom
         slots = self.schedule.slots[0]
         # the ROM fields of the product's phase, registered beside the product
@@ -382,16 +387,25 @@ class DenseLayer(wiring.Component):
         out_shape = shape_of(self.out_type)
         cast = Signal(out_shape, name="cast")
         m.d.comb += cast.eq(result(Operand(acc, lo, hi)).value)
-        staged = [Signal(out_shape, name=f"staged{j}") for j in range(layer.n_out)]
         fed = {s.j for s in slots}
+        # the last output's cast is written on the edge after acc_done, with o.valid
+        m.d.sync += self.o.valid.eq(done)
+        if not self.staged:
+            # each output is written as it is done (the network keeps the next vector back)
+            for j in range(layer.n_out):
+                if j in fed:
+                    with m.If(a_last & (a_out == j)):
+                        m.d.sync += self.o.payload[j].eq(cast)
+                else:   # no weights: the output is its bias
+                    m.d.sync += self.o.payload[j].eq(result(const_operand(self._bias_code(j))).value)
+            return
+        staged = [Signal(out_shape, name=f"staged{j}") for j in range(layer.n_out)]
         for j in range(layer.n_out):
             if j in fed:
                 with m.If(a_last & (a_out == j)):
                     m.d.sync += staged[j].eq(cast)
             else:   # no weights: the output is its bias
                 m.d.comb += staged[j].eq(result(const_operand(self._bias_code(j))).value)
-        # the last output's cast is written on the edge after acc_done: o.valid and the copy follow it
-        m.d.sync += self.o.valid.eq(done)
         with m.If(done):
             for j in range(layer.n_out):
                 value = cast if j == slots[-1].j else staged[j]

@@ -48,11 +48,15 @@ def make_layer(layer, bus: BusLayout | None = None, index: int | None = None) ->
     return make(layer, bus, index)
 
 
-def make_layers(layers: list, bus: BusLayout | None = None) -> list[LayerHardware]:
+def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: bool = False) -> list[LayerHardware]:
     """The hardware of every layer; an activation right after a shift-and-add layer, or after a
     dense layer in the serial form (one multiplier reading a weight ROM, whose one output cast
     serves every output), is done in that layer's output stage (it becomes a
-    :class:`FusedActivation`)."""
+    :class:`FusedActivation`).
+
+    ``early_writes``: a serial dense layer that is not the last may write each output as it is
+    done, without staging registers (``staged=False``); the caller then keeps vectors at least
+    :func:`hold_ii` apart, so that the layer reading those outputs has finished with them."""
     out: list[LayerHardware] = []
     for k, layer in enumerate(layers):
         after = layers[k + 1] if k + 1 < len(layers) else None
@@ -63,10 +67,25 @@ def make_layers(layers: list, bus: BusLayout | None = None) -> list[LayerHardwar
             out.append(ShiftAddDense(layer, activation=after))
         else:
             hw = make_layer(layer, bus, k)
-            if fuses and isinstance(hw, DenseLayer) and hw.serial:
-                hw = DenseLayer(layer, activation=after)
+            if isinstance(hw, DenseLayer) and hw.serial:
+                last = k == len(layers) - 1 or (fuses and k + 1 == len(layers) - 1)
+                staged = not (early_writes and not last)
+                if fuses or not staged:
+                    hw = DenseLayer(layer, activation=after if fuses else None, staged=staged)
             out.append(hw)
     return out
+
+
+def hold_ii(layers: list[LayerHardware]) -> int:
+    """The fewest cycles between vectors for which every unstaged serial layer's outputs stay put
+    while the next layer (past a fused activation) reads them: that layer's latency plus the
+    reader's II."""
+    ii = 1
+    for k, hw in enumerate(layers):
+        if isinstance(hw, DenseLayer) and not hw.staged:
+            reader = next((r for r in layers[k + 1:] if not isinstance(r, FusedActivation)), None)
+            ii = max(ii, hw.latency + (reader.ii if reader is not None else 0))
+    return ii
 
 
 class Network(wiring.Component):
@@ -119,15 +138,16 @@ class Network(wiring.Component):
 
     II
     --
-    ``self.ii`` = the largest II of the layers (their reuse factors).
+    ``self.ii`` = the largest II of the layers (their reuse factors), or more when a serial
+    layer writes its outputs as they are done (:func:`hold_ii`).
     """
 
     def __init__(self, model: QModel):
         self.model = model
         self.bus = bus_layout(model)
-        self.layers: list[LayerHardware] = make_layers(model.layers, self.bus)
+        self.layers: list[LayerHardware] = make_layers(model.layers, self.bus, early_writes=True)
         self.latency = 1 + sum(layer.latency for layer in self.layers)
-        self.ii = max([layer.ii for layer in self.layers] or [1])
+        self.ii = max([layer.ii for layer in self.layers] + [hold_ii(self.layers)])
         signature, self.i2c = core_signature(model.input_type, model.n_in, model.output_type, model.n_out,
                                              self.bus, model.i2c)
         super().__init__(signature)
