@@ -90,7 +90,7 @@ def add_board_command(sub, positive_float, positive_int, tools) -> list[argparse
                    help="embed N test vectors and their golden results, checked at power-up (LEDs, STATUS)")
     p.add_argument("--baud", type=_baud, help="UART baud rate (default: the fastest standard rate the board "
                                               "and the clock allow)")
-    p.add_argument("--window", type=positive_int, default=4, help="input vectors the link queues (default 4)")
+    p.add_argument("--window", type=positive_int, default=2, help="input samples the link queues (default 2)")
     p.add_argument("--seed", type=int, default=1, help="seed of the self-test vectors and of nextpnr (default 1)")
     p.add_argument("--tools", choices=tools, default="auto",
                    help="native tools on PATH, YoWASP (pip) builds, or auto: native first (default)")

@@ -145,7 +145,7 @@ def _pnr_fail_reason(log_text: str) -> str | None:
 
 
 def board_build(build_dir, board_name: str, out, *, clock_mhz: float | None = None, self_test: int = 0,
-                baud: int | None = None, window: int = 4, tools: str = "auto", seed: int = 1,
+                baud: int | None = None, window: int = 2, tools: str = "auto", seed: int = 1,
                 progress: Progress | None = None, corrupt: tuple[int, ...] = (),
                 timeout: float | None = None, check_timing: bool = True) -> dict:
     """Build the bitstream of build folder ``build_dir`` for board ``board_name`` into ``out``.

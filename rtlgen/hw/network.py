@@ -71,6 +71,7 @@ def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: boo
                 last = k == len(layers) - 1 or (fuses and k + 1 == len(layers) - 1)
                 staged = not (early_writes and not last)
                 if fuses or not staged:
+                    hw._MustUse__silence = True      # replaced by its serial variant, never elaborated
                     hw = DenseLayer(layer, activation=after if fuses else None, staged=staged)
             out.append(hw)
     return out

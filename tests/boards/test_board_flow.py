@@ -171,6 +171,7 @@ def test_a_core_with_more_multipliers_than_dsp_blocks_is_refused(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.long      # nextpnr works hard at a clock it cannot reach
 def test_a_clock_the_core_cannot_meet_is_refused(tmp_path):
     core = _tiny_build(tmp_path)
     out = tmp_path / "board"
