@@ -84,8 +84,12 @@ class WeightRom:
     ``index_width`` bits) with the index of the input it multiplies in that
     phase, so that its operand is an ``n_in``-way multiplexer instead of an
     R-way one over the phases (which, for a pruned layer at a large reuse
-    factor, no longer repeats a short pattern that synthesis could fold).  A multiplier with fewer than R weights (the last one) reads
-    0 in its idle phases, as the multiplexer of constants does.  One wide
+    factor, no longer repeats a short pattern that synthesis could fold).
+    A multiplier with fewer than R weights (the last one) reads 0 in its
+    idle phases, as the multiplexer of constants does.  :meth:`add_field`
+    appends further per-phase fields (the serial form of
+    :class:`DenseLayer` keeps the output, its first/last flags and its bias
+    there).  One wide
     memory of depth R (rather than one per multiplier) lets synthesis split
     it across as few block RAMs as their width allows.
     """
@@ -191,7 +195,12 @@ class DenseLayer(wiring.Component):
     multiplier's weight of phase ``p``.  The port is addressed with the
     phase of the *next* cycle (the next value of the phase counter, which
     rests at 0 between inputs), so the row of a phase is on the port's
-    output in that phase and the latency is unchanged.  The biases enter the
+    output in that phase and the latency is unchanged.  With one multiplier
+    (``self.serial``: the whole layer at full reuse) the layer takes the
+    *serial form*: the ROM also says which output each phase feeds, so one
+    accumulator and one output cast (and a fused activation after it) serve
+    every output in turn instead of one accumulator and cast per output;
+    see :meth:`_serial_accumulate` for its staging.  The biases enter the
     accumulator as constants on the first phase (they are not
     multiplexed), so they stay in logic.
 
