@@ -43,8 +43,7 @@ from ..emit.folder import check_output_folder, commit_build
 from ..errors import RtlgenError
 from ..kinds import kind_for_build
 from ..link.protocol import SampleFormat
-from .synth import _STEP, _errors_in, _fmax_from_log, _fmax_from_report, _run, _utilization, \
-    _utilization_from_log, classify_cells, find_tool, parse_stat_json
+from .synth import _STEP, _errors_in, _run, classify_cells, find_tool, parse_stat_json, pnr_results
 
 __all__ = ["board_build", "board_program", "selftest_samples", "choose_baud", "BOARD_REPORT",
            "load_board_report", "BAUD_RATES"]
@@ -275,14 +274,7 @@ def _build_in(work: Path, board, top, manifest: dict, fmt: SampleFormat, yosys, 
         detail = _errors_in(work / "nextpnr.log")
         raise RtlgenError(f"{nextpnr.name} ({nextpnr.kind}) {why} on the {board.name} design"
                           + (f": {detail}" if detail else ""), detail=log_text[-3000:])
-    try:
-        pnr_report = json.loads((work / "nextpnr_report.json").read_text())
-    except (OSError, ValueError):
-        pnr_report = {}
-    clock, fmax = _fmax_from_report(pnr_report)
-    if fmax is None:
-        clock, fmax = _fmax_from_log(log_text)
-    util = _utilization(pnr_report) or _utilization_from_log(log_text)
+    clock, fmax, util = pnr_results(work / "nextpnr_report.json", log_text)
     if fmax is None:
         raise RtlgenError(f"{nextpnr.name} finished but reported no clock frequency; see its log",
                           detail=log_text[-3000:])

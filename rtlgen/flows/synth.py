@@ -61,7 +61,7 @@ from ..errors import RtlgenError
 from ..kinds import load_build
 
 __all__ = ["TARGETS", "DEVICES", "synth", "load_synth_report", "synth_reports", "classify_cells",
-           "find_tool", "Tool", "pnr_wrapper", "parse_stat_text"]
+           "find_tool", "Tool", "pnr_wrapper", "parse_stat_text", "pnr_results"]
 
 TARGETS = ("generic", "ice40", "ecp5", "xilinx")
 TOOL_CHOICES = ("auto", "native", "yowasp")
@@ -458,6 +458,18 @@ def _utilization_from_log(text: str) -> dict[str, dict[str, int]]:
     return util
 
 
+def pnr_results(report_path: Path, log_text: str) -> tuple[str | None, float | None, dict[str, dict[str, int]]]:
+    """``(clock, Fmax in MHz, utilization)`` of a nextpnr run: from its ``--report`` JSON, else its log."""
+    try:
+        report = json.loads(Path(report_path).read_text())
+    except (OSError, ValueError):
+        report = {}
+    clock, fmax = _fmax_from_report(report)
+    if fmax is None:
+        clock, fmax = _fmax_from_log(log_text)
+    return clock, fmax, _utilization(report) or _utilization_from_log(log_text)
+
+
 # --------------------------------------------------------------------------
 # the flow
 
@@ -685,14 +697,7 @@ def _pnr(run: _Run, manifest: dict, verilog: Path, target: str, yosys: Tool, nex
         detail = _errors_in(pdir / "nextpnr.log")
         raise _ToolFailure(f"{nextpnr.name} ({nextpnr.kind}) {why} placing {manifest['top']} on "
                            f"{target} {device}" + (f": {detail}" if detail else ""), "pnr/nextpnr.log")
-    try:
-        pnr_report = json.loads((pdir / "nextpnr_report.json").read_text())
-    except (OSError, ValueError):
-        pnr_report = {}
-    clock, fmax = _fmax_from_report(pnr_report)
-    if fmax is None:
-        clock, fmax = _fmax_from_log(log_text)
-    util = _utilization(pnr_report) or _utilization_from_log(log_text)
+    clock, fmax, util = pnr_results(pdir / "nextpnr_report.json", log_text)
     if fmax is None:
         raise _ToolFailure(f"{nextpnr.name} finished but reported no clock frequency", "pnr/nextpnr.log")
     _note(run.progress, f"pnr {target}: done in {elapsed:.1f} s: Fmax {fmax:.1f} MHz "
