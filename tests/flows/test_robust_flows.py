@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.onnx_models import matmul_mlp
 from helpers.cli import assert_one_line_error, cli_argv, write_config
 from helpers.cli import run_cli as run_rtlgen
 from helpers.paths import JET, JET_CFG, TINY
@@ -174,26 +175,7 @@ def test_interrupted_sim_cleans_up(tmp_path, tiny_core, sig):
 
 def two_layer_model(path: Path) -> Path:
     """4 -> 3 -> 2 MatMul+Add layers, every weight nonzero: reuse limits 12 and 6."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(3)
-    w1 = (rng.uniform(0.3, 0.9, (4, 3)) * rng.choice([-1, 1], (4, 3))).astype(np.float32)
-    w2 = (rng.uniform(0.3, 0.9, (3, 2)) * rng.choice([-1, 1], (3, 2))).astype(np.float32)
-    b1, b2 = np.full(3, 0.25, np.float32), np.full(2, -0.25, np.float32)
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"], name="fc1"),
-             helper.make_node("Add", ["h0", "b1"], ["h1"], name="fc1_add"),
-             helper.make_node("Relu", ["h1"], ["h2"], name="relu"),
-             helper.make_node("MatMul", ["h2", "w2"], ["h3"], name="fc2"),
-             helper.make_node("Add", ["h3", "b2"], ["y"], name="fc2_add")]
-    graph = helper.make_graph(
-        nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
-        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    return matmul_mlp(path, n_out=2, seed=3, name="two")
 
 
 SMALL = {"input": "fixed<5,2,RND,SAT>",
