@@ -102,7 +102,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="generate a core: OUTDIR/<name>.v and OUTDIR/manifest.json")
     p.add_argument("model", help="model file: .onnx; decision forests: xgboost .json/.ubj, LightGBM .txt, "
                                  "conifer .json, scikit-learn .joblib/.pkl (trusted files only)")
-    p.add_argument("--config", "-c", required=True, help="precision configuration (YAML or JSON)")
+    p.add_argument("--config", "-c", help="precision configuration (YAML or JSON); optional for a "
+                                          "quantization-aware ONNX model (QONNX), whose quantizers give the types")
     p.add_argument("-o", "--output", required=True, help="build folder to write")
     p.add_argument("--name", help="Verilog module name (default: from the model)")
     p.set_defaults(func=cmd_build)

@@ -13,6 +13,7 @@ by :func:`load_forest` (:mod:`rtlgen.frontends.trees`).  Networks can also be bu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import RtlgenError
@@ -48,8 +49,7 @@ def load_model(path_or_obj, name=None) -> FloatModel:
     """
     if isinstance(path_or_obj, FloatModel):
         if name:
-            return FloatModel(name=name, n_in=path_or_obj.n_in, layers=list(path_or_obj.layers),
-                              input_shape=path_or_obj.input_shape)
+            return replace(path_or_obj, name=name, layers=list(path_or_obj.layers))
         return path_or_obj
     if isinstance(path_or_obj, (str, Path)):
         path = Path(path_or_obj)

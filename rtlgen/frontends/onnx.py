@@ -74,17 +74,20 @@ import numpy as np
 from ..errors import RtlgenError
 from ..ir.conv import Conv, Pool
 from ..ir.model import Activation, Dense, FloatModel
+from .quantizers import QUANT_OPS, apply_quantizer, read_quantizer
 
 __all__ = ["load_onnx", "SUPPORTED_OPS"]
 
 #: Operators allowed on the data path.
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Identity", "Reshape", "Cast", "Constant",
-                 "Conv", "MaxPool", "AveragePool", "BatchNormalization", "Pad")
+                 "Conv", "MaxPool", "AveragePool", "BatchNormalization", "Pad") + QUANT_OPS
 _SPATIAL_OPS = ("Conv", "MaxPool", "AveragePool")
 
 #: Operators evaluated when all their inputs are constants (weight preprocessing).
 _CONST_OPS = ("Constant", "Identity", "Cast", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
-              "ConstantOfShape", "Concat", "Slice")
+              "ConstantOfShape", "Concat", "Slice") + QUANT_OPS
+#: Constant operators that keep the values (and so the quantizer type) of their first input.
+_TYPE_KEEPING_OPS = ("Identity", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
 #: Operators that may sit between a folded ``Pad`` and its Conv/AveragePool.
 _PAD_PASS_OPS = ("Identity", "Cast", "Pad")
 
@@ -154,6 +157,8 @@ class _Graph:
         self.data_tensors = set()
         self._const_cache = {}
         self._visiting = set()
+        #: the fixed-point type of each constant a quantizer node produced
+        self.const_types = {}
 
     @staticmethod
     def _node_names(graph) -> list:
@@ -232,6 +237,25 @@ class _Graph:
         self._const_cache[name] = value
         return value
 
+    def const_type(self, name: str):
+        """The quantizer type of a constant tensor (through value-keeping ops), or None."""
+        seen = set()
+        while name and name not in seen:
+            seen.add(name)
+            if name in self.const_types:
+                return self.const_types[name]
+            index = self.producer.get(name)
+            if index is None:
+                return None
+            node = self.graph.node[index]
+            if node.op_type == "Cast" and self._attr(node, "to") in _float_types(self.onnx):
+                name = node.input[0]
+            elif node.op_type in _TYPE_KEEPING_OPS:
+                name = node.input[0]
+            else:
+                return None
+        return None
+
     def _tensor(self, tensor, what: str) -> np.ndarray:
         try:
             arr = self.numpy_helper.to_array(tensor)
@@ -260,6 +284,8 @@ class _Graph:
                     return np.asarray(list(self.onnx.helper.get_attribute_value(a)),
                                       dtype=np.float64 if a.name == "value_floats" else np.int64)
             raise RtlgenError(f"{where}: only Constant nodes holding a tensor or numbers are supported")
+        if op in QUANT_OPS:
+            return self._eval_quant(index)
         args = [self.const(i, where) if i else None for i in node.input]
         try:
             if op == "Identity":
@@ -310,6 +336,28 @@ class _Graph:
         except Exception as exc:
             raise RtlgenError(f"{where}: cannot evaluate this constant expression ({exc})") from None
         raise AssertionError(op)  # pragma: no cover
+
+    def _eval_quant(self, index: int) -> np.ndarray:
+        """A quantizer node on a constant: the exact quantized values (their type is recorded)."""
+        node = self.graph.node[index]
+        where = self.where(index)
+        q = read_quantizer(self, index, lambda name: self.const(name, where))
+        x = self.const(node.input[0], where)
+        if node.op_type == "DequantizeLinear":
+            codes = np.asarray(x, dtype=np.float64)
+            axis = self._attr(node, "axis", 1)
+            if q.exponents.ndim == 1 and q.exponents.size > 1:    # per-axis scale
+                shape = [1] * codes.ndim
+                shape[axis + codes.ndim if axis < 0 else axis] = q.exponents.size
+                q.exponents = q.exponents.reshape(shape)
+            values = codes * np.power(2.0, np.broadcast_to(q.exponents, codes.shape))
+            self.const_types[node.output[0]] = q.tensor_type()
+            return values
+        values, typ = apply_quantizer(q, x)
+        if node.op_type == "QuantizeLinear":     # integer codes; the DequantizeLinear after it gives the values
+            return values * np.power(2.0, -np.broadcast_to(q.exponents, values.shape))
+        self.const_types[node.output[0]] = typ
+        return values
 
     def _slice(self, node, args) -> np.ndarray:
         x = args[0]
@@ -371,6 +419,8 @@ class _Walker:
         self.layers = []
         self.last_dense = None  # the Dense (or Conv) whose output is the current tensor
         self.pending_pad = None  # (Pad node index, spatial pads) waiting for its Conv/AveragePool
+        self.input_type = None  # the type of a quantizer on the graph input
+        self.pending_q = None   # (QuantizeLinear node index, its Quantizer) waiting for its DequantizeLinear
 
     def data_and_consts(self, index: int, cur: str):
         node = self.g.graph.node[index]
@@ -403,6 +453,14 @@ class _Walker:
             raise RtlgenError(f"{where}: expected exactly one output, found {len(node.output)}")
         if self.pending_pad is not None and op not in ("Conv", "AveragePool") + _PAD_PASS_OPS:
             self._unfoldable_pad(f"it is followed by {where}", op)
+        if self.pending_q is not None and op != "DequantizeLinear":
+            raise RtlgenError(f"{g.where(self.pending_q[0])} is followed by {where}; rtlgen reads a "
+                              "QuantizeLinear on the data path only directly followed by its DequantizeLinear")
+        if op in QUANT_OPS:
+            if pos != 0:
+                raise RtlgenError(f"{where}: the data tensor must be its first input")
+            self._quantizer(index)
+            return
         if op == "Pad":
             if pos != 0:
                 raise RtlgenError(f"{where}: the data tensor must be its first input")
@@ -462,6 +520,46 @@ class _Walker:
             self._reshape(index)
         else:  # pragma: no cover
             raise AssertionError(op)
+
+    def _quantizer(self, index: int) -> None:
+        """A quantizer on the data path: the type of the current tensor."""
+        g = self.g
+        node = g.graph.node[index]
+        where = g.where(index)
+        q = read_quantizer(g, index, lambda name: g.const(name, where))
+        if q.bipolar:
+            raise RtlgenError(f"{where}: a sign quantizer (BipolarQuant, or a signed 1-bit Quant) on the data "
+                              "path is not supported; it is supported on weights; use at least 2 bits for "
+                              "activations")
+        if not q.per_tensor:
+            raise RtlgenError(f"{where}: a per-channel scale on the data path is not supported; use a "
+                              "per-tensor scale for activations and inputs")
+        if node.op_type == "QuantizeLinear":
+            self.pending_q = (index, q)
+            return
+        if node.op_type == "DequantizeLinear":
+            if self.pending_q is None:
+                raise RtlgenError(f"{where}: a DequantizeLinear on the data path needs the QuantizeLinear "
+                                  "with the same scale and zero point directly before it")
+            q_index, first = self.pending_q
+            self.pending_q = None
+            if (first.bits, first.signed) != (q.bits, q.signed) or \
+                    not np.array_equal(np.unique(first.exponents), np.unique(q.exponents)):
+                raise RtlgenError(f"{where}: its scale or integer type differs from that of "
+                                  f"{g.where(q_index)}; a QuantizeLinear/DequantizeLinear pair must use "
+                                  "the same scale, zero point and type")
+        self._set_type(g.names[index], q.tensor_type())
+
+    def _set_type(self, name: str, typ) -> None:
+        """The current tensor is cast to ``typ``: the model's input type, the result type of the
+        layer that computed the tensor, or (when that has one already) a cast of its own."""
+        if not self.layers and self.input_type is None:
+            self.input_type = typ
+        elif self.layers and "result" not in self.layers[-1].types:
+            self.layers[-1].types["result"] = typ
+        else:
+            self.layers.append(Activation(name=name, kind="linear", size=self.n, types={"result": typ}))
+        self.last_dense = None
 
     def _to_flat(self) -> None:
         self.shape = None
@@ -575,9 +673,6 @@ class _Walker:
                     "padding in the Pad or all of it in the pool")
             self.pending_pad = None
         if op == "Conv":
-            if int(g._attr(node, "group", 1)) != 1:
-                raise RtlgenError(f"{where}: group={g._attr(node, 'group', 1)} is not supported; only "
-                                  "group=1 (no grouped or depthwise convolution)")
             if len(node.input) < 2 or not node.input[1]:
                 raise RtlgenError(f"{where}: missing weight input")
             w = g.const(node.input[1], where).astype(np.float64)
@@ -585,6 +680,7 @@ class _Walker:
             if w.ndim != len(self.shape) + 1:
                 raise RtlgenError(f"{where}: shape mismatch: weight of shape {list(w.shape)} on a "
                                   f"feature map of shape {list(self.shape)}")
+            w = self._ungroup(index, w)
             if w.shape[1] != self.shape[0]:
                 raise RtlgenError(f"{where}: shape mismatch: the weight expects {w.shape[1]} input "
                                   f"channels but the input has {self.shape[0]} (shape {list(self.shape)})")
@@ -600,8 +696,10 @@ class _Walker:
                 if bias.shape != (w.shape[0],):
                     raise RtlgenError(f"{where}: shape mismatch: bias of {bias.size} values for "
                                       f"{w.shape[0]} output channels")
+            types = {key: g.const_type(node.input[k]) for key, k in (("weight", 1), ("bias", 2))
+                     if len(node.input) > k and g.const_type(node.input[k]) is not None}
             layer = Conv(name=name, weight=np.ascontiguousarray(w), bias=bias, in_shape=tuple(self.shape),
-                         stride=stride, pads=pads)
+                         stride=stride, pads=pads, types=types)
             self.last_dense = layer
         else:
             ks = g._attr(node, "kernel_shape")
@@ -625,6 +723,25 @@ class _Walker:
         self.layers.append(layer)
         self.shape = tuple(int(v) for v in layer.out_shape)
         self.n = layer.n_out
+
+    def _ungroup(self, index: int, w: np.ndarray) -> np.ndarray:
+        """The full ``[C_out, C_in, k...]`` kernel of a grouped (e.g. depthwise) convolution: each output
+        channel's taps on the input channels outside its group are zeros, which cost nothing."""
+        g = self.g
+        where = g.where(index)
+        groups = int(g._attr(g.graph.node[index], "group", 1))
+        c_in, c_out = self.shape[0], w.shape[0]
+        if groups == 1:
+            return w
+        if groups < 1 or c_in % groups or c_out % groups or w.shape[1] * groups != c_in:
+            raise RtlgenError(f"{where}: shape mismatch: group={groups} with {c_in} input channels, "
+                              f"{c_out} output channels and a weight of shape {list(w.shape)}")
+        per_in, per_out = c_in // groups, c_out // groups
+        full = np.zeros((c_out, c_in) + w.shape[2:], dtype=w.dtype)
+        for co in range(c_out):
+            start = (co // per_out) * per_in
+            full[co, start:start + per_in] = w[co]
+        return full
 
     def _unfoldable_pad(self, reason: str, op=None) -> None:
         index = self.pending_pad[0]
@@ -720,9 +837,10 @@ class _Walker:
                                   for k in range(1, 5))
         eps = float(g._attr(node, "epsilon", 1e-5))
         layer = self.last_dense
-        if layer is None:
-            raise RtlgenError(f"{where}: BatchNormalization is only supported directly after a Conv "
-                              "or Gemm/MatMul, into which it is folded")
+        if layer is None or layer.types:
+            # nothing to fold into, or weights fixed by the model's quantizers: a layer of its own
+            self._standalone_batchnorm(index, gamma, beta, mean, var, eps)
+            return
         channels = layer.weight.shape[0] if isinstance(layer, Conv) else layer.n_out
         if not all(v.shape == (channels,) for v in (gamma, beta, mean, var)):
             raise RtlgenError(f"{where}: shape mismatch: its parameters must hold {channels} values "
@@ -737,6 +855,33 @@ class _Walker:
         else:
             layer.weight = layer.weight * scale[None, :]
         layer.bias = (layer.bias - mean) * scale + beta
+
+    def _standalone_batchnorm(self, index, gamma, beta, mean, var, eps) -> None:
+        """A BatchNormalization that is not folded: a per-channel multiply-add layer (a dense layer
+        with a diagonal matrix, or a 1x1 convolution with one tap per channel on a feature map)."""
+        g = self.g
+        where = g.where(index)
+        channels = self.shape[0] if self.shape is not None else self.n
+        if not all(v.shape == (channels,) for v in (gamma, beta, mean, var)):
+            raise RtlgenError(f"{where}: shape mismatch: its parameters must hold {channels} values "
+                              "(one per channel of its input)")
+        for v, what in ((gamma, "scale"), (beta, "bias"), (mean, "mean"), (var, "variance")):
+            _check_finite(v, where, what)
+        if np.any(var + eps <= 0):
+            raise RtlgenError(f"{where}: variance + epsilon must be positive")
+        scale = gamma / np.sqrt(var + eps)
+        shift = beta - mean * scale
+        name = g.names[index]
+        if self.shape is None:
+            layer = Dense(name=name, weight=np.diag(scale), bias=shift)
+        else:
+            d = len(self.shape) - 1
+            kernel = np.zeros((channels, channels) + (1,) * d)
+            kernel[np.arange(channels), np.arange(channels)] = scale
+            layer = Conv(name=name, weight=kernel, bias=shift, in_shape=tuple(self.shape),
+                         stride=(1,) * d, pads=(0,) * (2 * d))
+        self.layers.append(layer)
+        self.last_dense = None
 
     def _reshape(self, index: int) -> None:
         g = self.g
@@ -810,7 +955,12 @@ class _Walker:
             bias = np.zeros(weight.shape[1], dtype=np.float64)
         _check_finite(weight, where, "weight")
         _check_finite(bias, where, "bias")
-        dense = Dense(name=g.names[index], weight=np.ascontiguousarray(weight), bias=bias)
+        types = {}
+        if g.const_type(node.input[1]) is not None:
+            types["weight"] = g.const_type(node.input[1])
+        if op == "Gemm" and len(node.input) > 2 and g.const_type(node.input[2]) is not None:
+            types["bias"] = g.const_type(node.input[2])
+        dense = Dense(name=g.names[index], weight=np.ascontiguousarray(weight), bias=bias, types=types)
         self.layers.append(dense)
         self.last_dense = dense
         self.n = dense.n_out
@@ -842,6 +992,11 @@ class _Walker:
         dense = self.last_dense
         bias = self._broadcast_bias(c, dense.n_out, where)
         _check_finite(bias, where, "bias")
+        added = g.const_type(const_name)
+        if added is not None and "bias" not in dense.types and not np.any(dense.bias):
+            dense.types["bias"] = added
+        else:
+            dense.types.pop("bias", None)
         dense.bias = dense.bias + bias
 
 
@@ -922,7 +1077,11 @@ def load_onnx(source, name=None) -> FloatModel:
                           f"features but the layers produce {walker.n}")
     if not walker.layers:
         raise RtlgenError(f"{label}: the graph has no dense or activation layer")
-    return FloatModel(name=name or default_name, n_in=n_in, layers=walker.layers, input_shape=shape)
+    if walker.pending_q is not None:
+        raise RtlgenError(f"{g.where(walker.pending_q[0])}: a QuantizeLinear on the data path must be "
+                          "followed by its DequantizeLinear")
+    return FloatModel(name=name or default_name, n_in=n_in, layers=walker.layers, input_shape=shape,
+                      input_type=walker.input_type)
 
 
 def _show(dims) -> str:

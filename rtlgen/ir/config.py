@@ -84,7 +84,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import RtlgenError, RtlgenWarning
-from ..numerics.fixed import Overflow, parse_type, quantize
+from ..numerics.fixed import Overflow, exact_type, parse_type, quantize
 from .config_file import config_name, key_list, read_config_file
 from .conv import Conv, Pool, QConv, QMaxPool, pool_matrix
 from .arithmetic import ARITHMETICS, choose, shift_add_problem
@@ -340,15 +340,60 @@ def _weight_rom(q: QDense, merged: dict, where: str) -> str:
     return "lut"
 
 
-def apply_config(model: FloatModel, config) -> QModel:
-    """Quantize ``model`` under ``config``; every problem is an RtlgenError."""
-    cfg = load_config(config)
+def _exact_result(in_type, weight_type, bias_type, w: np.ndarray, b: np.ndarray, accum_type):
+    """The type that holds every sum of a dense layer exactly (its result when nothing sets one)."""
+    if accum_type is not None:
+        return accum_type
+    frac = max(in_type.frac + weight_type.frac, bias_type.frac)
+    w = np.asarray(w, dtype=object) * (1 << (frac - in_type.frac - weight_type.frac))
+    b = np.asarray(b, dtype=object) * (1 << (frac - bias_type.frac))
+    lo = (np.where(w > 0, w * in_type.min_code, w * in_type.max_code).sum(axis=0) + b) if w.size else b
+    hi = (np.where(w > 0, w * in_type.max_code, w * in_type.min_code).sum(axis=0) + b) if w.size else b
+    return exact_type(min(lo, default=0), max(hi, default=0), frac)
+
+
+def _model_bias_type(layer, in_type, weight_type, where: str):
+    """The bias type of a layer whose weights the model quantizes but whose bias it does not:
+    the grid of the products when the bias lies on it, else an error (nothing is rounded unasked)."""
+    bias = np.asarray(layer.bias, dtype=np.float64)
+    if not np.any(bias):
+        return weight_type
+    frac = in_type.frac + weight_type.frac
+    scaled = np.ldexp(bias, frac)
+    if np.all(scaled == np.trunc(scaled)) and np.all(np.abs(scaled) < 2.0 ** 52):
+        return exact_type(int(scaled.min()), int(scaled.max()), frac)
+    raise RtlgenError(f"{where}: the model quantizes the weights but not the bias, and the bias values are "
+                      f"not on the grid of the products (2^-{frac}); quantize the bias in the model "
+                      f"(Brevitas: bias_quant=Int16Bias or a *FixedPoint bias quantizer) or give its type "
+                      f"in the config (layers.{layer.name}.bias or default.bias)")
+
+
+def _model_types(layer) -> dict:
+    """The types the model's own quantizers give ``layer``, as configuration entries."""
+    return {key: str(t) for key, t in getattr(layer, "types", {}).items()}
+
+
+def apply_config(model: FloatModel, config=None) -> QModel:
+    """Quantize ``model`` under ``config``; every problem is an RtlgenError.
+
+    The types of a quantization-aware model's quantizers (``layer.types``,
+    ``model.input_type``) take the place of ``default`` entries: a
+    ``layers`` entry overrides them, ``default`` only fills what the model
+    leaves open.  A result type that neither sets is exact: the narrowest
+    type holding every value the layer can produce (no rounding, no
+    overflow).  ``config`` may be None when the model quantizes its input.
+    """
+    cfg = load_config(config if config is not None else {})
     unknown = set(cfg) - TOP_KEYS
     if unknown:
         raise RtlgenError(f"config: unknown top-level key(s) {key_list(unknown)}; allowed: {sorted(TOP_KEYS)}")
-    if "input" not in cfg:
-        raise RtlgenError("config: missing 'input' (the element type of the input vector, e.g. fixed<9,2,RND,SAT>)")
-    input_type = _type(cfg["input"], "config 'input'")
+    if "input" in cfg:
+        input_type = _type(cfg["input"], "config 'input'")
+    elif getattr(model, "input_type", None) is not None:
+        input_type = model.input_type
+    else:
+        raise RtlgenError("config: missing 'input' (the element type of the input vector, e.g. fixed<9,2,RND,SAT>); "
+                          "the model does not quantize its input itself (no quantizer node on its input)")
     default = cfg.get("default") or {}
     overrides = cfg.get("layers") or {}
     if not isinstance(default, dict) or not isinstance(overrides, dict):
@@ -382,11 +427,10 @@ def apply_config(model: FloatModel, config) -> QModel:
             raise RtlgenError(
                 f"config for layer {layer.name!r}: key(s) {key_list(extra)} do not apply to this "
                 f"layer; allowed: {sorted(allowed)}")
-        merged = {**default, **own}
+        from_model = _model_types(layer)
+        merged = {**default, **from_model, **own}
         where = f"layer {layer.name!r}"
-        if "result" not in merged:
-            raise RtlgenError(f"config: no 'result' type for {where}: set default.result or layers.{layer.name}.result")
-        result_type = _type(merged["result"], f"{where} result")
+        result_type = _type(merged["result"], f"{where} result") if "result" in merged else None
         io = merged.get("io", "parallel")
         if io not in IO_MODES:
             raise RtlgenError(f"{where}: io must be 'parallel' or 'stream', got {io!r}")
@@ -394,7 +438,7 @@ def apply_config(model: FloatModel, config) -> QModel:
         if isinstance(layer, Pool) and layer.kind == "max":
             if layer.n_in != size:
                 raise RtlgenError(f"{where}: expects {layer.n_in} inputs but the previous layer gives {size}")
-            q = QMaxPool(name=layer.name, in_type=in_type, result_type=result_type,
+            q = QMaxPool(name=layer.name, in_type=in_type, result_type=result_type or in_type,
                          in_shape=tuple(layer.in_shape), kernel=tuple(layer.kernel),
                          stride=tuple(layer.stride), pads=tuple(layer.pads), io=io)
             if not all(q.windows()):
@@ -404,11 +448,17 @@ def apply_config(model: FloatModel, config) -> QModel:
         elif is_dense:
             if layer.n_in != size:
                 raise RtlgenError(f"{where}: expects {layer.n_in} inputs but the previous layer gives {size}")
-            for key in ("weight",) if isinstance(layer, Pool) else ("weight", "bias"):
+            needed = ("weight",) if isinstance(layer, Pool) or "weight" in from_model else ("weight", "bias")
+            for key in needed:
                 if key not in merged:
                     raise RtlgenError(f"config: no '{key}' type for {where}: set default.{key} or layers.{layer.name}.{key}")
             weight_type = _type(merged["weight"], f"{where} weight")
-            bias_type = _type(merged.get("bias", merged["weight"]), f"{where} bias")
+            if "bias" in merged:
+                bias_type = _type(merged["bias"], f"{where} bias")
+            elif "weight" in from_model and "weight" not in own:
+                bias_type = _model_bias_type(layer, in_type, weight_type, where)
+            else:
+                bias_type = weight_type
             accum_type = None
             if merged.get("accum") is not None:
                 accum_type = _type(merged["accum"], f"{where} accum")
@@ -440,6 +490,8 @@ def apply_config(model: FloatModel, config) -> QModel:
                 nonzero = int(np.count_nonzero(layer.matrix(np.ones_like(kernel_codes)))) \
                     if isinstance(layer, Conv) else int(w.size)
             reuse = _reuse(merged.get("reuse_factor", 1), nonzero, where, what)
+            if result_type is None:
+                result_type = _exact_result(in_type, weight_type, bias_type, w, b, accum_type)
             levels = merged.get("adder_levels", 2)
             if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
                 raise RtlgenError(f"{where}: adder_levels must be an integer >= 1, got {levels!r}")
@@ -463,11 +515,11 @@ def apply_config(model: FloatModel, config) -> QModel:
             size = layer.n_out
         elif isinstance(layer, Activation):
             q = QActivation(name=layer.name, kind=layer.kind, size=size, in_type=in_type,
-                            result_type=result_type)
+                            result_type=result_type or in_type)
         else:  # pragma: no cover - front ends only produce the above
             raise RtlgenError(f"{where}: unsupported layer type {type(layer).__name__}")
         layers.append(q)
-        in_type = result_type
+        in_type = q.result_type
     if default.get("io") == "stream" and not stream_state.any:
         raise RtlgenError(f"config 'default': io: stream applies to the leading Conv/pooling layers, and no "
                           f"layer of model {model.name!r} can stream (its first layer is "

@@ -135,6 +135,7 @@ class Conv:
     in_shape: tuple
     stride: tuple
     pads: tuple
+    types: dict = field(default_factory=dict)   # from the model's quantizers (see Dense)
 
     @property
     def kernel(self) -> tuple:
@@ -191,6 +192,7 @@ class Pool(_PoolGeometry):
     stride: tuple
     pads: tuple
     count_include_pad: bool = False
+    types: dict = field(default_factory=dict)   # ``result``, from the model's quantizer (see Dense)
 
 
 # ---------------------------------------------------------------------------

@@ -54,10 +54,17 @@ ACTIVATIONS = ("relu", "linear")
 
 @dataclass
 class Dense:
-    """A fully connected layer: ``weight`` has shape [n_in, n_out]."""
+    """A fully connected layer: ``weight`` has shape [n_in, n_out].
+
+    ``types`` holds the element types the model itself fixes (its
+    quantizers, read by the front end), keyed like the per-layer
+    configuration (``weight``, ``bias``, ``result``); the configuration
+    overrides them (:func:`rtlgen.ir.config.apply_config`).
+    """
     name: str
     weight: np.ndarray
     bias: np.ndarray
+    types: dict = field(default_factory=dict)
 
     @property
     def n_in(self) -> int:
@@ -74,6 +81,7 @@ class Activation:
     name: str
     kind: str
     size: int = 0  # vector length; set by the front ends
+    types: dict = field(default_factory=dict)   # ``result``, from the model's quantizer (see Dense)
 
 
 FloatLayer = Union[Dense, Activation]
@@ -87,6 +95,8 @@ class FloatModel:
     layers: list = field(default_factory=list)
     #: [C, H, W] or [C, L] when the input is a feature map (flattened in that order)
     input_shape: Optional[tuple] = None
+    #: the input element type when the model quantizes its input itself (else the configuration's)
+    input_type: Optional[FixedType] = None
 
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]

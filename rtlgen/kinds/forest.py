@@ -15,6 +15,7 @@ from ..hw.size import check_forest_fits
 from ..ir.config import load_config
 from ..ir.forest import QForest
 from ..ir.forest_config import quantize_forest
+from ..errors import RtlgenError
 from .base import KindBase
 
 __all__ = ["ForestKind"]
@@ -29,6 +30,9 @@ class ForestKind(KindBase):
     model_type = QForest
 
     def quantized_model(self, model_path, config):
+        if config is None:
+            raise RtlgenError("a decision forest needs a configuration (--config/-c): its input, threshold "
+                              "and score types come from there")
         return quantize_forest(load_forest(model_path), load_config(config))
 
     # -- the build ---------------------------------------------------------

@@ -40,7 +40,7 @@ class NetworkKind(KindBase):
     model_type = QModel
 
     def quantized_model(self, model_path, config):
-        return apply_config(load_model(model_path), load_config(config))
+        return apply_config(load_model(model_path), load_config(config) if config is not None else None)
 
     # -- the build ---------------------------------------------------------
 

@@ -54,6 +54,7 @@ __all__ = [
     "Quant", "Overflow", "FixedType", "parse_type", "as_type",
     "quantize", "requantize", "to_float", "round_shift", "overflow",
     "bits_for_range", "product_range", "ZERO_FRAC",
+    "QONNX_ROUNDING", "power_of_two_exponent", "quantizer_type", "exact_type",
 ]
 
 
@@ -439,3 +440,59 @@ def product_range(a_lo: int, a_hi: int, b_lo: int, b_hi: int) -> tuple[int, int]
     """Exact range of the product of two integer intervals."""
     corners = (a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi)
     return min(corners), max(corners)
+
+
+# ---------------------------------------------------------------------------
+# Integer quantizers of quantization-aware models (QONNX ``Quant``)
+# ---------------------------------------------------------------------------
+
+#: QONNX/Brevitas rounding modes and the quantization mode that rounds the
+#: same way (``CEIL`` and ``UP`` have none: they round away from the grid's
+#: lower neighbour even at exact ties, which no ``fixed`` mode does).
+QONNX_ROUNDING = {
+    "ROUND": Quant.RND_CONV, "HALF_EVEN": Quant.RND_CONV,   # numpy.round: ties to even
+    "FLOOR": Quant.TRN,
+    "DOWN": Quant.TRN_ZERO,                                 # numpy.fix
+    "HALF_UP": Quant.RND_INF,                               # ties away from zero
+    "HALF_DOWN": Quant.RND_ZERO,                            # ties toward zero
+}
+
+
+def power_of_two_exponent(scale: float):
+    """``e`` with ``scale == 2**e`` exactly, or None when ``scale`` is not a power of two."""
+    scale = float(scale)
+    if not np.isfinite(scale) or scale <= 0:
+        return None
+    mantissa, exponent = np.frexp(scale)
+    return int(exponent) - 1 if mantissa == 0.5 else None
+
+
+def quantizer_type(bits: int, scale_exponent: int, signed: bool, narrow: bool, rounding: str) -> FixedType:
+    """The type of an integer quantizer ``y = clamp(round(x / s)) * s`` with ``s = 2**scale_exponent``.
+
+    Its codes are the integers ``x / s`` in ``[min, max]`` of a ``bits``-bit
+    integer, its rounding is ``rounding`` (a :data:`QONNX_ROUNDING` key), and
+    clamping is saturation: ``SAT``, or ``SAT_SYM`` for a signed narrow range
+    (``[-(2**(bits-1) - 1), 2**(bits-1) - 1]``).  Clamping before rounding,
+    as QONNX does, equals rounding before saturating, because the bounds are
+    integers.  Raises ValueError for what no type expresses (the caller
+    names the node).
+    """
+    mode = QONNX_ROUNDING.get(str(rounding).upper())
+    if mode is None:
+        raise ValueError(f"rounding mode {rounding!r} has no fixed-point equivalent (supported: "
+                         f"{', '.join(QONNX_ROUNDING)})")
+    if narrow and not signed:
+        raise ValueError("an unsigned narrow range (codes 0 .. 2**bits - 2) has no fixed-point equivalent")
+    if bits < (2 if signed else 1):
+        raise ValueError(f"a {'signed' if signed else 'unsigned'} quantizer needs at least "
+                         f"{2 if signed else 1} bits, got {bits}")
+    overflow_mode = Overflow.SAT_SYM if (signed and narrow) else Overflow.SAT
+    return FixedType(int(bits), int(bits) + int(scale_exponent), bool(signed), mode, overflow_mode)
+
+
+def exact_type(lo: int, hi: int, frac: int) -> FixedType:
+    """The narrowest type whose codes of ``2**-frac`` hold every code in ``[lo, hi]``
+    (truncating and wrapping, which never apply to values in that range)."""
+    width, signed = bits_for_range(min(int(lo), 0), max(int(hi), 0))
+    return FixedType(width, width - int(frac), signed, Quant.TRN, Overflow.WRAP)

@@ -152,8 +152,17 @@ def test_missing_and_unknown_keys(small):
         apply_config(small, cfg(default=dict(BASE["default"], wieght="fixed<8,3>")))
     no_result = dict(BASE["default"])
     del no_result["result"]
-    with pytest.raises(RtlgenError, match=r"no 'result' type for layer 'dense_0'"):
-        apply_config(small, cfg(default=no_result))
+    # without a result type a layer's result is exact: the products' fraction, and every sum fits
+    q = apply_config(small, cfg(default=no_result))
+    dense = q.layers[0]
+    assert dense.result_type.frac == dense.in_type.frac + dense.weight_type.frac
+    w = dense.weights.astype(object) * 1
+    b = dense.bias.astype(object) << (dense.result_type.frac - dense.bias_type.frac)
+    lo = (np.minimum(w * dense.in_type.min_code, w * dense.in_type.max_code)).sum(axis=0) + b
+    hi = (np.maximum(w * dense.in_type.min_code, w * dense.in_type.max_code)).sum(axis=0) + b
+    assert dense.result_type.min_code <= min(lo) and max(hi) <= dense.result_type.max_code
+    assert dense.result_type.min_code * 2 > min(min(lo), -1) or dense.result_type.max_code // 2 < max(hi)
+    assert q.layers[1].result_type == dense.result_type   # the ReLU after it: its input type
 
 
 def test_adder_levels(small):
