@@ -32,13 +32,18 @@ Convolutional models take an input ``[batch, C, H, W]`` or ``[batch, C, L]``
 ``Conv``
     a :class:`~rtlgen.ir.conv.Conv` (1-D or 2-D, any kernel and stride,
     explicit ``pads`` or ``auto_pad`` ``NOTSET``/``VALID``/``SAME_UPPER``/
-    ``SAME_LOWER``, optional bias); ``group`` and ``dilations`` must be 1.
+    ``SAME_LOWER``, optional bias); ``dilations`` must be 1.  A grouped or
+    depthwise convolution (``group`` > 1) becomes the full kernel with zeros
+    outside each output channel's group.
 ``MaxPool``, ``AveragePool``
     a :class:`~rtlgen.ir.conv.Pool` (same padding rules, ``ceil_mode`` 0,
     ``dilations`` 1, one output; ``count_include_pad`` is kept).
 ``BatchNormalization``
     (inference form) directly after a ``Conv`` or ``Gemm``/``MatMul``:
-    folded into that layer's weights and bias.
+    folded into that layer's weights and bias.  Anywhere else, or after a
+    layer whose weights or result the model quantizes, a per-channel
+    multiply-add layer of its own (a diagonal dense layer, or a 1x1
+    convolution with one tap per channel on a feature map).
 ``Pad``
     constant mode with the value 0 (absent or 0), pads given as an input
     (opset 11 and later) or as an attribute (earlier opsets), padding only
@@ -52,6 +57,13 @@ Convolutional models take an input ``[batch, C, H, W]`` or ``[batch, C, L]``
 ``Flatten`` (axis 1), ``Reshape`` to ``[batch, -1]``
     turn the feature map into the flat vector (no hardware: the order is
     already C,H,W).
+
+Quantization-aware models (QONNX ``Quant``/``BipolarQuant``/``Trunc``, ONNX
+``QuantizeLinear``/``DequantizeLinear``): a quantizer on a weight or bias
+gives that layer's ``weight``/``bias`` type, one on the data path the input
+type or the result type of the layer before it (or, if that layer has one
+already, a ``linear`` activation casting to it); see
+:mod:`rtlgen.frontends.quantizers`.  The layers keep these in ``types``.
 
 Weights (and a ``Pad``'s pads) come from initializers or ``Constant`` nodes
 (constant sub-graphs of ``Identity``, ``Cast``, ``Transpose``, ``Reshape``,

@@ -202,3 +202,15 @@ def test_brevitas_rtl_equals_qonnx_executor(brevitas_builds, tmp_path, name, sim
     res = run_cli("sim", build, xfile, "-o", tmp_path / "y.npy", "--simulator", simulator)
     assert res.returncode == 0, res.stderr + res.stdout
     assert np.array_equal(np.load(tmp_path / "y.npy").reshape(ref.shape), ref)
+
+
+def test_shipped_qonnx_model_needs_no_config():
+    """models/axol1tl_qonnx.onnx (README): every type from its quantizers; golden == QONNX executor."""
+    from helpers.paths import ROOT
+    path = ROOT / "models" / "axol1tl_qonnx.onnx"
+    qmodel = apply_config(load_model(path))
+    assert [layer.op for layer in qmodel.layers] == ["dense", "activation"] * 2 + ["dense"]
+    assert all(layer.weight_type.width == 6 for layer in qmodel.layers if layer.op == "dense")
+    x = np.concatenate([np.random.default_rng(4).normal(0, 2, (200, 57)), np.full((1, 57), 64.0),
+                        np.full((1, 57), -64.0)]).astype(np.float32)
+    assert np.array_equal(golden_floats(qmodel, x), qonnx_reference(path, x))
