@@ -967,10 +967,12 @@ class _Walker:
             bias = np.zeros(weight.shape[1], dtype=np.float64)
         _check_finite(weight, where, "weight")
         _check_finite(bias, where, "bias")
+        # a quantizer's type holds the weights and bias as the model gives them (alpha/beta 1)
         types = {}
-        if g.const_type(node.input[1]) is not None:
+        scaled = op == "Gemm" and (float(g._attr(node, "alpha", 1.0)) != 1.0 or float(g._attr(node, "beta", 1.0)) != 1.0)
+        if g.const_type(node.input[1]) is not None and not scaled:
             types["weight"] = g.const_type(node.input[1])
-        if op == "Gemm" and len(node.input) > 2 and g.const_type(node.input[2]) is not None:
+        if op == "Gemm" and len(node.input) > 2 and g.const_type(node.input[2]) is not None and not scaled:
             types["bias"] = g.const_type(node.input[2])
         dense = Dense(name=g.names[index], weight=np.ascontiguousarray(weight), bias=bias, types=types)
         self.layers.append(dense)

@@ -300,7 +300,7 @@ def _pool_graph(op, **attrs):
 
 BAD = [
     ("dilation", _conv_graph(dilations=[2, 2]), r"'enc_conv' \(Conv\): dilations"),
-    ("groups", _conv_graph(group=2), r"'enc_conv' \(Conv\): group=2 is not supported"),
+    ("groups", _conv_graph(group=2), r"'enc_conv' \(Conv\): shape mismatch: group=2 with 2 input channels"),
     ("auto_pad", _conv_graph(auto_pad="FOO"), r"'enc_conv' \(Conv\): auto_pad='FOO'"),
     ("ceil_mode", _pool_graph("MaxPool", strides=[2, 2], ceil_mode=1), r"'enc_pool' \(MaxPool\): ceil_mode=1"),
     ("avg_ceil_mode", _pool_graph("AveragePool", ceil_mode=1), r"'enc_pool' \(AveragePool\): ceil_mode=1"),
@@ -328,6 +328,29 @@ def test_bad_models_exit_2_nothing_written(case, model, message, tmp_path, capsy
     assert err.startswith("rtlgen: error: ") and len(err.strip().splitlines()) == 1
     assert re.search(message, err), err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("group", [2, 4])
+def test_grouped_and_depthwise_conv_equal_onnxruntime(group):
+    """A grouped (2) and a depthwise (4) convolution, on values exact in float32 and in the types."""
+    import onnxruntime
+    rng = np.random.default_rng(group)
+    w = rng.integers(-8, 8, (4, 4 // group, 3, 3)) / 8
+    b = rng.integers(-8, 8, 4) / 8
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="gconv", group=group, pads=[1, 1, 1, 1])
+    model = _graph([node], [4, 5, 5], [4, 5, 5], {"w": w, "b": b})
+    cfg = {"input": "fixed<8,4,RND,SAT>", "default": {"weight": "fixed<5,1>", "bias": "fixed<5,1>"}}
+    qmodel = apply_config(load_model(model), cfg)
+    x = rng.integers(-128, 128, (16, 4, 5, 5)) / 16
+    ref = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x.astype(np.float32)})[0]
+    codes = predict_codes(qmodel, quantize(x.reshape(16, -1), qmodel.input_type))
+    assert np.array_equal(codes * 2.0 ** -qmodel.output_type.frac, ref.reshape(16, -1))
+    # each output channel reads only its group's input channels: the rest of the matrix is zeros
+    mat = qmodel.layers[0].weights.reshape(4, 25, 4, 25)
+    per_in = 4 // group
+    for co in range(4):
+        outside = [ci for ci in range(4) if ci // per_in != co // (4 // group)]
+        assert not mat[outside, :, co, :].any()
 
 
 def test_pool_window_in_padding_only_is_an_error():
