@@ -242,10 +242,10 @@ def bad_models(rng) -> dict:
     def gemm(inp, w, b, outp, name):
         return helper.make_node("Gemm", [inp, w, b], [outp], transB=1, name=name)
 
-    out["bad_sigmoid"] = _model(
+    out["bad_exp"] = _model(
         [gemm("x", "w1", "b1", "h", "fc1"),
-         helper.make_node("Sigmoid", ["h"], ["y"], name="act_sigmoid")],
-        [_vec("x", 6)], [_vec("y", 8)], [_init("w1", w68), _init("b1", b8)], "bad_sigmoid")
+         helper.make_node("Exp", ["h"], ["y"], name="act_exp")],
+        [_vec("x", 6)], [_vec("y", 8)], [_init("w1", w68), _init("b1", b8)], "bad_exp")
 
     w_conv = rng.normal(size=(2, 1, 3)).astype(np.float32)
     out["bad_conv"] = _model(

@@ -21,8 +21,11 @@ to the output.  Along that chain these operators are understood:
     of a constant directly after a ``Gemm``/``MatMul``: folded into that
     layer's bias (so ``MatMul`` + ``Add`` is one dense layer named after
     the ``MatMul`` node).
-``Relu``
-    an :class:`~rtlgen.ir.model.Activation` of kind ``relu``.
+``Relu``, ``LeakyRelu``, ``PRelu``, ``Clip``, ``Sigmoid``, ``Tanh``
+    an :class:`~rtlgen.ir.model.Activation` of kind ``relu``, ``leaky_relu``
+    (its ``alpha``), ``prelu`` (a constant slope: one, or one per channel),
+    ``clip`` (constant ``min``/``max`` inputs, or attributes before opset
+    11), ``sigmoid``, ``tanh``.
 ``Flatten``, ``Identity``, ``Reshape`` to ``[batch, -1]``/``[1, n]``, ``Cast`` between float types
     no-ops on a flat vector.
 
@@ -91,8 +94,11 @@ from .quantizers import QUANT_OPS, apply_quantizer, read_quantizer
 __all__ = ["load_onnx", "SUPPORTED_OPS"]
 
 #: Operators allowed on the data path.
+#: element-wise activations other than Relu, and the activation kind each becomes
+_ACTIVATION_OPS = {"LeakyRelu": "leaky_relu", "PRelu": "prelu", "Clip": "clip", "Sigmoid": "sigmoid",
+                   "Tanh": "tanh"}
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Identity", "Reshape", "Cast", "Constant",
-                 "Conv", "MaxPool", "AveragePool", "BatchNormalization", "Pad") + QUANT_OPS
+                 "Conv", "MaxPool", "AveragePool", "BatchNormalization", "Pad") + tuple(_ACTIVATION_OPS) + QUANT_OPS
 _SPATIAL_OPS = ("Conv", "MaxPool", "AveragePool")
 
 #: Operators evaluated when all their inputs are constants (weight preprocessing).
@@ -500,6 +506,8 @@ class _Walker:
         if op == "Relu":
             self.layers.append(Activation(name=name, kind="relu", size=self.n))
             self.last_dense = None
+        elif op in _ACTIVATION_OPS:
+            self._activation(index, _ACTIVATION_OPS[op])
         elif op == "Identity":
             pass
         elif op == "Cast":
@@ -532,6 +540,40 @@ class _Walker:
             self._reshape(index)
         else:  # pragma: no cover
             raise AssertionError(op)
+
+    def _activation(self, index: int, kind: str) -> None:
+        """LeakyRelu, PRelu, Clip, Sigmoid, Tanh: an :class:`Activation` with its float parameters."""
+        g = self.g
+        node = g.graph.node[index]
+        where = g.where(index)
+        layer = Activation(name=g.names[index], kind=kind, size=self.n)
+        if kind == "leaky_relu":
+            layer.slope = np.array([float(g._attr(node, "alpha", 0.01))])
+        elif kind == "prelu":
+            if len(node.input) < 2 or not node.input[1]:
+                raise RtlgenError(f"{where}: missing slope input")
+            slope = np.asarray(g.const(node.input[1], where), dtype=np.float64)
+            _check_finite(slope, where, "slope")
+            channels = self.shape[0] if self.shape is not None else self.n
+            flat = slope.reshape(-1)
+            if flat.size not in (1, channels) or (self.shape is not None and flat.size == channels
+                                                  and slope.ndim > 1 and slope.shape[1:] != (1,) * (slope.ndim - 1)):
+                raise RtlgenError(f"{where}: a slope of shape {list(slope.shape)} is not supported; use one "
+                                  f"slope or one per channel ({channels})")
+            layer.slope = flat
+        elif kind == "clip":
+            if len(node.input) > 1:   # opset 11 and later: min and max are (optional) inputs
+                bounds = [float(np.asarray(g.const(node.input[k], where)).reshape(-1)[0])
+                          if len(node.input) > k and node.input[k] else None for k in (1, 2)]
+            else:
+                bounds = [g._attr(node, "min"), g._attr(node, "max")]
+            lo = -np.inf if bounds[0] is None else float(bounds[0])
+            hi = np.inf if bounds[1] is None else float(bounds[1])
+            if np.isnan(lo) or np.isnan(hi) or lo > hi:
+                raise RtlgenError(f"{where}: clip bounds min={lo:g}, max={hi:g} are not an interval")
+            layer.bounds = (lo, hi)
+        self.layers.append(layer)
+        self.last_dense = None
 
     def _quantizer(self, index: int) -> None:
         """A quantizer on the data path: the type of the current tensor."""

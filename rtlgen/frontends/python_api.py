@@ -64,11 +64,19 @@ def dense(weight, bias=None, name=None, layout: str = "in_out") -> Dense:
     return Dense(name=name or "", weight=w, bias=_vector(bias, w.shape[1], where))
 
 
-def activation(kind: str, name=None) -> Activation:
-    """One element-wise activation, ``relu`` or ``linear``."""
+def activation(kind: str, name=None, slope=None, bounds=None) -> Activation:
+    """One element-wise activation (:data:`~rtlgen.ir.model.ACTIVATIONS`): ``leaky_relu`` and
+    ``prelu`` take ``slope`` (one value, or one per channel), ``clip`` takes ``bounds=(lo, hi)``."""
     if not isinstance(kind, str) or kind.lower() not in ACTIVATIONS:
         raise RtlgenError(f"unknown activation {kind!r}: use one of {', '.join(ACTIVATIONS)}")
-    return Activation(name=name or "", kind=kind.lower())
+    kind = kind.lower()
+    if kind in ("leaky_relu", "prelu") and slope is None:
+        raise RtlgenError(f"activation {kind!r} needs its slope: activation({kind!r}, slope=...)")
+    if kind == "clip" and bounds is None:
+        raise RtlgenError("activation 'clip' needs its bounds: activation('clip', bounds=(lo, hi))")
+    return Activation(name=name or "", kind=kind,
+                      slope=None if slope is None else np.asarray(slope, dtype=np.float64).reshape(-1),
+                      bounds=None if bounds is None else (float(bounds[0]), float(bounds[1])))
 
 
 def _finish(layers: list, n_in, name: str) -> FloatModel:
@@ -178,18 +186,19 @@ def from_layers(layers, n_in=None, name: str = "model", layout: str = "in_out") 
         if isinstance(item, Dense):
             out.append(dense(item.weight, item.bias, name=item.name or None))
         elif isinstance(item, Activation):
-            out.append(activation(item.kind, name=item.name or None))
+            out.append(activation(item.kind, name=item.name or None, slope=item.slope, bounds=item.bounds))
         elif isinstance(item, str):
             out.append(activation(item))
         elif isinstance(item, dict):
-            extra = set(item) - {"weight", "bias", "name", "activation"}
+            extra = set(item) - {"weight", "bias", "name", "activation", "slope", "bounds"}
             if extra or ("weight" in item) == ("activation" in item):
                 raise RtlgenError(f"layer {pos}: a dict needs either 'weight' (and optional 'bias', "
                                   f"'name') or 'activation' (and optional 'name'); got keys {key_list(item)}")
             if "weight" in item:
                 out.append(dense(item["weight"], item.get("bias"), name=item.get("name"), layout=layout))
             else:
-                out.append(activation(item["activation"], name=item.get("name")))
+                out.append(activation(item["activation"], name=item.get("name"), slope=item.get("slope"),
+                                      bounds=item.get("bounds")))
         elif isinstance(item, tuple):
             if not 1 <= len(item) <= 2:
                 raise RtlgenError(f"layer {pos}: a tuple must be (weight,) or (weight, bias)")

@@ -14,7 +14,10 @@ Dense with an accumulator type ``A`` (WRAP)
     ``requantize(acc, F_A, result_type)``.
 Activation
     ``relu``: ``requantize(max(0, x), F_in, result_type)``;
-    ``linear``: ``requantize(x, F_in, result_type)``.
+    ``linear``: ``requantize(x, F_in, result_type)``; the other kinds
+    ``requantize(pre(x), F_pre, result_type)`` with the integer ``pre`` value
+    and its fraction ``F_pre`` of :class:`~rtlgen.ir.model.QActivation`
+    (slopes, clip bounds, tables).
 Conv, AveragePool
     dense layers on the flat C,H,W vector (:class:`~rtlgen.ir.conv.QConv`
     is a :class:`~rtlgen.ir.model.QDense`), computed as above.
@@ -52,7 +55,7 @@ import numpy as np
 
 from ..errors import RtlgenError
 from ..ir.conv import QMaxPool
-from ..ir.model import QActivation, QDense, QModel
+from ..ir.model import ACTIVATIONS, TABLE_ACTIVATIONS, QActivation, QDense, QModel
 from ..numerics.fixed import FixedType, Overflow, overflow, quantize, requantize, round_shift, to_float
 
 __all__ = ["predict_codes", "predict", "predict_trace", "check_codes", "quantize_inputs",
@@ -342,14 +345,11 @@ def _plan_pool(layer, lo: int, hi: int, force_object: bool) -> "_PoolPlan":
 
 
 def _plan_activation(layer, lo: int, hi: int, force_object: bool) -> "_ActPlan":
-    if layer.kind == "relu":
-        a_lo, a_hi = max(lo, 0), max(hi, 0)
-    elif layer.kind == "linear":
-        a_lo, a_hi = lo, hi
-    else:
+    if layer.kind not in ACTIVATIONS:
         raise RtlgenError(f"layer {layer.name!r}: unknown activation {layer.kind!r} "
-                          "(the golden model knows relu and linear)")
-    cast = _plan_cast(a_lo, a_hi, layer.in_type.frac, layer.result_type, force_object)
+                          f"(the golden model knows {', '.join(ACTIVATIONS)})")
+    a_lo, a_hi = layer.pre_range(lo, hi)
+    cast = _plan_cast(a_lo, a_hi, layer.pre_frac, layer.result_type, force_object)
     return _ActPlan(layer=layer, cast=cast, out_lo=cast.out_lo, out_hi=cast.out_hi)
 
 
@@ -463,10 +463,27 @@ def _run_dense(p: _DensePlan, x: np.ndarray) -> np.ndarray:
     return p.out_cast.apply(s)
 
 
+def _pre_activation(layer, x: np.ndarray) -> np.ndarray:
+    """The value of every element before the activation's cast (see :class:`QActivation`)."""
+    kind = layer.kind
+    if kind == "relu":
+        return np.maximum(x, 0)
+    if kind in ("leaky_relu", "prelu"):
+        sx, sp = layer.shifts()
+        slopes = np.array([layer.slope_of(k) for k in range(layer.size)], dtype=x.dtype)
+        return np.where(x < 0, (x * slopes) << sp, x << sx)
+    if kind == "clip":
+        sx, _ = layer.shifts()
+        b_lo, b_hi = layer.bounds
+        return np.minimum(np.maximum(x << sx, b_lo), b_hi)
+    if kind in TABLE_ACTIVATIONS:
+        index = layer.table_index(x, np.where, lambda v, s: v >> s, lambda v, s: v << s)
+        return layer.table_codes().astype(x.dtype)[index.astype(np.int64)]
+    return x
+
+
 def _run_act(p: _ActPlan, x: np.ndarray) -> np.ndarray:
-    if p.layer.kind == "relu":
-        x = np.maximum(x, 0)
-    return p.cast.apply(x)
+    return p.cast.apply(_pre_activation(p.layer, x))
 
 
 def _run_pool(p: _PoolPlan, x: np.ndarray) -> np.ndarray:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Mux
+from amaranth.hdl import Mux, signed, unsigned
+from amaranth.lib.memory import Memory
 
-from ..ir.model import QActivation
+from ..ir.model import TABLE_ACTIVATIONS, QActivation
+from ..numerics.fixed import bits_for_range
 from .arith import Operand, cast_operand
 from .layer import OneCycleLayer
 
@@ -21,10 +23,14 @@ def fused_activation(y: Operand, frac: int, act: QActivation) -> Operand:
 
 
 class ActivationLayer(OneCycleLayer):
-    """``relu``: ``y = cast_result(max(0, x))``; ``linear``: ``y = cast_result(x)``.
+    """An element-wise activation: ``y = cast_result(pre(x))`` with ``pre`` of
+    :class:`~rtlgen.ir.model.QActivation` (``relu``, ``linear``,
+    ``leaky_relu``/``prelu``: a constant multiply on the negative side,
+    ``clip``: two comparisons, ``sigmoid``/``tanh``: a ROM of the table,
+    read combinationally, one read port per element).
 
     A :class:`~rtlgen.hw.layer.OneCycleLayer`: no stored parameters, no
-    multipliers.
+    multipliers (a slope is a constant).
 
     Ports
     -----
@@ -36,7 +42,7 @@ class ActivationLayer(OneCycleLayer):
 
     Latency
     -------
-    1 cycle: the maximum and the cast are combinational, then the output
+    1 cycle: the activation and the cast are combinational, then the output
     register.
 
     II
@@ -47,12 +53,41 @@ class ActivationLayer(OneCycleLayer):
     def __init__(self, layer: QActivation):
         super().__init__(layer, layer.size, layer.size)
 
-    def operands(self):
-        t_in = self.layer.in_type
-        for k in range(self.layer.size):
+    @property
+    def operand_frac(self) -> int:
+        return self.layer.pre_frac
+
+    def operands(self, m):
+        layer = self.layer
+        t_in = layer.in_type
+        table = None
+        if layer.kind in TABLE_ACTIVATIONS:
+            codes = [int(c) for c in layer.table_codes()]
+            width, is_signed = bits_for_range(min(codes), max(codes))
+            shape = signed(width) if is_signed else unsigned(width)
+            table = Memory(shape=shape, depth=layer.table_size, init=codes)
+            m.submodules.table = table
+        for k in range(layer.size):
             x = self.i.payload[k]
-            if self.layer.kind == "relu" and t_in.signed:
+            lo, hi = layer.pre_range(t_in.min_code, t_in.max_code)
+            if layer.kind == "relu" and t_in.signed:
                 # the sign bit, not `< 0`: Yosys (0.23) maps a comparison with 0 to a subtractor
-                yield Operand(Mux(x[-1], 0, x), max(0, t_in.min_code), max(0, t_in.max_code))
+                yield Operand(Mux(x[-1], 0, x), lo, hi)
+            elif layer.kind in ("leaky_relu", "prelu"):
+                sx, sp = layer.shifts()
+                a = layer.slope_of(k)
+                negative = x[-1] if t_in.signed else 0
+                yield Operand(Mux(negative, (x * a) << sp, x << sx), lo, hi)
+            elif layer.kind == "clip":
+                sx, _ = layer.shifts()
+                b_lo, b_hi = layer.bounds
+                v = x << sx
+                v = Mux(v < b_lo, b_lo, v)
+                yield Operand(Mux(v > b_hi, b_hi, v), lo, hi)
+            elif table is not None:
+                port = table.read_port(domain="comb")
+                index = layer.table_index(x, Mux, lambda v, s: v >> s, lambda v, s: v << s)
+                m.d.comb += port.addr.eq(index)
+                yield Operand(port.data, lo, hi)
             else:
-                yield Operand(x, t_in.min_code, t_in.max_code)
+                yield Operand(x, lo, hi)

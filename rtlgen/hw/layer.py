@@ -103,16 +103,22 @@ class OneCycleLayer(wiring.Component):
         self.layer = layer
         super().__init__(layer_members(layer.in_type, n_in, layer.result_type, n_out))
 
-    def operands(self) -> Iterable[Operand]:
+    @property
+    def operand_frac(self) -> int:
+        """Fractional bits of :meth:`operands` (the input's unless a subclass says otherwise)."""
+        return self.layer.in_type.frac
+
+    def operands(self, m: Module) -> Iterable[Operand]:
         """The value of every output before the cast (output ``k`` the
-        ``k``-th), at the input's fractional bits."""
+        ``k``-th), at :attr:`operand_frac` fractional bits; ``m`` takes any
+        submodule they need."""
         raise NotImplementedError
 
     def elaborate(self, platform):
         m = Module()
-        t_in, t_out = self.layer.in_type, self.layer.result_type
+        t_out = self.layer.result_type
         m.d.sync += self.o.valid.eq(self.i.valid)
         with m.If(self.i.valid):
-            for k, op in enumerate(self.operands()):
-                m.d.sync += self.o.payload[k].eq(cast_operand(op, t_in.frac, t_out).value)
+            for k, op in enumerate(self.operands(m)):
+                m.d.sync += self.o.payload[k].eq(cast_operand(op, self.operand_frac, t_out).value)
         return m

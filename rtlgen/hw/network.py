@@ -60,7 +60,7 @@ def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: boo
     out: list[LayerHardware] = []
     for k, layer in enumerate(layers):
         after = layers[k + 1] if k + 1 < len(layers) else None
-        fuses = getattr(after, "op", None) == "activation"
+        fuses = getattr(after, "op", None) == "activation" and after.fusable
         if out and getattr(out[-1], "activation", None) is layer:
             out.append(FusedActivation(layer, into=out[-1].layer.name))
         elif getattr(layer, "arithmetic", None) == "shift_add" and fuses:

@@ -41,7 +41,7 @@ class MaxPoolLayer(OneCycleLayer):
     def __init__(self, layer: QMaxPool):
         super().__init__(layer, layer.n_in, layer.n_out)
 
-    def operands(self):
+    def operands(self, m):
         t_in = self.layer.in_type
         for window in self.layer.windows():
             nodes = [self.i.payload[k] for k in window]

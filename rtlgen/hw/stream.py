@@ -46,7 +46,7 @@ give.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 
 import numpy as np
@@ -298,15 +298,15 @@ class WindowStage(wiring.Component):
         self.reuse = layer.reuse_factor if isinstance(layer, QConv) else 1
         g = self.geom
         self.divisors = None
-        acts = [QActivation(name=a.name, kind=a.kind, size=self.compute_out, in_type=a.in_type,
-                            result_type=a.result_type) for a in activations]
+        acts = [replace(a, size=self.compute_out) for a in activations]
         if isinstance(layer, QConv) and layer.varying_divisor:
             self.divisors = _divisor_codes(layer, g)
             self.compute = AvgPoolWindow(layer, self.divisors[3])
         elif isinstance(layer, QMaxPool):
             self.compute = MaxPoolLayer(_window_layer(layer))
         elif layer.arithmetic == "shift_add":   # the first activation rides in its last stage
-            self.compute = ShiftAddDense(_window_layer(layer), activation=acts[0] if acts else None)
+            self.compute = ShiftAddDense(_window_layer(layer),
+                                         activation=acts[0] if acts and acts[0].fusable else None)
         else:
             self.compute = DenseLayer(_window_layer(layer))
         self.activations = [FusedActivation(a, into=layer.name)

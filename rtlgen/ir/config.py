@@ -63,6 +63,12 @@ Per-layer keys:
     are triplicated (1 .. the widest of the weight and bias widths; default
     the whole word).
 
+LeakyReLU/PReLU activations take ``weight`` (the slope's type; without it
+an exactly representable slope is kept exact), Sigmoid/Tanh take
+``table_size`` and ``table_range`` (see
+:class:`~rtlgen.ir.model.QActivation`).  A layer left without a ``result``
+type gets the exact one (:func:`rtlgen.numerics.fixed.exact_type`).
+
 Conv and AveragePool layers take the dense keys (an average pool's
 ``weight`` type holds ``1/n``; its bias is zero, and its storage is always
 constant); MaxPool takes ``result`` and ``io``.
@@ -90,11 +96,17 @@ from .conv import Conv, Pool, QConv, QMaxPool, pool_matrix
 from .arithmetic import ARITHMETICS, choose, shift_add_problem
 from .params import check_storage, check_tmr_bits
 from ..numerics.pipeline import TIMING_TARGETS
-from .model import Activation, Dense, FloatModel, QActivation, QDense, QModel
+from .model import TABLE_DEFAULTS, Activation, Dense, FloatModel, QActivation, QDense, QModel
 
 DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "io", "storage", "tmr_bits",
               "arithmetic", "weight_rom"}
 ACTIVATION_KEYS = {"result", "io"}
+#: further keys of the activations that have parameters
+SLOPE_KEYS = {"weight"}                          # leaky_relu, prelu: the slope's type
+TABLE_KEYS = {"table_size", "table_range"}       # sigmoid, tanh
+DEFAULT_KEYS = DENSE_KEYS | TABLE_KEYS
+#: the most fractional bits an exact slope or clip bound found in a model may need
+EXACT_PARAM_FRAC = 16
 IO_MODES = ("parallel", "stream")
 TOP_KEYS = {"input", "default", "layers", "name", "i2c", "clock_mhz", "target"}
 #: what a layer gets without an ``arithmetic`` key
@@ -368,6 +380,77 @@ def _model_bias_type(layer, in_type, weight_type, where: str):
                       f"in the config (layers.{layer.name}.bias or default.bias)")
 
 
+def _activation_keys(layer) -> set:
+    kind = getattr(layer, "kind", None)
+    if kind in ("leaky_relu", "prelu"):
+        return SLOPE_KEYS
+    if kind in TABLE_DEFAULTS:
+        return TABLE_KEYS
+    return set()
+
+
+def _exact_param_type(values: np.ndarray, where: str, what: str):
+    """The narrowest type holding ``values`` exactly, with at most :data:`EXACT_PARAM_FRAC` fraction bits."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    for frac in range(EXACT_PARAM_FRAC + 1):
+        scaled = np.ldexp(values, frac)
+        if np.all(scaled == np.trunc(scaled)):
+            return exact_type(int(scaled.min()), int(scaled.max()), frac)
+    raise RtlgenError(f"{where}: the {what} {values[0]:.6g} is not a fixed-point number with at most "
+                      f"{EXACT_PARAM_FRAC} fraction bits: give its type in the config "
+                      "(the 'weight' key of this layer or of default)")
+
+
+def _power_of_two(value, where: str, key: str, lo, hi) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi
+    if ok:
+        mantissa, _ = np.frexp(float(value))
+        ok = mantissa == 0.5
+    if not ok:
+        raise RtlgenError(f"{where}: {key} must be a power of two from {lo} to {hi}, got {value!r}")
+    return float(value)
+
+
+def _activation(layer, merged: dict, size: int, in_type, result_type, where: str) -> QActivation:
+    """The quantized activation: slopes, clip bounds and tables fixed (see :class:`QActivation`)."""
+    kind = layer.kind
+    q = QActivation(name=layer.name, kind=kind, size=size, in_type=in_type, result_type=result_type or in_type)
+    if kind in ("leaky_relu", "prelu"):
+        slope = np.asarray(layer.slope, dtype=np.float64).reshape(-1)
+        if "weight" in merged:
+            slope_type = _type(merged["weight"], f"{where} weight")
+        else:
+            slope_type = _exact_param_type(slope, where, "slope")
+        codes = _quantize_param(slope, slope_type, f"{where} slope")
+        if size % len(codes):
+            raise RtlgenError(f"{where}: {len(codes)} slopes do not divide the {size} elements into channels")
+        q = replace(q, slope_type=slope_type, slope_codes=tuple(int(c) for c in codes))
+    elif kind == "clip":
+        lo, hi = (float(v) for v in layer.bounds)
+        finite = [v for v in (lo, hi) if np.isfinite(v)]
+        frac = max([in_type.frac] + [_exact_param_type(np.array([v]), where, "clip bound").frac for v in finite])
+        shift = frac - in_type.frac
+        b_lo = int(np.ldexp(lo, frac)) if np.isfinite(lo) else in_type.min_code << shift
+        b_hi = int(np.ldexp(hi, frac)) if np.isfinite(hi) else in_type.max_code << shift
+        if b_lo > b_hi:
+            raise RtlgenError(f"{where}: the clip bounds {lo:g} > {hi:g}")
+        q = replace(q, bounds=(b_lo, b_hi), bound_frac=frac)
+    elif kind in TABLE_DEFAULTS:
+        if result_type is None:
+            raise RtlgenError(f"{where}: a {kind} table needs a result type: set layers.{layer.name}.result "
+                              "(e.g. ufixed<8,0,RND,SAT> for sigmoid, fixed<8,1,RND,SAT> for tanh), or "
+                              "quantize its output in the model")
+        size_default, range_default = TABLE_DEFAULTS[kind]
+        table_size = int(_power_of_two(merged.get("table_size", size_default), where, "table_size", 2, 1 << 16))
+        table_range = _power_of_two(merged.get("table_range", range_default), where, "table_range", 2.0 ** -8,
+                                    2.0 ** 16)
+        q = replace(q, table_size=table_size, table_range=table_range)
+    if result_type is None:   # exact: the narrowest type of every value before the cast
+        lo, hi = q.pre_range(in_type.min_code, in_type.max_code)
+        q = replace(q, result_type=exact_type(lo, hi, q.pre_frac))
+    return q
+
+
 def _model_types(layer) -> dict:
     """The types the model's own quantizers give ``layer``, as configuration entries."""
     return {key: str(t) for key, t in getattr(layer, "types", {}).items()}
@@ -398,9 +481,9 @@ def apply_config(model: FloatModel, config=None) -> QModel:
     overrides = cfg.get("layers") or {}
     if not isinstance(default, dict) or not isinstance(overrides, dict):
         raise RtlgenError("config: 'default' and 'layers' must be mappings")
-    bad_default = set(default) - DENSE_KEYS
+    bad_default = set(default) - DEFAULT_KEYS
     if bad_default:
-        raise RtlgenError(f"config 'default': unknown key(s) {key_list(bad_default)}; allowed: {sorted(DENSE_KEYS)}")
+        raise RtlgenError(f"config 'default': unknown key(s) {key_list(bad_default)}; allowed: {sorted(DEFAULT_KEYS)}")
     for key in ("weight", "bias", "result", "accum"):
         if default.get(key) is not None:
             _type(default[key], f"config 'default' {key}")     # named here, not at the first layer using it
@@ -421,7 +504,7 @@ def apply_config(model: FloatModel, config=None) -> QModel:
         if not isinstance(own, dict):
             raise RtlgenError(f"config 'layers' entry {layer.name!r} must be a mapping")
         is_dense = isinstance(layer, (Dense, Conv)) or (isinstance(layer, Pool) and layer.kind == "avg")
-        allowed = DENSE_KEYS if is_dense else ACTIVATION_KEYS
+        allowed = DENSE_KEYS if is_dense else ACTIVATION_KEYS | _activation_keys(layer)
         extra = set(own) - allowed
         if extra:
             raise RtlgenError(
@@ -514,8 +597,7 @@ def apply_config(model: FloatModel, config=None) -> QModel:
             q = replace(q, weight_rom=_weight_rom(q, merged, where))
             size = layer.n_out
         elif isinstance(layer, Activation):
-            q = QActivation(name=layer.name, kind=layer.kind, size=size, in_type=in_type,
-                            result_type=result_type or in_type)
+            q = _activation(layer, merged, size, in_type, result_type, where)
         else:  # pragma: no cover - front ends only produce the above
             raise RtlgenError(f"{where}: unsupported layer type {type(layer).__name__}")
         layers.append(q)

@@ -18,7 +18,12 @@ Dense
     product and the bias are first cast to ``accum`` and the sum wraps in
     ``accum``, as hls4ml's Latency strategy does.
 Activation
-    ``relu``: ``y = cast_result(max(0, x))``; ``linear``: ``y = cast_result(x)``.
+    ``relu``: ``y = cast_result(max(0, x))``; ``linear``: ``y = cast_result(x)``;
+    ``leaky_relu``/``prelu``: ``y = cast_result(x >= 0 ? x : a * x)`` with the slope
+    ``a`` (one, or one per channel) quantized to the layer's ``weight`` type, the
+    product exact; ``clip``: ``y = cast_result(min(max(x, lo), hi))`` with exact
+    bounds; ``sigmoid``/``tanh``: a table of ``table_size`` entries over
+    ``[-table_range, table_range)`` (:meth:`QActivation.table_codes`).
 Conv, MaxPool, AveragePool
     on feature maps flattened in C,H,W order; see :mod:`rtlgen.ir.conv`.
 """
@@ -26,11 +31,12 @@ Conv, MaxPool, AveragePool
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from typing import Optional, Union
 
 import numpy as np
 
-from ..numerics.fixed import FixedType, parse_type
+from ..numerics.fixed import FixedType, parse_type, quantize
 from .params import ParamGroup, ParamSet
 
 #: quantized layer classes by their serialized ``op`` (filled by :func:`layer_type`)
@@ -45,7 +51,11 @@ def layer_type(*ops: str):
         return cls
     return register
 
-ACTIVATIONS = ("relu", "linear")
+ACTIVATIONS = ("relu", "linear", "leaky_relu", "prelu", "clip", "sigmoid", "tanh")
+#: activations computed by a lookup table
+TABLE_ACTIVATIONS = {"sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "tanh": np.tanh}
+#: the table parameters a table activation gets when nothing sets them (as hls4ml's defaults)
+TABLE_DEFAULTS = {"sigmoid": (1024, 8.0), "tanh": (1024, 4.0)}
 
 
 # ---------------------------------------------------------------------------
@@ -77,11 +87,17 @@ class Dense:
 
 @dataclass
 class Activation:
-    """An element-wise activation (``relu`` or ``linear``)."""
+    """An element-wise activation (one of :data:`ACTIVATIONS`).
+
+    ``slope``: the float slope of ``leaky_relu`` (one value) or ``prelu``
+    (one per channel); ``bounds``: the float ``(lo, hi)`` of ``clip``.
+    """
     name: str
     kind: str
     size: int = 0  # vector length; set by the front ends
     types: dict = field(default_factory=dict)   # ``result``, from the model's quantizer (see Dense)
+    slope: Optional[np.ndarray] = None
+    bounds: Optional[tuple] = None
 
 
 FloatLayer = Union[Dense, Activation]
@@ -256,13 +272,35 @@ class QDense:
 @layer_type("activation")
 @dataclass
 class QActivation:
-    """An element-wise activation with its result type."""
+    """An element-wise activation with its result type (see the module docstring).
+
+    Every kind is computed as an integer ``pre`` value at
+    :attr:`pre_frac` fractional bits, then cast to ``result_type``:
+
+    * ``relu``, ``linear``: ``pre`` is ``max(0, x)`` or ``x``;
+    * ``leaky_relu``, ``prelu``: ``slope_codes`` (codes of ``slope_type``,
+      one, or one per channel: element ``k`` of a vector of ``size`` takes
+      slope ``k // (size // len(slope_codes))``); ``pre`` is ``x`` shifted to
+      the product's fractional bits, or ``x * a`` for ``x < 0``;
+    * ``clip``: ``bounds`` are the codes ``(lo, hi)`` at :attr:`pre_frac`;
+    * ``sigmoid``, ``tanh``: ``pre`` is ``table_codes()[index(x)]``, already in
+      result codes, with ``index(x) = clamp(floor((x + R) * N / (2R)), 0,
+      N - 1)`` (``N = table_size``, ``R = table_range``, both powers of two)
+      and entry ``i`` the function at ``-R + i * 2R / N`` (the left end of its
+      interval, as hls4ml's tables), quantized to ``result_type``.
+    """
     name: str
     kind: str
     size: int
     in_type: FixedType
     result_type: FixedType
     op: str = "activation"
+    slope_type: Optional[FixedType] = None
+    slope_codes: Optional[tuple] = None
+    bounds: Optional[tuple] = None
+    bound_frac: Optional[int] = None
+    table_size: Optional[int] = None
+    table_range: Optional[float] = None
 
     @property
     def n_in(self) -> int:
@@ -272,18 +310,114 @@ class QActivation:
     def n_out(self) -> int:
         return self.size
 
+    @property
+    def fusable(self) -> bool:
+        """True for the kinds a dense layer can do in its own output cast (relu, linear)."""
+        return self.kind in ("relu", "linear")
+
+    @property
+    def pre_frac(self) -> int:
+        """Fractional bits of the value before the cast."""
+        if self.kind in ("leaky_relu", "prelu"):
+            return self.in_type.frac + max(0, self.slope_type.frac)
+        if self.kind == "clip":
+            return max(self.in_type.frac, self._bound_frac)
+        if self.kind in TABLE_ACTIVATIONS:
+            return self.result_type.frac
+        return self.in_type.frac
+
+    @property
+    def _bound_frac(self) -> int:
+        return self.bound_frac if self.bound_frac is not None else self.in_type.frac
+
+    def slope_of(self, k: int) -> int:
+        """The slope code of element ``k``."""
+        per = max(1, self.size // len(self.slope_codes))
+        return int(self.slope_codes[min(k // per, len(self.slope_codes) - 1)])
+
+    def shifts(self) -> tuple[int, int]:
+        """(left shift of ``x``, left shift of the product ``x * a``) to :attr:`pre_frac`."""
+        shift = self.pre_frac - self.in_type.frac
+        slope_frac = self.slope_type.frac if self.slope_type is not None else 0
+        return shift, self.pre_frac - self.in_type.frac - slope_frac
+
+    def pre_range(self, lo: int, hi: int) -> tuple[int, int]:
+        """The range of the value before the cast for input codes in ``[lo, hi]``."""
+        kind = self.kind
+        if kind == "relu":
+            return max(lo, 0), max(hi, 0)
+        if kind in ("leaky_relu", "prelu"):
+            sx, sp = self.shifts()
+            ends = [max(lo, 0) << sx, max(hi, 0) << sx] if hi >= 0 else []
+            if lo < 0:
+                neg_hi = min(hi, -1)
+                ends += [(x * a) << sp for x in (lo, neg_hi) for a in (min(self.slope_codes), max(self.slope_codes))]
+            return min(ends), max(ends)
+        if kind == "clip":
+            sx, _ = self.shifts()
+            b_lo, b_hi = self.bounds
+            return min(max(lo << sx, b_lo), b_hi), min(max(hi << sx, b_lo), b_hi)
+        if kind in TABLE_ACTIVATIONS:
+            table = self.table_codes()
+            return int(table.min()), int(table.max())
+        return lo, hi
+
+    # -- tables -------------------------------------------------------------
+
+    def table_shift(self) -> int:
+        """``index = (x + offset) >> shift`` (a left shift when negative), see :meth:`table_offset`."""
+        span = Fraction(2 * self.table_range) * (Fraction(2) ** self.in_type.frac) / self.table_size
+        return int(span.numerator).bit_length() - 1 if span >= 1 else -(int(span.denominator).bit_length() - 1)
+
+    def table_offset(self) -> int:
+        """The code of ``table_range`` in the input type: ``x + offset`` is >= 0 over the table."""
+        return int(Fraction(self.table_range) * Fraction(2) ** self.in_type.frac)
+
+    def table_codes(self) -> np.ndarray:
+        """The table: result codes of the function at the left end of each index's interval."""
+        fn = TABLE_ACTIVATIONS[self.kind]
+        points = -self.table_range + np.arange(self.table_size) * (2.0 * self.table_range / self.table_size)
+        return quantize(fn(points), self.result_type)
+
+    def table_index(self, x, where, shift_right, shift_left):
+        """The table index of input codes ``x`` (numpy or Amaranth: ``where`` is ``np.where``/``Mux``)."""
+        y = x + self.table_offset()
+        s = self.table_shift()
+        y = shift_right(y, s) if s >= 0 else shift_left(y, -s)
+        y = where(y < 0, 0, y)
+        return where(y > self.table_size - 1, self.table_size - 1, y)
+
     def to_dict(self) -> dict:
-        return {"op": "activation", "name": self.name, "kind": self.kind, "size": self.size,
-                "in_type": str(self.in_type), "result_type": str(self.result_type)}
+        out = {"op": "activation", "name": self.name, "kind": self.kind, "size": self.size,
+               "in_type": str(self.in_type), "result_type": str(self.result_type)}
+        if self.slope_codes is not None:
+            out.update(slope_type=str(self.slope_type), slope_codes=[int(c) for c in self.slope_codes])
+        if self.bounds is not None:
+            out.update(bounds=[int(b) for b in self.bounds], bound_frac=self._bound_frac)
+        if self.table_size is not None:
+            out.update(table_size=self.table_size, table_range=self.table_range)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "QActivation":
-        return cls(name=d["name"], kind=d["kind"], size=int(d["size"]), in_type=parse_type(d["in_type"]),
-                   result_type=parse_type(d["result_type"]))
+        q = cls(name=d["name"], kind=d["kind"], size=int(d["size"]), in_type=parse_type(d["in_type"]),
+                result_type=parse_type(d["result_type"]),
+                slope_type=parse_type(d["slope_type"]) if d.get("slope_type") else None,
+                slope_codes=tuple(int(c) for c in d["slope_codes"]) if d.get("slope_codes") else None,
+                bounds=tuple(int(b) for b in d["bounds"]) if d.get("bounds") else None,
+                table_size=int(d["table_size"]) if d.get("table_size") else None,
+                table_range=float(d["table_range"]) if d.get("table_range") else None,
+                bound_frac=int(d["bound_frac"]) if d.get("bound_frac") is not None else None)
+        return q
 
     def summary(self, multipliers: int) -> dict:
         """The layer's own fields of its manifest entry."""
-        return {"op": self.kind, "multipliers": multipliers, "reuse_factor": 1}
+        out = {"op": self.kind, "multipliers": multipliers, "reuse_factor": 1}
+        if self.slope_codes is not None:
+            out["slope_type"] = str(self.slope_type)
+        if self.table_size is not None:
+            out.update(table_size=self.table_size, table_range=self.table_range)
+        return out
 
 
 QLayer = Union[QDense, QActivation]

@@ -65,7 +65,7 @@ def _bad_config(**changes):
 
 
 BAD_BUILDS = [
-    ("unsupported op", FIXTURES / "bad_sigmoid.onnx", CONFIG, ["Sigmoid"]),
+    ("unsupported op", FIXTURES / "bad_exp.onnx", CONFIG, ["Exp"]),
     ("shape mismatch", FIXTURES / "bad_shape.onnx", CONFIG, ["fc2_mismatch", "shape"]),
     ("NaN weights", FIXTURES / "bad_nan.onnx", CONFIG, ["fc2_nan", "NaN"]),
     ("malformed type", TINY, _bad_config(weight="fixed<8;3>"), ["fixed<8;3>"]),

@@ -159,7 +159,7 @@ def test_name_override_and_modelproto():
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("stem, pattern", [
-    ("bad_sigmoid", r"'act_sigmoid' \(Sigmoid\) is not supported.*Gemm, MatMul"),
+    ("bad_exp", r"'act_exp' \(Exp\) is not supported.*Gemm, MatMul"),
     ("bad_conv", r"'conv_layer' \(Conv\) is not supported"),
     ("bad_shape", r"'fc2_mismatch' \(Gemm\).*shape mismatch.*expects 7 inputs.*gives 8"),
     ("bad_nan", r"'fc2_nan' \(Gemm\).*NaN or inf"),
@@ -382,7 +382,7 @@ def test_mlp_explicit_activations():
     (dict(weights=[np.ones((2, 3))], biases=[np.ones(2)]), r"'dense_0'.*bias must have shape \[3\]"),
     (dict(weights=[np.ones(3)]), r"'dense_0'.*2-D"),
     (dict(weights=[np.ones((2, 3))], n_in=4), r"expects 2 inputs but the previous layer gives 4"),
-    (dict(weights=[np.ones((2, 3))], activations=["tanh"]), r"unknown activation 'tanh'"),
+    (dict(weights=[np.ones((2, 3))], activations=["swish"]), r"unknown activation 'swish'"),
     (dict(weights=[np.ones((2, 3))], biases=[]), r"1 weight matrices but 0 biases"),
     (dict(weights=[np.ones((2, 3))], layout="rows"), r"layout must be one of"),
     (dict(weights=[np.full((2, 3), np.nan)]), r"'dense_0'.*NaN"),

@@ -214,3 +214,32 @@ def test_shipped_qonnx_model_needs_no_config():
     x = np.concatenate([np.random.default_rng(4).normal(0, 2, (200, 57)), np.full((1, 57), 64.0),
                         np.full((1, 57), -64.0)]).astype(np.float32)
     assert np.array_equal(golden_floats(qmodel, x), qonnx_reference(path, x))
+
+
+def test_activations_match_the_qonnx_executor(tmp_path):
+    """LeakyRelu, PRelu, Clip and Tanh between quantizers: exact slopes and bounds need no config, and
+    the tanh table's points fall on the input grid, so every output equals the executor's."""
+    rng = np.random.default_rng(0)
+    g = QonnxGraph((5,))
+    g.quant(2.0 ** -3, 7)
+    g.op("MatMul", g.quant_of(g.const(rng.normal(0, .5, (5, 4))), 2.0 ** -4, 6))
+    g.op("LeakyRelu", alpha=0.125)
+    g.quant(2.0 ** -3, 8)
+    g.op("PRelu", g.const(np.array([0.25, -0.5, 0.75, 1.0])))
+    g.op("MatMul", g.quant_of(g.const(rng.normal(0, .5, (4, 3))), 2.0 ** -4, 6))
+    g.op("Clip", g.const(np.float32(-1.0)), g.const(np.float32(1.5)))
+    g.quant(2.0 ** -4, 8)
+    g.op("Tanh")
+    g.quant(2.0 ** -6, 8)
+    path = g.save(tmp_path / "act.onnx", 3)
+    qmodel = apply_config(load_model(path))
+    assert [getattr(layer, "kind", layer.op) for layer in qmodel.layers] == [
+        "dense", "leaky_relu", "prelu", "dense", "clip", "tanh"]
+    x = edge_inputs(5, 2.0 ** -3, -8.0, 7.875, rng)
+    assert np.array_equal(golden_floats(qmodel, x), qonnx_reference(path, x))
+    # a slope that is no short fixed-point number needs its type from the config
+    g2 = QonnxGraph((3,))
+    g2.quant(0.25, 6)
+    g2.op("LeakyRelu", alpha=0.01, name="leaky")
+    res = run_cli("build", g2.save(tmp_path / "leaky.onnx", 3), "-o", tmp_path / "out")
+    assert "layer 'leaky': the slope 0.01 is not a fixed-point number" in assert_one_line_error(res)

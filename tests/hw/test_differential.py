@@ -144,3 +144,57 @@ def test_shipped_jet_mlp_on_verilator(tmp_path):
     expected = predict_codes(q, x)
     got = run_sim(outdir, x, simulator="verilator", expected=expected, work_dir=tmp_path / "sim")
     assert np.array_equal(got, expected)
+
+
+def _activation_model(kind: str, seed: int, stream: bool = False):
+    """A dense (or streamed conv) layer, then an activation of ``kind``, then a dense layer."""
+    from rtlgen.ir.conv import Conv
+    from rtlgen.ir.model import Activation, Dense, FloatModel
+    rng = np.random.default_rng(seed)
+    params = {"leaky_relu": dict(slope=np.array([0.1])),
+              "prelu": dict(slope=np.array([0.25, -0.5, 1.5, 0.0])),
+              "clip": dict(bounds=(-1.25, 2.0)), "sigmoid": {}, "tanh": {}}[kind]
+    if stream:
+        first = Conv("conv", rng.normal(0, 0.7, (4, 2, 3, 3)), rng.normal(0, 0.3, 4), (2, 5, 5), (1, 1), (1, 1, 1, 1))
+        n, shape = 4 * 25, (2, 5, 5)
+    else:
+        first, n, shape = Dense("dense_0", rng.normal(0, 0.7, (6, 8)), rng.normal(0, 0.3, 8)), 8, None
+    act = Activation(f"{kind}_0", kind, n, **params)
+    last = Dense("dense_1", rng.normal(0, 0.5, (n, 3)), rng.normal(0, 0.3, 3))
+    return FloatModel(f"act_{kind}", int(np.prod(shape)) if shape else 6, [first, act, last], input_shape=shape)
+
+
+ACTIVATION_CASES = {
+    # kind: (configuration entries of the activation, reuse factor of the layer before it, streamed)
+    "leaky_relu": ({"weight": "fixed<6,0,RND,SAT>", "result": "fixed<7,3,RND_CONV,SAT>"}, 1, False),
+    "prelu": ({"weight": "fixed<5,2,RND,SAT>", "result": "fixed<6,2,RND,SAT_SYM>"}, 2, False),
+    "clip": ({"result": "fixed<6,2,RND,SAT>"}, 1, False),
+    "sigmoid": ({"result": "ufixed<8,0,RND,SAT>", "table_size": 64, "table_range": 4}, 3, False),
+    "tanh": ({"result": "fixed<8,1,RND_CONV,SAT>", "table_size": 256}, 1, False),
+    "prelu_stream": ({"weight": "fixed<5,2,RND,SAT>", "result": "fixed<7,3,RND,SAT>"}, 2, True),
+}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("case,simulator", on_simulators(sorted(ACTIVATION_CASES), verilator=("sigmoid", "prelu")))
+def test_activation_kinds_rtl_matches_golden(case, simulator, tmp_path):
+    """Every activation kind between two layers (shift-and-add and multiplier layers before it, and a
+    streamed convolution), on edge and random codes, with random in_valid gaps."""
+    own, reuse, stream = ACTIVATION_CASES[case]
+    kind = case.replace("_stream", "")
+    model = _activation_model(kind, seed=len(case), stream=stream)
+    first = model.layers[0].name
+    cfg = {"input": "fixed<7,2,RND,SAT>",
+           "default": {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<6,2,RND,SAT>",
+                       "result": "fixed<9,4,RND,SAT>"},
+           "layers": {first: {"reuse_factor": reuse, **({"io": "stream"} if stream else {})},
+                      model.layers[1].name: own}}
+    q = apply_config(model, cfg)
+    assert q.layers[1].kind == kind
+    outdir = tmp_path / "core"
+    save_build(q, outdir)
+    assert lint_build(outdir) == []
+    x = edge_vectors(cfg["input"], q.n_in, 100, seed=3)
+    expected = predict_codes(q, x)
+    got = run_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim", seed=5)
+    assert np.array_equal(np.asarray(got, dtype=object), np.asarray(expected, dtype=object))

@@ -162,7 +162,9 @@ def test_missing_and_unknown_keys(small):
     hi = (np.maximum(w * dense.in_type.min_code, w * dense.in_type.max_code)).sum(axis=0) + b
     assert dense.result_type.min_code <= min(lo) and max(hi) <= dense.result_type.max_code
     assert dense.result_type.min_code * 2 > min(min(lo), -1) or dense.result_type.max_code // 2 < max(hi)
-    assert q.layers[1].result_type == dense.result_type   # the ReLU after it: its input type
+    relu = q.layers[1]                                     # the ReLU after it: exact too, and unsigned
+    assert not relu.result_type.signed and relu.result_type.frac == dense.result_type.frac
+    assert relu.result_type.max_code >= max(hi) and relu.result_type.max_code // 2 < max(hi)
 
 
 def test_adder_levels(small):

@@ -1,0 +1,67 @@
+"""The activation kinds of the golden model against float references written from their
+documented semantics (README "Semantics"), on every input code of the input type."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtlgen.errors import RtlgenError
+from rtlgen.golden.network import predict_codes
+from rtlgen.ir.config import apply_config
+from rtlgen.ir.model import Activation, FloatModel
+from rtlgen.numerics.fixed import quantize, to_float
+
+IN = "fixed<8,3,TRN,WRAP>"
+
+
+def run(kind, own: dict, n: int = 4, **params):
+    model = FloatModel("m", n, [Activation("act", kind, n, **params)])
+    q = apply_config(model, {"input": IN, "layers": {"act": own}})
+    codes = np.arange(-128, 128, dtype=np.int64)
+    x = np.stack([np.roll(codes, k) for k in range(n)], axis=1)
+    return q, to_float(x, q.input_type), to_float(predict_codes(q, x), q.output_type)
+
+
+@pytest.mark.parametrize("slope,slope_type", [(0.1, "fixed<8,0,RND,SAT>"), (-0.75, "fixed<4,1,RND,SAT>"),
+                                              (3.0, "fixed<4,3,TRN,SAT>")])
+def test_leaky_relu(slope, slope_type):
+    q, x, y = run("leaky_relu", {"weight": slope_type, "result": "fixed<9,4,RND_CONV,SAT>"},
+                  slope=np.array([slope]))
+    a = to_float(quantize(np.array([slope]), slope_type), q.layers[0].slope_type)[0]
+    assert np.array_equal(y, to_float(quantize(np.where(x < 0, a * x, x), q.output_type), q.output_type))
+
+
+def test_prelu_per_channel_and_exact_slopes_without_a_type():
+    slopes = np.array([0.25, -0.5, 1.5, 0.0])
+    q, x, y = run("prelu", {"result": "fixed<10,5,RND,SAT>"}, slope=slopes)
+    assert q.layers[0].slope_type.frac == 2          # exact: 0.25 needs 2 fraction bits
+    assert np.array_equal(y, to_float(quantize(np.where(x < 0, slopes * x, x), q.output_type), q.output_type))
+    with pytest.raises(RtlgenError, match="slope 0.1 is not a fixed-point number"):
+        run("prelu", {}, slope=np.array([0.1, 0.2, 0.3, 0.4]))
+
+
+@pytest.mark.parametrize("bounds", [(-1.25, 2.0), (0.0, 6.0), (-np.inf, 0.03125), (0.5, np.inf)])
+def test_clip(bounds):
+    q, x, y = run("clip", {"result": "fixed<9,4,RND,SAT>"}, bounds=bounds)
+    assert np.array_equal(y, to_float(quantize(np.clip(x, *bounds), q.output_type), q.output_type))
+
+
+@pytest.mark.parametrize("kind,fn", [("sigmoid", lambda v: 1 / (1 + np.exp(-v))), ("tanh", np.tanh)])
+@pytest.mark.parametrize("size,span", [(1024, 8.0), (64, 4.0), (16, 0.5)])
+def test_tables(kind, fn, size, span):
+    result = "ufixed<10,0,RND,SAT>" if kind == "sigmoid" else "fixed<10,1,RND_CONV,SAT>"
+    q, x, y = run(kind, {"result": result, "table_size": size, "table_range": span})
+    index = np.clip(np.floor((x + span) * size / (2 * span)), 0, size - 1)
+    expected = to_float(quantize(fn(-span + index * (2 * span / size)), q.output_type), q.output_type)
+    assert np.array_equal(y, expected)
+    assert np.abs(y - fn(x))[np.abs(x) < span - 2 * span / size].max() < 2 * span / size + 2.0 ** -9
+
+
+def test_activation_configuration_errors():
+    with pytest.raises(RtlgenError, match="a sigmoid table needs a result type"):
+        run("sigmoid", {})
+    with pytest.raises(RtlgenError, match="table_size must be a power of two"):
+        run("tanh", {"result": "fixed<8,1>", "table_size": 1000})
+    with pytest.raises(RtlgenError, match=r"key\(s\) \['table_size'\] do not apply"):
+        run("clip", {"table_size": 64}, bounds=(0.0, 1.0))
