@@ -26,6 +26,9 @@ to the output.  Along that chain these operators are understood:
     (its ``alpha``), ``prelu`` (a constant slope: one, or one per channel),
     ``clip`` (constant ``min``/``max`` inputs, or attributes before opset
     11), ``sigmoid``, ``tanh``.
+``Softmax``, ``ArgMax``
+    over the features (the last axis) of a flat vector: an ``Activation``
+    of kind ``softmax`` or ``argmax`` (:mod:`rtlgen.ir.softmax`).
 ``Flatten``, ``Identity``, ``Reshape`` to ``[batch, -1]``/``[1, n]``, ``Cast`` between float types
     no-ops on a flat vector.
 
@@ -96,7 +99,7 @@ __all__ = ["load_onnx", "SUPPORTED_OPS"]
 #: Operators allowed on the data path.
 #: element-wise activations other than Relu, and the activation kind each becomes
 _ACTIVATION_OPS = {"LeakyRelu": "leaky_relu", "PRelu": "prelu", "Clip": "clip", "Sigmoid": "sigmoid",
-                   "Tanh": "tanh"}
+                   "Tanh": "tanh", "Softmax": "softmax", "ArgMax": "argmax"}
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Identity", "Reshape", "Cast", "Constant",
                  "Conv", "MaxPool", "AveragePool", "BatchNormalization", "Pad") + tuple(_ACTIVATION_OPS) + QUANT_OPS
 _SPATIAL_OPS = ("Conv", "MaxPool", "AveragePool")
@@ -572,8 +575,17 @@ class _Walker:
             if np.isnan(lo) or np.isnan(hi) or lo > hi:
                 raise RtlgenError(f"{where}: clip bounds min={lo:g}, max={hi:g} are not an interval")
             layer.bounds = (lo, hi)
+        elif kind in ("softmax", "argmax"):
+            if self.shape is not None:
+                raise RtlgenError(f"{where}: a {node.op_type} on a feature map is not supported; flatten it first")
+            axis = int(g._attr(node, "axis", -1 if kind == "softmax" else 0))
+            if axis not in (self.rank - 1, -1) or (kind == "argmax" and int(g._attr(node, "select_last_index", 0))):
+                raise RtlgenError(f"{where}: only a {node.op_type} over the features (axis -1) is supported"
+                                  + ("" if kind == "softmax" else ", with select_last_index=0"))
         self.layers.append(layer)
         self.last_dense = None
+        if kind == "argmax":
+            self.n = 1
 
     def _quantizer(self, index: int) -> None:
         """A quantizer on the data path: the type of the current tensor."""

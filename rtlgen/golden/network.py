@@ -353,10 +353,41 @@ def _plan_activation(layer, lo: int, hi: int, force_object: bool) -> "_ActPlan":
     return _ActPlan(layer=layer, cast=cast, out_lo=cast.out_lo, out_hi=cast.out_hi)
 
 
+@dataclass
+class _ClassifierPlan:
+    """A softmax (its exact integer steps, see :mod:`rtlgen.ir.softmax`) or an argmax."""
+    layer: object
+    cast: Optional[_CastPlan]
+    out_lo: int
+    out_hi: int
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        layer = self.layer
+        if layer.op == "argmax":
+            return np.argmax(x, axis=1).reshape(-1, 1).astype(np.int64)
+        d = np.max(x, axis=1, keepdims=True) - x
+        e = layer.exp_table().astype(np.int64)[layer.exp_index(d, np.where, lambda v, s: v >> s,
+                                                               lambda v, s: v << s).astype(np.int64)]
+        total = e.sum(axis=1, keepdims=True)
+        r = layer.inv_table().astype(np.int64)[layer.inv_index(total, np.where, lambda v, s: v >> s,
+                                                               lambda v, s: v << s).astype(np.int64)]
+        return self.cast.apply(_obj(e) * _obj(r) if self.cast.mode == "generic" else e * r)
+
+
+def _plan_classifier(layer, lo: int, hi: int, force_object: bool) -> _ClassifierPlan:
+    if layer.op == "argmax":
+        return _ClassifierPlan(layer, None, 0, layer.size - 1)
+    e_hi = int(layer.exp_table().max())
+    r_hi = int(layer.inv_table().max())
+    cast = _plan_cast(0, e_hi * r_hi, layer.product_frac, layer.result_type, force_object)
+    return _ClassifierPlan(layer, cast, cast.out_lo, cast.out_hi)
+
+
 #: how each layer op (``layer.op``) is planned: (layer, lowest input code, highest input code,
 #: force_object) -> plan.  A convolution or average pool is a dense layer over its unrolled matrix.
 PLANNERS = {"dense": _plan_dense, "conv": _plan_dense, "avgpool": _plan_dense,
-            "maxpool": _plan_pool, "activation": _plan_activation}
+            "maxpool": _plan_pool, "activation": _plan_activation,
+            "softmax": _plan_classifier, "argmax": _plan_classifier}
 
 
 def _plan(qmodel: QModel, force_object: bool = False) -> list:
@@ -494,6 +525,8 @@ def _run(plans: list, x: np.ndarray, trace: Optional[list] = None) -> np.ndarray
     for p in plans:
         if isinstance(p, _PoolPlan):
             x = _run_pool(p, x)
+        elif isinstance(p, _ClassifierPlan):
+            x = p.run(x)
         else:
             x = _run_dense(p, x) if isinstance(p, _DensePlan) else _run_act(p, x)
         if trace is not None:

@@ -8,6 +8,7 @@ from amaranth.lib import wiring
 from ..errors import RtlgenError
 from ..ir.model import QModel
 from .activation import ActivationLayer
+from .softmax import ArgmaxLayer, SoftmaxLayer
 from .config_bus import attach_config_bus, core_signature
 from .dense import DenseLayer
 from .layer import LayerHardware
@@ -37,6 +38,8 @@ LAYER_HARDWARE = {
     "dense": _dense, "conv": _dense, "avgpool": _dense,
     "maxpool": lambda layer, bus, index: MaxPoolLayer(layer),
     "activation": lambda layer, bus, index: ActivationLayer(layer),
+    "softmax": lambda layer, bus, index: SoftmaxLayer(layer),
+    "argmax": lambda layer, bus, index: ArgmaxLayer(layer),
 }
 
 

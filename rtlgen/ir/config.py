@@ -66,7 +66,8 @@ Per-layer keys:
 LeakyReLU/PReLU activations take ``weight`` (the slope's type; without it
 an exactly representable slope is kept exact), Sigmoid/Tanh take
 ``table_size`` and ``table_range`` (see
-:class:`~rtlgen.ir.model.QActivation`).  A layer left without a ``result``
+:class:`~rtlgen.ir.model.QActivation`), Softmax takes those and ``exp``,
+``inv``, ``inv_table_size`` and ``argmax`` (:mod:`rtlgen.ir.softmax`).  A layer left without a ``result``
 type gets the exact one (:func:`rtlgen.numerics.fixed.exact_type`).
 
 Conv and AveragePool layers take the dense keys (an average pool's
@@ -97,6 +98,7 @@ from .arithmetic import ARITHMETICS, choose, shift_add_problem
 from .params import check_storage, check_tmr_bits
 from ..numerics.pipeline import TIMING_TARGETS
 from .model import TABLE_DEFAULTS, Activation, Dense, FloatModel, QActivation, QDense, QModel
+from .softmax import QArgmax, QSoftmax, index_type
 
 DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "io", "storage", "tmr_bits",
               "arithmetic", "weight_rom"}
@@ -104,7 +106,12 @@ ACTIVATION_KEYS = {"result", "io"}
 #: further keys of the activations that have parameters
 SLOPE_KEYS = {"weight"}                          # leaky_relu, prelu: the slope's type
 TABLE_KEYS = {"table_size", "table_range"}       # sigmoid, tanh
+SOFTMAX_KEYS = TABLE_KEYS | {"exp", "inv", "inv_table_size", "argmax"}
 DEFAULT_KEYS = DENSE_KEYS | TABLE_KEYS
+#: the intermediate types of a softmax when the configuration gives none (hls4ml's table types
+#: are ap_fixed<18,8>; here the exp values lie in (0, 1] and the reciprocals in (0, 1])
+SOFTMAX_EXP_TYPE = "ufixed<18,1,RND,SAT>"
+SOFTMAX_INV_TYPE = "ufixed<18,1,RND,SAT>"
 #: the most fractional bits an exact slope or clip bound found in a model may need
 EXACT_PARAM_FRAC = 16
 IO_MODES = ("parallel", "stream")
@@ -178,6 +185,9 @@ class _StreamPrefix:
         spatial = isinstance(layer, (Conv, Pool))
         if isinstance(layer, Activation):
             mode = "stream" if self.streaming and self.any else "parallel"
+            if mode == "stream" and layer.kind in ("softmax", "argmax"):
+                raise RtlgenError(f"{where}: a {layer.kind} needs the whole vector, and the layer before it "
+                                  "streams (io: stream); put a parallel layer before it")
             if explicit and io != mode:
                 raise RtlgenError(f"{where}: an activation takes the io mode of the layer before it "
                                   f"({mode}); remove its 'io' key")
@@ -386,6 +396,8 @@ def _activation_keys(layer) -> set:
         return SLOPE_KEYS
     if kind in TABLE_DEFAULTS:
         return TABLE_KEYS
+    if kind == "softmax":
+        return SOFTMAX_KEYS
     return set()
 
 
@@ -411,9 +423,11 @@ def _power_of_two(value, where: str, key: str, lo, hi) -> float:
     return float(value)
 
 
-def _activation(layer, merged: dict, size: int, in_type, result_type, where: str) -> QActivation:
+def _activation(layer, merged: dict, own: dict, size: int, in_type, result_type, where: str):
     """The quantized activation: slopes, clip bounds and tables fixed (see :class:`QActivation`)."""
     kind = layer.kind
+    if kind in ("softmax", "argmax"):
+        return _classifier(layer, merged, own, size, in_type, result_type, where)
     q = QActivation(name=layer.name, kind=kind, size=size, in_type=in_type, result_type=result_type or in_type)
     if kind in ("leaky_relu", "prelu"):
         slope = np.asarray(layer.slope, dtype=np.float64).reshape(-1)
@@ -449,6 +463,33 @@ def _activation(layer, merged: dict, size: int, in_type, result_type, where: str
         lo, hi = q.pre_range(in_type.min_code, in_type.max_code)
         q = replace(q, result_type=exact_type(lo, hi, q.pre_frac))
     return q
+
+
+def _classifier(layer, merged: dict, own: dict, size: int, in_type, result_type, where: str):
+    """A softmax (its tables) or an argmax (``argmax: true`` on a softmax, or an ONNX ArgMax)."""
+    argmax = merged.get("argmax", False)
+    if not isinstance(argmax, bool):
+        raise RtlgenError(f"{where}: argmax must be true or false, got {argmax!r}")
+    if layer.kind == "argmax" or argmax:
+        extra = {"result", "exp", "inv", "table_size", "table_range", "inv_table_size"} & set(own)
+        if extra:
+            raise RtlgenError(f"{where}: the argmax outputs the class index ({index_type(size)}), so "
+                              f"{key_list(extra)} do not apply; remove them")
+        return QArgmax(name=layer.name, size=size, in_type=in_type, result_type=index_type(size))
+    if result_type is None:
+        raise RtlgenError(f"{where}: a softmax needs a result type: set layers.{layer.name}.result (e.g. "
+                          "ufixed<16,0,RND,SAT>), or quantize its output in the model; or set argmax: true "
+                          "for the class index")
+    exp_type = _type(merged.get("exp", SOFTMAX_EXP_TYPE), f"{where} exp")
+    inv_type = _type(merged.get("inv", SOFTMAX_INV_TYPE), f"{where} inv")
+    for t, key in ((exp_type, "exp"), (inv_type, "inv")):
+        if t.max_value < 1:
+            raise RtlgenError(f"{where}: the {key} type {t} cannot hold 1.0; give it at least one integer bit")
+    table_size = int(_power_of_two(merged.get("table_size", 1024), where, "table_size", 2, 1 << 16))
+    table_range = _power_of_two(merged.get("table_range", 8.0), where, "table_range", 2.0 ** -8, 2.0 ** 16)
+    inv_size = int(_power_of_two(merged.get("inv_table_size", 1024), where, "inv_table_size", 2, 1 << 16))
+    return QSoftmax(name=layer.name, size=size, in_type=in_type, result_type=result_type, exp_type=exp_type,
+                    inv_type=inv_type, table_size=table_size, table_range=table_range, inv_table_size=inv_size)
 
 
 def _model_types(layer) -> dict:
@@ -597,7 +638,8 @@ def apply_config(model: FloatModel, config=None) -> QModel:
             q = replace(q, weight_rom=_weight_rom(q, merged, where))
             size = layer.n_out
         elif isinstance(layer, Activation):
-            q = _activation(layer, merged, size, in_type, result_type, where)
+            q = _activation(layer, merged, own, size, in_type, result_type, where)
+            size = q.n_out
         else:  # pragma: no cover - front ends only produce the above
             raise RtlgenError(f"{where}: unsupported layer type {type(layer).__name__}")
         layers.append(q)

@@ -4,6 +4,7 @@ rtlgen's golden model and RTL equal the QONNX reference executor bit for bit."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import yaml
 
@@ -243,3 +244,31 @@ def test_activations_match_the_qonnx_executor(tmp_path):
     g2.op("LeakyRelu", alpha=0.01, name="leaky")
     res = run_cli("build", g2.save(tmp_path / "leaky.onnx", 3), "-o", tmp_path / "out")
     assert "layer 'leaky': the slope 0.01 is not a fixed-point number" in assert_one_line_error(res)
+
+
+def test_softmax_and_argmax_from_onnx(tmp_path):
+    """ONNX Softmax and ArgMax after a quantized layer: the argmax equals the executor's exactly, the
+    table softmax is within its table steps of the executor's float softmax."""
+    rng = np.random.default_rng(8)
+    for op in ("Softmax", "ArgMax"):
+        g = QonnxGraph((6,))
+        g.quant(2.0 ** -3, 7)
+        g.op("MatMul", g.quant_of(g.const(rng.normal(0, .5, (6, 4))), 2.0 ** -4, 6))
+        g.quant(2.0 ** -3, 8)
+        if op == "Softmax":
+            g.op("Softmax", axis=-1, name="soft")
+        else:
+            g.op("ArgMax", axis=1, keepdims=1, name="arg")
+        path = g.save(tmp_path / f"{op}.onnx", 4, onnx.TensorProto.FLOAT) if op == "Softmax" else \
+            g.save(tmp_path / f"{op}.onnx", 1, onnx.TensorProto.INT64)
+        x = edge_inputs(6, 2.0 ** -3, -8.0, 7.875, rng)
+        if op == "Softmax":
+            qmodel = apply_config(load_model(path), {"layers": {"soft": {"result": "ufixed<12,0,RND,SAT>"}}})
+            assert qmodel.layers[-1].op == "softmax"
+            assert np.abs(golden_floats(qmodel, x) - qonnx_reference(path, x)).max() < 0.03
+            argmax = apply_config(load_model(path), {"layers": {"soft": {"argmax": True}}})
+            assert np.array_equal(golden_floats(argmax, x)[:, 0], np.argmax(qonnx_reference(path, x), axis=1))
+        else:
+            qmodel = apply_config(load_model(path))
+            assert qmodel.layers[-1].op == "argmax" and qmodel.n_out == 1
+            assert np.array_equal(golden_floats(qmodel, x), qonnx_reference(path, x))

@@ -65,3 +65,43 @@ def test_activation_configuration_errors():
         run("tanh", {"result": "fixed<8,1>", "table_size": 1000})
     with pytest.raises(RtlgenError, match=r"key\(s\) \['table_size'\] do not apply"):
         run("clip", {"table_size": 64}, bounds=(0.0, 1.0))
+
+
+def _softmax_model(n: int, own: dict):
+    from rtlgen.ir.model import Dense
+    model = FloatModel("m", n, [Dense("id", np.eye(n), np.zeros(n)), Activation("soft", "softmax", n)])
+    return apply_config(model, {"input": IN, "default": {"weight": "fixed<2,2>", "bias": "fixed<2,2>"},
+                                "layers": {"id": {"result": IN}, "soft": own}})
+
+
+@pytest.mark.parametrize("size,span,inv_size", [(1024, 8.0, 1024), (64, 4.0, 32)])
+def test_softmax_steps(size, span, inv_size):
+    """The documented steps, in floating point: distance to the largest, exp table (right end of each
+    step), sum, reciprocal table, product, cast; and close to the float softmax."""
+    own = {"result": "ufixed<12,0,RND,SAT>", "table_size": size, "table_range": span, "inv_table_size": inv_size,
+           "exp": "ufixed<14,1,RND,SAT>", "inv": "ufixed<14,1,RND,SAT>"}
+    q = _softmax_model(5, own)
+    rng = np.random.default_rng(size)
+    x = np.vstack([rng.integers(-128, 128, (300, 5)), np.full((1, 5), 7), [[127, -128, 127, 0, 5]]])
+    y = to_float(predict_codes(q, x), q.output_type)
+    v = to_float(x, q.input_type)
+    e_t, i_t = "ufixed<14,1,RND,SAT>", "ufixed<14,1,RND,SAT>"
+    k = np.minimum(np.floor((v.max(1, keepdims=True) - v) / (span / size)), size - 1)
+    e = to_float(quantize(np.exp(-k * span / size), e_t), q.layers[1].exp_type)
+    j = np.minimum(np.floor(e.sum(1, keepdims=True) / (8 / inv_size)), inv_size - 1)
+    r = to_float(quantize(1 / np.maximum(j * 8 / inv_size, 1), i_t), q.layers[1].inv_type)
+    assert np.array_equal(y, to_float(quantize(e * r, q.output_type), q.output_type))
+    soft = np.exp(v - v.max(1, keepdims=True))
+    assert np.abs(y - soft / soft.sum(1, keepdims=True)).max() < 0.02 + 8 / inv_size   # a reciprocal step
+
+
+def test_argmax_lowest_index_wins_ties():
+    q = _softmax_model(6, {"argmax": True})
+    assert q.layers[1].op == "argmax" and str(q.output_type) == "ufixed<3,3,TRN,WRAP>"
+    rng = np.random.default_rng(1)
+    x = np.vstack([rng.integers(-4, 4, (500, 6)), np.full((1, 6), -128)])
+    assert np.array_equal(predict_codes(q, x)[:, 0], np.argmax(x, axis=1))
+    with pytest.raises(RtlgenError, match=r"the argmax outputs the class index .* \['table_size'\] do not apply"):
+        _softmax_model(6, {"argmax": True, "table_size": 64})
+    with pytest.raises(RtlgenError, match="a softmax needs a result type"):
+        _softmax_model(6, {})

@@ -52,10 +52,10 @@ class QonnxGraph:
         self.cur = self.quant_of(self.cur, scale, bits, **kw)
         return self.cur
 
-    def save(self, path: Path, n_out: int) -> Path:
+    def save(self, path: Path, n_out: int, out_elem=TensorProto.FLOAT) -> Path:
         graph = helper.make_graph(
             self.nodes, "qmodel", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, *self.shape])],
-            [helper.make_tensor_value_info(self.cur, TensorProto.FLOAT, [1, n_out])], self.inits)
+            [helper.make_tensor_value_info(self.cur, out_elem, [1, n_out])], self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                         helper.make_opsetid(QONNX_DOMAIN, 2)])
         onnx.save(model, str(path))

@@ -153,15 +153,15 @@ def _activation_model(kind: str, seed: int, stream: bool = False):
     rng = np.random.default_rng(seed)
     params = {"leaky_relu": dict(slope=np.array([0.1])),
               "prelu": dict(slope=np.array([0.25, -0.5, 1.5, 0.0])),
-              "clip": dict(bounds=(-1.25, 2.0)), "sigmoid": {}, "tanh": {}}[kind]
+              "clip": dict(bounds=(-1.25, 2.0))}.get(kind, {})
     if stream:
         first = Conv("conv", rng.normal(0, 0.7, (4, 2, 3, 3)), rng.normal(0, 0.3, 4), (2, 5, 5), (1, 1), (1, 1, 1, 1))
         n, shape = 4 * 25, (2, 5, 5)
     else:
         first, n, shape = Dense("dense_0", rng.normal(0, 0.7, (6, 8)), rng.normal(0, 0.3, 8)), 8, None
     act = Activation(f"{kind}_0", kind, n, **params)
-    last = Dense("dense_1", rng.normal(0, 0.5, (n, 3)), rng.normal(0, 0.3, 3))
-    return FloatModel(f"act_{kind}", int(np.prod(shape)) if shape else 6, [first, act, last], input_shape=shape)
+    last = [] if kind in ("softmax", "argmax") else [Dense("dense_1", rng.normal(0, 0.5, (n, 3)), rng.normal(0, 0.3, 3))]
+    return FloatModel(f"act_{kind}", int(np.prod(shape)) if shape else 6, [first, act, *last], input_shape=shape)
 
 
 ACTIVATION_CASES = {
@@ -172,17 +172,23 @@ ACTIVATION_CASES = {
     "sigmoid": ({"result": "ufixed<8,0,RND,SAT>", "table_size": 64, "table_range": 4}, 3, False),
     "tanh": ({"result": "fixed<8,1,RND_CONV,SAT>", "table_size": 256}, 1, False),
     "prelu_stream": ({"weight": "fixed<5,2,RND,SAT>", "result": "fixed<7,3,RND,SAT>"}, 2, True),
+    "softmax": ({"result": "ufixed<10,0,RND,SAT>", "table_size": 256, "exp": "ufixed<12,1,RND,SAT>",
+                 "inv_table_size": 128}, 1, False),
+    "argmax": ({}, 2, False),
 }
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("case,simulator", on_simulators(sorted(ACTIVATION_CASES), verilator=("sigmoid", "prelu")))
+@pytest.mark.parametrize("case,simulator", on_simulators(sorted(ACTIVATION_CASES),
+                                                       verilator=("sigmoid", "prelu", "softmax", "argmax")))
 def test_activation_kinds_rtl_matches_golden(case, simulator, tmp_path):
     """Every activation kind between two layers (shift-and-add and multiplier layers before it, and a
     streamed convolution), on edge and random codes, with random in_valid gaps."""
     own, reuse, stream = ACTIVATION_CASES[case]
     kind = case.replace("_stream", "")
-    model = _activation_model(kind, seed=len(case), stream=stream)
+    model = _activation_model("softmax" if kind == "argmax" else kind, seed=len(case), stream=stream)
+    if kind == "argmax":
+        own = {"argmax": True}
     first = model.layers[0].name
     cfg = {"input": "fixed<7,2,RND,SAT>",
            "default": {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<6,2,RND,SAT>",
@@ -190,7 +196,7 @@ def test_activation_kinds_rtl_matches_golden(case, simulator, tmp_path):
            "layers": {first: {"reuse_factor": reuse, **({"io": "stream"} if stream else {})},
                       model.layers[1].name: own}}
     q = apply_config(model, cfg)
-    assert q.layers[1].kind == kind
+    assert getattr(q.layers[1], "kind", q.layers[1].op) == kind
     outdir = tmp_path / "core"
     save_build(q, outdir)
     assert lint_build(outdir) == []
