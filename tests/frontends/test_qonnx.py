@@ -161,15 +161,29 @@ def test_unquantized_bias_and_unquantized_input(tmp_path):
 
 # -- Brevitas models, trained briefly here, through the CLI and the RTL -------------------------
 
-BREVITAS = {"mlp": (brevitas_mlp, (8,)), "cnn": (brevitas_cnn, (2, 8, 8))}
+BREVITAS = {"mlp": (brevitas_mlp, (8,)), "cnn": (brevitas_cnn, (2, 6, 6))}
 
 
 @pytest.fixture(scope="module")
 def brevitas_builds(tmp_path_factory):
     """Each Brevitas model exported to QONNX and built with ``rtlgen build`` (no types in a config:
-    only the MLP's batch norm, whose float statistics no quantizer covers, is given its types)."""
-    root = tmp_path_factory.mktemp("brevitas")
-    out = {}
+    only the MLP's batch norm, whose float statistics no quantizer covers, is given its types).
+
+    Made once per test session: the pytest-xdist workers share the folder (the first one builds,
+    under a lock, the others read)."""
+    import fcntl
+    root = tmp_path_factory.getbasetemp().parent / "brevitas_models"
+    root.mkdir(exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            _make_brevitas_builds(root)
+            (root / "done").write_text("")
+    return {name: (root / f"{name}.onnx", root / f"{name}_build", root / f"{name}_x.npy",
+                   np.load(root / f"{name}_ref.npy")) for name in BREVITAS}
+
+
+def _make_brevitas_builds(root):
     for name, (make, shape) in BREVITAS.items():
         path = make(root / f"{name}.onnx")
         args = ["build", path, "-o", root / f"{name}_build"]
@@ -184,8 +198,7 @@ def brevitas_builds(tmp_path_factory):
         x = np.concatenate([rng.standard_normal((48,) + shape) * 3,
                             np.full((1,) + shape, 100.0), np.full((1,) + shape, -100.0)]).astype(np.float32)
         np.save(root / f"{name}_x.npy", x.reshape(len(x), -1))
-        out[name] = (path, root / f"{name}_build", root / f"{name}_x.npy", qonnx_reference(path, x))
-    return out
+        np.save(root / f"{name}_ref.npy", qonnx_reference(path, x))
 
 
 @pytest.mark.parametrize("name", sorted(BREVITAS))
@@ -272,3 +285,41 @@ def test_softmax_and_argmax_from_onnx(tmp_path):
             qmodel = apply_config(load_model(path))
             assert qmodel.layers[-1].op == "argmax" and qmodel.n_out == 1
             assert np.array_equal(golden_floats(qmodel, x), qonnx_reference(path, x))
+
+
+def _calorimeter_images(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    hot = rng.random((n, 1, 18, 14)) < 0.03
+    return (rng.gamma(2.0, 0.6, (n, 1, 18, 14)) + hot * rng.gamma(3.0, 4.0, (n, 1, 18, 14))).astype(np.float32)
+
+
+def test_shipped_cicada_model_takes_only_its_batch_norm_types_from_the_config():
+    """models/cicada_qonnx.onnx: the batch norm's float statistics have no quantizer, so without its
+    configuration the build names that layer; with it, every other type is the model's and the score
+    is within the batch norm's quantization of the executor's."""
+    from helpers.paths import ROOT
+    from rtlgen.ir.config import load_config
+    path = ROOT / "models" / "cicada_qonnx.onnx"
+    with pytest.raises(RtlgenError, match="no 'weight' type for layer 'BN'"):
+        apply_config(load_model(path))
+    qmodel = apply_config(load_model(path), load_config(ROOT / "models" / "cicada_qonnx.yaml"))
+    conv, dense = qmodel.layers[0], qmodel.layers[2]
+    assert conv.op == "conv" and conv.weight_type.width == 12 and dense.weight_type.width == 8
+    assert str(qmodel.input_type).startswith("ufixed<10,") and qmodel.layers[3].name == "BN"
+    x = _calorimeter_images(300)
+    got, ref = golden_floats(qmodel, x), qonnx_reference(path, x)
+    assert np.abs(got - ref).max() <= 2.0 ** -5 and np.corrcoef(got[:, 0], ref[:, 0])[0, 1] > 0.999
+
+
+@pytest.mark.sim
+@pytest.mark.long
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_shipped_cicada_rtl(tmp_path, simulator):
+    from helpers.paths import ROOT
+    build = tmp_path / "cicada"
+    res = run_cli("build", ROOT / "models" / "cicada_qonnx.onnx", "-c", ROOT / "models" / "cicada_qonnx.yaml",
+                  "-o", build)
+    assert res.returncode == 0, res.stderr
+    np.save(tmp_path / "x.npy", _calorimeter_images(40).reshape(40, -1))
+    res = run_cli("sim", build, tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--simulator", simulator)
+    assert res.returncode == 0 and "0 mismatches" in res.stdout + res.stderr, res.stdout + res.stderr

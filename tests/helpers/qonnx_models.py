@@ -133,7 +133,7 @@ def brevitas_mlp(path: Path, seed: int = 0, steps: int = 40) -> Path:
 
 
 def brevitas_cnn(path: Path, seed: int = 0, steps: int = 30) -> Path:
-    """A Brevitas CNN on 2x8x8 maps: a 3x3 conv with 5-bit weights, a depthwise 3x3 conv
+    """A Brevitas CNN on 2x6x6 maps: a 3x3 conv with 5-bit weights, a depthwise 3x3 conv
     (groups = channels), ReLU quantizers, a max pool and a dense output layer."""
     import torch
     import brevitas.nn as qnn
@@ -150,12 +150,12 @@ def brevitas_cnn(path: Path, seed: int = 0, steps: int = 30) -> Path:
         qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=6, return_quant_tensor=True),
         torch.nn.MaxPool2d(2),
         torch.nn.Flatten(),
-        qnn.QuantLinear(4 * 3 * 3, 3, bias=True, weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int16Bias,
+        qnn.QuantLinear(4 * 2 * 2, 3, bias=True, weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int16Bias,
                         return_quant_tensor=True),
         qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, bit_width=10),
     )
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(128, 2, 8, 8, generator=gen)
-    y = torch.stack([x[:, 0].mean((1, 2)), x[:, 1, :4].mean((1, 2)), x[:, :, 2:6, 2:6].std((1, 2, 3))], 1)
+    x = torch.randn(128, 2, 6, 6, generator=gen)
+    y = torch.stack([x[:, 0].mean((1, 2)), x[:, 1, :3].mean((1, 2)), x[:, :, 1:5, 1:5].std((1, 2, 3))], 1)
     _train(model, x, y, steps, seed)
     return _export(model, x[:1], path)
