@@ -7,9 +7,11 @@ Writes, deterministically (fixed seeds):
 ``models/axol1tl_qonnx.onnx``
     an AXOL1TL-shaped encoder, 57 -> 28 -> 15 -> 8, written in Brevitas
     with fixed-point (power-of-two scale) quantizers: an 8-bit input, 6-bit
-    weights, 16-bit biases, unsigned 8-bit ReLUs and a 12-bit latent output,
-    trained briefly as the encoder of an autoencoder on synthetic trigger-like
-    data (correlated Gaussian clusters of 57 features) and exported to QONNX.
+    weights, 16-bit biases, unsigned 8-bit ReLUs and a 10-bit latent mean
+    ``mu``, then the anomaly score ``sum(mu**2)`` (exact: a square per
+    element and a sum), trained briefly as the encoder of an autoencoder on
+    synthetic trigger-like data (correlated Gaussian clusters of 57
+    features) and exported to QONNX.
     The weights are what such training gives, not those of the published model.
 ``models/cicada_qonnx.onnx`` + ``models/cicada_qonnx.yaml``
     a CICADA-v2-style student: an 18x14 calorimeter image (unsigned 10-bit
@@ -44,12 +46,25 @@ def synthetic_objects(rng, n: int) -> np.ndarray:
     return (centers[which] + np.einsum("nij,nj->ni", mixing[which], noise)).astype(np.float32)
 
 
+def _score_module():
+    import torch
+
+    class AnomalyScore(torch.nn.Module):
+        """AXOL1TL's score: the squared norm of the latent mean, ``sum(mu**2)``."""
+
+        def forward(self, mu):
+            return (mu * mu).sum(dim=1, keepdim=True)
+
+    return AnomalyScore
+
+
 def axol1tl_qonnx(path: Path, steps: int = 300) -> Path:
     import torch
     import brevitas.nn as qnn
     from brevitas.export import export_qonnx
     from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int16Bias,
                                 Uint8ActPerTensorFixedPoint)
+    AnomalyScore = _score_module()
     torch.manual_seed(0)
     layers = [qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True)]
     for k, (n_in, n_out) in enumerate(zip(SIZES, SIZES[1:])):
@@ -57,7 +72,7 @@ def axol1tl_qonnx(path: Path, steps: int = 300) -> Path:
                                       weight_bit_width=6, bias_quant=Int16Bias, return_quant_tensor=True))
         if k < len(SIZES) - 2:
             layers.append(qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True))
-    layers.append(qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, bit_width=12))
+    layers.append(qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, bit_width=10))
     encoder = torch.nn.Sequential(*layers)
     decoder = torch.nn.Sequential(torch.nn.Linear(SIZES[-1], 28), torch.nn.ReLU(), torch.nn.Linear(28, SIZES[0]))
     x = torch.from_numpy(synthetic_objects(np.random.default_rng(1), 2048))
@@ -71,7 +86,7 @@ def axol1tl_qonnx(path: Path, steps: int = 300) -> Path:
     encoder.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        export_qonnx(encoder, x[:1], export_path=str(path))
+        export_qonnx(torch.nn.Sequential(encoder, AnomalyScore()), x[:1], export_path=str(path))
     _rename_batch_norm(path, "BN")     # (it has none) saves every tensor inside the one file
     return path
 

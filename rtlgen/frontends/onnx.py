@@ -26,6 +26,11 @@ to the output.  Along that chain these operators are understood:
     (its ``alpha``), ``prelu`` (a constant slope: one, or one per channel),
     ``clip`` (constant ``min``/``max`` inputs, or attributes before opset
     11), ``sigmoid``, ``tanh``.
+``Mul(x, x)``, ``Pow(x, 2)``
+    an ``Activation`` of kind ``square``.
+``ReduceSum``
+    over the features of a flat vector: a :class:`~rtlgen.ir.model.Dense`
+    of ones into one output (weights and bias typed exactly).
 ``Softmax``, ``ArgMax``
     over the features (the last axis) of a flat vector: an ``Activation``
     of kind ``softmax`` or ``argmax`` (:mod:`rtlgen.ir.softmax`).
@@ -92,6 +97,7 @@ import numpy as np
 from ..errors import RtlgenError
 from ..ir.conv import Conv, Pool
 from ..ir.model import Activation, Dense, FloatModel
+from ..numerics.fixed import FixedType
 from .quantizers import QUANT_OPS, apply_quantizer, read_quantizer
 
 __all__ = ["load_onnx", "SUPPORTED_OPS"]
@@ -101,7 +107,8 @@ __all__ = ["load_onnx", "SUPPORTED_OPS"]
 _ACTIVATION_OPS = {"LeakyRelu": "leaky_relu", "PRelu": "prelu", "Clip": "clip", "Sigmoid": "sigmoid",
                    "Tanh": "tanh", "Softmax": "softmax", "ArgMax": "argmax"}
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Identity", "Reshape", "Cast", "Constant",
-                 "Conv", "MaxPool", "AveragePool", "BatchNormalization", "Pad") + tuple(_ACTIVATION_OPS) + QUANT_OPS
+                 "Conv", "MaxPool", "AveragePool", "BatchNormalization", "Pad", "Mul", "Pow", "ReduceSum") \
+    + tuple(_ACTIVATION_OPS) + QUANT_OPS
 _SPATIAL_OPS = ("Conv", "MaxPool", "AveragePool")
 
 #: Operators evaluated when all their inputs are constants (weight preprocessing).
@@ -455,6 +462,8 @@ class _Walker:
             raise RtlgenError(
                 f"{where} combines the data path with other computed tensors ({', '.join(others)}); "
                 "rtlgen supports a single chain of layers (no branches, no residual connections)")
+        if len(positions) == 2 and node.op_type == "Mul" and len(node.input) == 2:
+            return 0     # x * x: a square (see _square)
         if len(positions) != 1:
             raise RtlgenError(f"{where} uses the data tensor {cur!r} more than once; not supported")
         return positions[0]
@@ -511,6 +520,10 @@ class _Walker:
             self.last_dense = None
         elif op in _ACTIVATION_OPS:
             self._activation(index, _ACTIVATION_OPS[op])
+        elif op in ("Mul", "Pow"):
+            self._square(index)
+        elif op == "ReduceSum":
+            self._reduce_sum(index)
         elif op == "Identity":
             pass
         elif op == "Cast":
@@ -586,6 +599,40 @@ class _Walker:
         self.last_dense = None
         if kind == "argmax":
             self.n = 1
+
+    def _square(self, index: int) -> None:
+        """``Mul(x, x)`` or ``Pow(x, 2)``: an activation of kind ``square``."""
+        g = self.g
+        node = g.graph.node[index]
+        where = g.where(index)
+        if node.op_type == "Mul" and node.input[1] != node.input[0]:
+            raise RtlgenError(f"{where}: only the square of the data (Mul(x, x)) is supported; a product with "
+                              "a constant or another tensor is not")
+        if node.op_type == "Pow":
+            exponent = np.asarray(g.const(node.input[1], where), dtype=np.float64).reshape(-1)
+            if exponent.size != 1 or exponent[0] != 2:
+                raise RtlgenError(f"{where}: only the exponent 2 (a square) is supported, got {exponent.tolist()}")
+        self.layers.append(Activation(name=g.names[index], kind="square", size=self.n))
+        self.last_dense = None
+
+    def _reduce_sum(self, index: int) -> None:
+        """``ReduceSum`` over the features: a dense layer of ones into one output (exact weights)."""
+        g = self.g
+        node = g.graph.node[index]
+        where = g.where(index)
+        if self.shape is not None:
+            raise RtlgenError(f"{where}: a ReduceSum of a feature map is not supported; flatten it first")
+        axes = g._attr(node, "axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = [int(a) for a in np.asarray(g.const(node.input[1], where)).reshape(-1)]
+        if axes is None or [a + self.rank if a < 0 else a for a in axes] != [self.rank - 1]:
+            raise RtlgenError(f"{where}: only a ReduceSum over the features (the last axis) is supported, "
+                              f"got axes={axes}")
+        ones = FixedType(1, 1, False)
+        self.layers.append(Dense(name=g.names[index], weight=np.ones((self.n, 1)), bias=np.zeros(1),
+                                 types={"weight": ones, "bias": ones}))
+        self.last_dense = None
+        self.n = 1
 
     def _quantizer(self, index: int) -> None:
         """A quantizer on the data path: the type of the current tensor."""
@@ -1113,7 +1160,7 @@ def load_onnx(source, name=None) -> FloatModel:
     cur = inp.name
     seen = set()
     while cur != out_name:
-        users = [i for i in g.consumers.get(cur, [])]
+        users = sorted(set(g.consumers.get(cur, [])))   # a node reading the tensor twice (x * x) is one user
         if not users:
             raise RtlgenError(f"{label}: the data path stops at tensor {cur!r}, which no node uses and "
                               f"which is not the graph output {out_name!r}")

@@ -507,6 +507,8 @@ def _pre_activation(layer, x: np.ndarray) -> np.ndarray:
         sx, _ = layer.shifts()
         b_lo, b_hi = layer.bounds
         return np.minimum(np.maximum(x << sx, b_lo), b_hi)
+    if kind == "square":
+        return x * x
     if kind in TABLE_ACTIVATIONS:
         index = layer.table_index(x, np.where, lambda v, s: v >> s, lambda v, s: v << s)
         return layer.table_codes().astype(x.dtype)[index.astype(np.int64)]

@@ -27,10 +27,11 @@ class ActivationLayer(OneCycleLayer):
     :class:`~rtlgen.ir.model.QActivation` (``relu``, ``linear``,
     ``leaky_relu``/``prelu``: a constant multiply on the negative side,
     ``clip``: two comparisons, ``sigmoid``/``tanh``: a ROM of the table,
-    read combinationally, one read port per element).
+    read combinationally, one read port per element; ``square``: a
+    multiplier per element).
 
-    A :class:`~rtlgen.hw.layer.OneCycleLayer`: no stored parameters, no
-    multipliers (a slope is a constant).
+    A :class:`~rtlgen.hw.layer.OneCycleLayer`: no stored parameters, and no
+    multipliers but for ``square`` (a slope is a constant).
 
     Ports
     -----
@@ -56,6 +57,11 @@ class ActivationLayer(OneCycleLayer):
     @property
     def operand_frac(self) -> int:
         return self.layer.pre_frac
+
+    @property
+    def multipliers(self) -> int:
+        """A square is a multiplier per element; the other kinds have none (a slope is a constant)."""
+        return self.layer.size if self.layer.kind == "square" else 0
 
     def operands(self, m):
         layer = self.layer
@@ -84,6 +90,8 @@ class ActivationLayer(OneCycleLayer):
                 v = x << sx
                 v = Mux(v < b_lo, b_lo, v)
                 yield Operand(Mux(v > b_hi, b_hi, v), lo, hi)
+            elif layer.kind == "square":
+                yield Operand(x * x, lo, hi)
             elif table is not None:
                 port = table.read_port(domain="comb")
                 index = layer.table_index(x, Mux, lambda v, s: v >> s, lambda v, s: v << s)

@@ -23,7 +23,8 @@ Activation
     ``a`` (one, or one per channel) quantized to the layer's ``weight`` type, the
     product exact; ``clip``: ``y = cast_result(min(max(x, lo), hi))`` with exact
     bounds; ``sigmoid``/``tanh``: a table of ``table_size`` entries over
-    ``[-table_range, table_range)`` (:meth:`QActivation.table_codes`).
+    ``[-table_range, table_range)`` (:meth:`QActivation.table_codes`);
+    ``square``: ``y = cast_result(x * x)``, exact before the cast.
 Conv, MaxPool, AveragePool
     on feature maps flattened in C,H,W order; see :mod:`rtlgen.ir.conv`.
 """
@@ -51,7 +52,7 @@ def layer_type(*ops: str):
         return cls
     return register
 
-ACTIVATIONS = ("relu", "linear", "leaky_relu", "prelu", "clip", "sigmoid", "tanh")
+ACTIVATIONS = ("relu", "linear", "leaky_relu", "prelu", "clip", "sigmoid", "tanh", "square")
 #: activations computed by a lookup table
 TABLE_ACTIVATIONS = {"sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "tanh": np.tanh}
 #: the table parameters a table activation gets when nothing sets them (as hls4ml's defaults)
@@ -283,6 +284,7 @@ class QActivation:
       slope ``k // (size // len(slope_codes))``); ``pre`` is ``x`` shifted to
       the product's fractional bits, or ``x * a`` for ``x < 0``;
     * ``clip``: ``bounds`` are the codes ``(lo, hi)`` at :attr:`pre_frac`;
+    * ``square``: ``pre`` is ``x * x`` at twice the input's fraction bits;
     * ``sigmoid``, ``tanh``: ``pre`` is ``table_codes()[index(x)]``, already in
       result codes, with ``index(x) = clamp(floor((x + R) * N / (2R)), 0,
       N - 1)`` (``N = table_size``, ``R = table_range``, both powers of two)
@@ -324,6 +326,8 @@ class QActivation:
             return max(self.in_type.frac, self._bound_frac)
         if self.kind in TABLE_ACTIVATIONS:
             return self.result_type.frac
+        if self.kind == "square":
+            return 2 * self.in_type.frac
         return self.in_type.frac
 
     @property
@@ -360,6 +364,8 @@ class QActivation:
         if kind in TABLE_ACTIVATIONS:
             table = self.table_codes()
             return int(table.min()), int(table.max())
+        if kind == "square":
+            return (0 if lo <= 0 <= hi else min(lo * lo, hi * hi)), max(lo * lo, hi * hi)
         return lo, hi
 
     # -- tables -------------------------------------------------------------

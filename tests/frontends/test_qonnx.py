@@ -223,8 +223,11 @@ def test_shipped_qonnx_model_needs_no_config():
     from helpers.paths import ROOT
     path = ROOT / "models" / "axol1tl_qonnx.onnx"
     qmodel = apply_config(load_model(path))
-    assert [layer.op for layer in qmodel.layers] == ["dense", "activation"] * 2 + ["dense"]
-    assert all(layer.weight_type.width == 6 for layer in qmodel.layers if layer.op == "dense")
+    # encoder 57-28-15-8, then the score sum(mu**2): a square per element and a sum (dense of ones)
+    assert [getattr(layer, "kind", layer.op) for layer in qmodel.layers] == \
+        ["dense", "relu"] * 2 + ["dense", "square", "dense"]
+    assert all(layer.weight_type.width == 6 for layer in qmodel.layers[:5] if layer.op == "dense")
+    assert qmodel.n_out == 1 and qmodel.layers[-1].weights.tolist() == [[1]] * 8
     x = np.concatenate([np.random.default_rng(4).normal(0, 2, (200, 57)), np.full((1, 57), 64.0),
                         np.full((1, 57), -64.0)]).astype(np.float32)
     assert np.array_equal(golden_floats(qmodel, x), qonnx_reference(path, x))

@@ -105,3 +105,12 @@ def test_argmax_lowest_index_wins_ties():
         _softmax_model(6, {"argmax": True, "table_size": 64})
     with pytest.raises(RtlgenError, match="a softmax needs a result type"):
         _softmax_model(6, {})
+
+
+@pytest.mark.parametrize("result", [None, "ufixed<8,4,RND,SAT>", "ufixed<12,2,RND_CONV,SAT>"])
+def test_square(result):
+    q, x, y = run("square", {"result": result} if result else {})
+    if result is None:     # exact: every square of the input type, at twice its fraction bits
+        assert q.output_type.frac == 2 * q.input_type.frac and np.array_equal(y, x * x)
+    else:
+        assert np.array_equal(y, to_float(quantize(x * x, q.output_type), q.output_type))

@@ -175,6 +175,7 @@ ACTIVATION_CASES = {
     "softmax": ({"result": "ufixed<10,0,RND,SAT>", "table_size": 256, "exp": "ufixed<12,1,RND,SAT>",
                  "inv_table_size": 128}, 1, False),
     "argmax": ({}, 2, False),
+    "square": ({"result": "ufixed<10,5,RND,SAT>"}, 1, False),
 }
 
 
