@@ -436,6 +436,11 @@ def _activation(layer, merged: dict, own: dict, size: int, in_type, result_type,
         else:
             slope_type = _exact_param_type(slope, where, "slope")
         codes = _quantize_param(slope, slope_type, f"{where} slope")
+        lost = (codes == 0) & (slope != 0)
+        if lost.any():
+            warnings.warn(f"{where}: the slope {slope[lost][0]:.6g} quantizes to zero in {slope_type}, so the "
+                          f"layer acts as a ReLU there: give layers.{layer.name}.weight more fraction bits",
+                          RtlgenWarning, stacklevel=2)
         if size % len(codes):
             raise RtlgenError(f"{where}: {len(codes)} slopes do not divide the {size} elements into channels")
         q = replace(q, slope_type=slope_type, slope_codes=tuple(int(c) for c in codes))

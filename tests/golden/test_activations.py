@@ -114,3 +114,9 @@ def test_square(result):
         assert q.output_type.frac == 2 * q.input_type.frac and np.array_equal(y, x * x)
     else:
         assert np.array_equal(y, to_float(quantize(x * x, q.output_type), q.output_type))
+
+
+def test_a_slope_lost_to_quantization_is_a_warning():
+    from rtlgen.errors import RtlgenWarning
+    with pytest.warns(RtlgenWarning, match=r"the slope 0.01 quantizes to zero in fixed<8,3,TRN,WRAP>"):
+        run("leaky_relu", {"weight": "fixed<8,3>"}, slope=np.array([0.01]))
