@@ -198,7 +198,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("sweep", help="build and synthesize a model at several reuse factors "
                                      "(arithmetics, clock targets)")
     p.add_argument("model", help="model file (.onnx)")
-    p.add_argument("--config", "-c", required=True, help="precision configuration (YAML or JSON)")
+    p.add_argument("--config", "-c", help="precision configuration (YAML or JSON); optional for a "
+                                          "quantization-aware ONNX model (QONNX)")
     p.add_argument("--reuse", "-r", default="1,2,4,8",
                    help="comma-separated reuse factors, integers or 'full' (default: 1,2,4,8)")
     p.add_argument("--arithmetic", "-a",

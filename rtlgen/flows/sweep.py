@@ -371,7 +371,7 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise RtlgenError(f"--jobs must be a positive integer, got {jobs!r}")
     float_model = load_model(model)
-    cfg = load_config(config)
+    cfg = load_config(config) if config is not None else {}   # a QONNX model's quantizers give the types
     base = apply_config(float_model, cfg)
     dense = {layer.name: _layer_limit(layer) for layer in base.layers if isinstance(layer, QDense)}
     if not dense:

@@ -157,6 +157,10 @@ def test_unquantized_bias_and_unquantized_input(tmp_path):
     path = plain.save(tmp_path / "float.onnx", 2)
     res = run_cli("build", path, "-o", tmp_path / "out")
     assert "missing 'input'" in assert_one_line_error(res)
+    # sweep takes a model without -c too, and says the same of a model that cannot do without one
+    res = run_cli("sweep", path, "-o", tmp_path / "sweep", "--reuse", "1")
+    assert "missing 'input'" in assert_one_line_error(res)
+    assert not (tmp_path / "sweep").exists()
 
 
 # -- Brevitas models, trained briefly here, through the CLI and the RTL -------------------------
