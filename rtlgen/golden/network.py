@@ -366,11 +366,9 @@ class _ClassifierPlan:
         if layer.op == "argmax":
             return np.argmax(x, axis=1).reshape(-1, 1).astype(np.int64)
         d = np.max(x, axis=1, keepdims=True) - x
-        e = layer.exp_table().astype(np.int64)[layer.exp_index(d, np.where, lambda v, s: v >> s,
-                                                               lambda v, s: v << s).astype(np.int64)]
+        e = layer.exp_table().astype(np.int64)[layer.exp_index(d, np.where).astype(np.int64)]
         total = e.sum(axis=1, keepdims=True)
-        r = layer.inv_table().astype(np.int64)[layer.inv_index(total, np.where, lambda v, s: v >> s,
-                                                               lambda v, s: v << s).astype(np.int64)]
+        r = layer.inv_table().astype(np.int64)[layer.inv_index(total, np.where).astype(np.int64)]
         return self.cast.apply(_obj(e) * _obj(r) if self.cast.mode == "generic" else e * r)
 
 
@@ -510,7 +508,7 @@ def _pre_activation(layer, x: np.ndarray) -> np.ndarray:
     if kind == "square":
         return x * x
     if kind in TABLE_ACTIVATIONS:
-        index = layer.table_index(x, np.where, lambda v, s: v >> s, lambda v, s: v << s)
+        index = layer.table_index(x, np.where)
         return layer.table_codes().astype(x.dtype)[index.astype(np.int64)]
     return x
 

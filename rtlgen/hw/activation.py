@@ -94,7 +94,7 @@ class ActivationLayer(OneCycleLayer):
                 yield Operand(x * x, lo, hi)
             elif table is not None:
                 port = table.read_port(domain="comb")
-                index = layer.table_index(x, Mux, lambda v, s: v >> s, lambda v, s: v << s)
+                index = layer.table_index(x, Mux)
                 m.d.comb += port.addr.eq(index)
                 yield Operand(port.data, lo, hi)
             else:

@@ -15,14 +15,6 @@ from .ports import layer_members
 __all__ = ["SoftmaxLayer", "ArgmaxLayer"]
 
 
-def _shr(value, s):
-    return value >> s
-
-
-def _shl(value, s):
-    return value << s
-
-
 def _pairwise(values: list, combine):
     """Reduce ``values`` with a balanced tree of ``combine`` (left operand: the lower indices)."""
     while len(values) > 1:
@@ -97,14 +89,14 @@ class SoftmaxLayer(wiring.Component):
         m.d.sync += valid1.eq(self.i.valid)
         for k in range(n):
             port = exp_rom.read_port(domain="comb")
-            m.d.comb += port.addr.eq(layer.exp_index(largest - x[k], Mux, _shr, _shl))
+            m.d.comb += port.addr.eq(layer.exp_index(largest - x[k], Mux))
             m.d.sync += e[k].eq(port.data)
 
         # step 2: the sum and its reciprocal
         total = _pairwise(list(e), lambda a, b: a + b)
         inv_rom = _rom(m, "inv_table", inv_table)
         port = inv_rom.read_port(domain="comb")
-        m.d.comb += port.addr.eq(layer.inv_index(total, Mux, _shr, _shl))
+        m.d.comb += port.addr.eq(layer.inv_index(total, Mux))
         recip = Signal(inv_rom.shape)
         e2 = [Signal(exp_rom.shape, name=f"exp_{k}_d") for k in range(n)]
         valid2 = Signal()

@@ -44,6 +44,18 @@ from .params import ParamGroup, ParamSet
 LAYER_TYPES: dict[str, type] = {}
 
 
+def table_index(x, shift: int, size: int, where, nonnegative: bool = False):
+    """The entry of a table of ``size`` entries that the integer ``x`` (>= 0 over the table) selects:
+    ``x >> shift`` (``x << -shift`` for a negative shift), clamped to ``[0, size - 1]`` (only from
+    above when ``x`` is ``nonnegative`` by construction).  ``x`` is a
+    numpy array or an Amaranth value, ``where`` is ``np.where`` or ``Mux``; the golden model and the
+    hardware of every table (activations, softmax) index through this one function."""
+    y = x >> shift if shift >= 0 else x << -shift
+    if not nonnegative:
+        y = where(y < 0, 0, y)
+    return where(y > size - 1, size - 1, y)
+
+
 def layer_type(*ops: str):
     """Class decorator: the quantized layer class that (de)serializes layers of these ``op`` names."""
     def register(cls):
@@ -385,13 +397,9 @@ class QActivation:
         points = -self.table_range + np.arange(self.table_size) * (2.0 * self.table_range / self.table_size)
         return quantize(fn(points), self.result_type)
 
-    def table_index(self, x, where, shift_right, shift_left):
+    def table_index(self, x, where):
         """The table index of input codes ``x`` (numpy or Amaranth: ``where`` is ``np.where``/``Mux``)."""
-        y = x + self.table_offset()
-        s = self.table_shift()
-        y = shift_right(y, s) if s >= 0 else shift_left(y, -s)
-        y = where(y < 0, 0, y)
-        return where(y > self.table_size - 1, self.table_size - 1, y)
+        return table_index(x + self.table_offset(), self.table_shift(), self.table_size, where)
 
     def to_dict(self) -> dict:
         out = {"op": "activation", "name": self.name, "kind": self.kind, "size": self.size,

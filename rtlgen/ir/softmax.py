@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..numerics.fixed import FixedType, parse_type, quantize
-from .model import layer_type
+from .model import layer_type, table_index
 
 __all__ = ["QSoftmax", "QArgmax", "index_type"]
 
@@ -86,11 +86,9 @@ class QSoftmax:
         steps = np.arange(self.table_size) * (self.table_range / self.table_size)
         return quantize(np.exp(-steps), self.exp_type)
 
-    def exp_index(self, d, where, shift_right, shift_left):
-        """Table index of the distances ``d >= 0`` (numpy or Amaranth; see :meth:`QActivation.table_index`)."""
-        s = self.exp_shift()
-        k = shift_right(d, s) if s >= 0 else shift_left(d, -s)
-        return where(k > self.table_size - 1, self.table_size - 1, k)
+    def exp_index(self, d, where):
+        """Table index of the distances ``d >= 0`` (numpy or Amaranth, see :func:`~rtlgen.ir.model.table_index`)."""
+        return table_index(d, self.exp_shift(), self.table_size, where, nonnegative=True)
 
     # -- the reciprocal table --------------------------------------------------
 
@@ -107,10 +105,9 @@ class QSoftmax:
         points = np.maximum(np.arange(self.inv_table_size) * (self.max_sum / self.inv_table_size), 1.0)
         return quantize(1.0 / points, self.inv_type)
 
-    def inv_index(self, total, where, shift_right, shift_left):
-        t = self.inv_shift()
-        j = shift_right(total, t) if t >= 0 else shift_left(total, -t)
-        return where(j > self.inv_table_size - 1, self.inv_table_size - 1, j)
+    def inv_index(self, total, where):
+        """Table index of the sum ``total`` of the exp entries (numpy or Amaranth)."""
+        return table_index(total, self.inv_shift(), self.inv_table_size, where, nonnegative=True)
 
     @property
     def product_frac(self) -> int:
