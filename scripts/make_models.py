@@ -231,7 +231,8 @@ def matmul_add_model(rng):
     return model, x, y
 
 
-def bad_models(rng) -> dict:
+def helper_graphs(rng) -> dict:
+    """Graphs written with onnx.helper: the ones rtlgen refuses (``bad_*``) and a residual one."""
     w68 = rng.normal(size=(8, 6)).astype(np.float32)
     b8 = rng.normal(size=(8,)).astype(np.float32)
     w74 = rng.normal(size=(4, 7)).astype(np.float32)
@@ -275,13 +276,13 @@ def bad_models(rng) -> dict:
         "bad_two_inputs")
 
     w88 = rng.normal(size=(8, 8)).astype(np.float32)
-    out["bad_residual"] = _model(
+    out["residual"] = _model(
         [gemm("x", "w1", "b1", "h", "fc1"),
          helper.make_node("Relu", ["h"], ["a"], name="relu1"),
          gemm("a", "w2", "b1", "h2", "fc2"),
          helper.make_node("Add", ["h2", "a"], ["y"], name="residual_add")],
         [_vec("x", 6)], [_vec("y", 8)], [_init("w1", w68), _init("b1", b8), _init("w2", w88)],
-        "bad_residual")
+        "residual")
 
     out["bad_transa"] = _model(
         [helper.make_node("Gemm", ["x", "w1", "b1"], ["y"], transA=1, transB=1, name="fc_transposed")],
@@ -349,7 +350,7 @@ def make_fixtures(fix: Path, refs: dict) -> None:
     _save_onnx(model, fix / "matmul_add.onnx")
     refs["matmul_add__x"], refs["matmul_add__y"] = xm, ym
 
-    for stem, model in bad_models(rng).items():
+    for stem, model in helper_graphs(rng).items():
         onnx.save_model(model, str(fix / f"{stem}.onnx"))
 
 

@@ -90,12 +90,14 @@ naming the node and its operator.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import RtlgenError
 from ..ir.conv import Conv, Pool
+from ..ir.merge import Merge
 from ..ir.model import Activation, Dense, FloatModel
 from ..numerics.fixed import FixedType
 from .quantizers import QUANT_OPS, apply_quantizer, read_quantizer
@@ -214,6 +216,19 @@ class _Graph:
             self.data_tensors.add(name)
             for index in self.consumers.get(name, []):
                 todo.extend(o for o in self.graph.node[index].output if o)
+
+    def leads_to(self, output: str) -> set:
+        """The data tensors from which ``output`` is computed (``output`` included)."""
+        live, todo = set(), [output]
+        while todo:
+            name = todo.pop()
+            if name in live or name not in self.data_tensors:
+                continue
+            live.add(name)
+            index = self.producer.get(name)
+            if index is not None:
+                todo.extend(t for t in self.graph.node[index].input if t)
+        return live
 
     def where(self, index: int) -> str:
         node = self.graph.node[index]
@@ -445,10 +460,88 @@ class _Walker:
         self.batch = batch    # static batch size, or None
         self.shape = shape    # (C, H, W) / (C, L) while the data is a feature map, else None
         self.layers = []
+        self.sources = []       # per layer: the layers it reads (-1: the input), see LayerGraph
         self.last_dense = None  # the Dense (or Conv) whose output is the current tensor
         self.pending_pad = None  # (Pad node index, spatial pads) waiting for its Conv/AveragePool
         self.input_type = None  # the type of a quantizer on the graph input
         self.pending_q = None   # (QuantizeLinear node index, its Quantizer) waiting for its DequantizeLinear
+        self.source = -1        # the layer whose output the current tensor is (-1: the input)
+        self.shared = False     # the current tensor feeds several nodes: nothing may change its producer
+
+    #: what the walker knows about the current tensor (saved per tensor, restored to walk on from it)
+    STATE = ("n", "rank", "batch", "shape", "last_dense", "pending_pad", "pending_q", "source")
+
+    def save(self) -> dict:
+        return {key: getattr(self, key) for key in self.STATE}
+
+    def load(self, state: dict, shared: bool, tensor: str) -> None:
+        """Walk on from ``tensor`` (its saved ``state``); ``shared``: other nodes read it too."""
+        for key in self.STATE:
+            setattr(self, key, state[key])
+        self.shared = shared
+        if shared:
+            self.last_dense = None   # folding a bias or a BatchNorm would change the other readers' input
+            if self.pending_pad is not None:
+                self._unfoldable_pad(f"its output {tensor!r} feeds several nodes")
+            if self.pending_q is not None:
+                raise RtlgenError(f"{self.g.where(self.pending_q[0])}: its output {tensor!r} feeds several "
+                                  "nodes; a QuantizeLinear on the data path must be followed by its "
+                                  "DequantizeLinear only")
+
+    def walk(self, index: int, cur: str) -> None:
+        """:meth:`step` through node ``index`` from the tensor ``cur``, recording what the new layers read."""
+        before = len(self.layers)
+        self.step(index, cur)
+        for k in range(before, len(self.layers)):
+            self.sources.append((self.source,) if k == before else (k - 1,))
+        if len(self.layers) > before:
+            self.source = len(self.layers) - 1
+            self.shared = False
+
+    def merge(self, index: int, inputs: list, states: dict) -> None:
+        """An ``Add`` of two computed tensors or a ``Concat`` of computed tensors (:mod:`rtlgen.ir.merge`)."""
+        g = self.g
+        node = g.graph.node[index]
+        op = node.op_type
+        where = g.where(index)
+        name = g.names[index]
+        const = [t for t in node.input if t and t not in g.data_tensors]
+        if const:
+            raise RtlgenError(f"{where} joins computed tensors with the constant {const[0]!r}; not supported")
+        ins = [states[t] for t in node.input if t]
+        for t, st in zip(node.input, ins):
+            if st["pending_pad"] is not None or st["pending_q"] is not None:
+                self.load(st, True, t)   # raises: names the Pad or QuantizeLinear
+        first = ins[0]
+        flat = [st["shape"] is None for st in ins]
+        if any(flat) and not all(flat):
+            raise RtlgenError(f"{where} joins a feature map with a flat vector; flatten both first")
+        if op == "Add":
+            if len(ins) != 2:
+                raise RtlgenError(f"{where}: Add needs exactly two inputs")
+            if any(st["n"] != first["n"] or st["shape"] != first["shape"] for st in ins):
+                shapes = " and ".join(str(list(st["shape"])) if st["shape"] else f"[{st['n']}]" for st in ins)
+                raise RtlgenError(f"{where} adds tensors of shapes {shapes}; a residual add needs equal shapes "
+                                  "(no broadcasting)")
+            n, shape = first["n"], first["shape"]
+        else:
+            axis = int(g._attr(node, "axis", 1))
+            rank = len(first["shape"]) + 1 if first["shape"] is not None else first["rank"]
+            axis = axis + rank if axis < 0 else axis
+            feature_axis = 1 if rank >= 2 else 0
+            if axis != feature_axis:
+                raise RtlgenError(f"{where}: Concat along axis {g._attr(node, 'axis', 1)} is not supported; "
+                                  "only the channel/feature axis (1) is")
+            if first["shape"] is not None and any(st["shape"][1:] != first["shape"][1:] for st in ins):
+                shapes = ", ".join(str(list(st["shape"])) for st in ins)
+                raise RtlgenError(f"{where} concatenates feature maps {shapes} of different sizes")
+            n = sum(st["n"] for st in ins)
+            shape = None if first["shape"] is None else \
+                (sum(st["shape"][0] for st in ins),) + tuple(first["shape"][1:])
+        self.layers.append(Merge(name=name, kind=op.lower(), sizes=tuple(st["n"] for st in ins), shape=shape))
+        self.sources.append(tuple(st["source"] for st in ins))
+        self.load({**first, "n": n, "shape": shape, "last_dense": None, "source": len(self.layers) - 1},
+                  False, node.output[0])
 
     def data_and_consts(self, index: int, cur: str):
         node = self.g.graph.node[index]
@@ -461,7 +554,7 @@ class _Walker:
         if others:
             raise RtlgenError(
                 f"{where} combines the data path with other computed tensors ({', '.join(others)}); "
-                "rtlgen supports a single chain of layers (no branches, no residual connections)")
+                "branches may join only in an Add or a Concat")
         if len(positions) == 2 and node.op_type == "Mul" and len(node.input) == 2:
             return 0     # x * x: a square (see _square)
         if len(positions) != 1:
@@ -666,10 +759,10 @@ class _Walker:
     def _set_type(self, name: str, typ) -> None:
         """The current tensor is cast to ``typ``: the model's input type, the result type of the
         layer that computed the tensor, or (when that has one already) a cast of its own."""
-        if not self.layers and self.input_type is None:
+        if self.source < 0 and self.input_type is None and not self.shared:
             self.input_type = typ
-        elif self.layers and "result" not in self.layers[-1].types:
-            self.layers[-1].types["result"] = typ
+        elif self.source >= 0 and not self.shared and "result" not in self.layers[self.source].types:
+            self.layers[self.source].types["result"] = typ
         else:
             self.layers.append(Activation(name=name, kind="linear", size=self.n, types={"result": typ}))
         self.last_dense = None
@@ -1156,30 +1249,42 @@ def load_onnx(source, name=None) -> FloatModel:
         n_in = dims[-1]
     g.mark_data(inp.name)
     walker = _Walker(g, n_in, len(dims), dims[0] if len(dims) >= 2 else None, shape)
-
-    cur = inp.name
-    seen = set()
-    while cur != out_name:
-        users = sorted(set(g.consumers.get(cur, [])))   # a node reading the tensor twice (x * x) is one user
-        if not users:
-            raise RtlgenError(f"{label}: the data path stops at tensor {cur!r}, which no node uses and "
-                              f"which is not the graph output {out_name!r}")
-        if len(users) > 1:
-            listed = ", ".join(g.where(i) for i in users)
-            raise RtlgenError(f"{label}: tensor {cur!r} feeds several nodes ({listed}); rtlgen supports "
-                              "a single chain of layers (no branches)")
-        index = users[0]
-        if index in seen:  # pragma: no cover - a cycle, invalid ONNX
-            raise RtlgenError(f"{label}: the graph has a cycle at {g.where(index)}")
-        seen.add(index)
-        walker.step(index, cur)
-        cur = g.graph.node[index].output[0]
-    if walker.pending_pad is not None:
-        walker._unfoldable_pad(f"its output reaches the graph output {out_name!r} without a Conv or "
-                               "AveragePool after it")
     if g.consumers.get(out_name):
         listed = ", ".join(g.where(i) for i in g.consumers[out_name])
         raise RtlgenError(f"{label}: the graph output {out_name!r} also feeds {listed}; not supported")
+    live = g.leads_to(out_name)
+    if inp.name not in live:
+        raise RtlgenError(f"{label}: the graph output {out_name!r} does not depend on the input {inp.name!r}")
+
+    # the nodes on the data path, in the graph's (topological) order; a tensor's state is saved
+    # when it is computed and restored for each node that reads it
+    states = {inp.name: walker.save()}
+    for index, node in enumerate(graph.node):
+        data_in = [t for t in node.input if t in g.data_tensors]
+        if not data_in:
+            continue   # a constant subgraph (weights)
+        out = next((o for o in node.output if o in live), None)
+        if out is None:
+            listed = ", ".join(repr(o) for o in node.output if o)
+            raise RtlgenError(f"{label}: the data path stops at {g.where(index)}: its output {listed} does not "
+                              f"lead to the graph output {out_name!r}; remove the unused branch")
+        missing = [t for t in data_in if t not in states]
+        if missing:
+            raise RtlgenError(f"{label}: {g.where(index)} reads {missing[0]!r} before any node computes it; "
+                              "the nodes must be in topological order")
+        if node.op_type in ("Add", "Concat") and len(data_in) >= 2:
+            walker.merge(index, data_in, states)
+        else:
+            cur = data_in[0]
+            walker.load(states[cur], len(set(g.consumers.get(cur, []))) > 1, cur)
+            walker.walk(index, cur)
+        states[out] = walker.save()
+    walker.load(states[out_name], False, out_name)
+    if walker.pending_pad is not None:
+        walker._unfoldable_pad(f"its output reaches the graph output {out_name!r} without a Conv or "
+                               "AveragePool after it")
+    if walker.layers and walker.source != len(walker.layers) - 1:  # pragma: no cover - every layer leads to the output
+        raise RtlgenError(f"{label}: the graph output {out_name!r} is not computed by the last layer")
 
     out_dims = _dims(graph.output[0])
     if walker.shape is not None:
@@ -1195,8 +1300,9 @@ def load_onnx(source, name=None) -> FloatModel:
     if walker.pending_q is not None:
         raise RtlgenError(f"{g.where(walker.pending_q[0])}: a QuantizeLinear on the data path must be "
                           "followed by its DequantizeLinear")
-    return FloatModel(name=name or default_name, n_in=n_in, layers=walker.layers, input_shape=shape,
-                      input_type=walker.input_type)
+    model = FloatModel(name=name or default_name, n_in=n_in, layers=walker.layers, input_shape=shape,
+                       input_type=walker.input_type, sources=walker.sources)
+    return model if not model.is_chain else replace(model, sources=None)
 
 
 def _show(dims) -> str:

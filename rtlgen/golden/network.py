@@ -18,6 +18,11 @@ Activation
     ``requantize(pre(x), F_pre, result_type)`` with the integer ``pre`` value
     and its fraction ``F_pre`` of :class:`~rtlgen.ir.model.QActivation`
     (slopes, clip bounds, tables).
+Add, Concat
+    the inputs of an add aligned to the finest fraction, summed exactly and
+    cast; each input of a concat cast, then joined (:mod:`rtlgen.ir.merge`).
+    A model that is not a chain runs its layers in order, each on the
+    outputs of the layers it reads.
 Conv, AveragePool
     dense layers on the flat C,H,W vector (:class:`~rtlgen.ir.conv.QConv`
     is a :class:`~rtlgen.ir.model.QDense`), computed as above.
@@ -381,25 +386,77 @@ def _plan_classifier(layer, lo: int, hi: int, force_object: bool) -> _Classifier
     return _ClassifierPlan(layer, cast, cast.out_lo, cast.out_hi)
 
 
+@dataclass
+class _MergePlan:
+    """An add (aligned, summed exactly, cast once) or a concat (each input cast)."""
+    layer: object
+    casts: list
+    sum_object: bool
+    out_lo: int
+    out_hi: int
+
+    @property
+    def cast(self) -> _CastPlan:
+        return self.casts[0]
+
+    def run(self, xs: list) -> np.ndarray:
+        if self.layer.op == "concat":
+            return np.concatenate([c.apply(x) for c, x in zip(self.casts, xs)], axis=1)
+        total = None
+        for x, shift in zip(xs, self.layer.shifts()):
+            x = _obj(x) if self.sum_object else np.asarray(x).astype(np.int64, copy=False)
+            x = x << shift if shift else x
+            total = x if total is None else total + x
+        return self.cast.apply(total)
+
+
+def _plan_merge(layer, ranges: list, force_object: bool) -> _MergePlan:
+    if layer.op == "concat":
+        casts = [_plan_cast(lo, hi, t.frac, layer.result_type, force_object)
+                 for (lo, hi), t in zip(ranges, layer.in_types)]
+        return _MergePlan(layer, casts, False, min(c.out_lo for c in casts), max(c.out_hi for c in casts))
+    lo, hi = layer.sum_range(ranges)
+    cast = _plan_cast(lo, hi, layer.frac, layer.result_type, force_object)
+    wide = force_object or _magnitude(lo, hi).bit_length() > INT_SAFE_BITS
+    return _MergePlan(layer, [cast], wide, cast.out_lo, cast.out_hi)
+
+
 #: how each layer op (``layer.op``) is planned: (layer, lowest input code, highest input code,
 #: force_object) -> plan.  A convolution or average pool is a dense layer over its unrolled matrix.
+#: An add or concat (:data:`MERGE_PLANNERS`) gets the ``(lo, hi)`` of each of its inputs instead.
 PLANNERS = {"dense": _plan_dense, "conv": _plan_dense, "avgpool": _plan_dense,
             "maxpool": _plan_pool, "activation": _plan_activation,
             "softmax": _plan_classifier, "argmax": _plan_classifier}
+MERGE_PLANNERS = {"add": _plan_merge, "concat": _plan_merge}
 
 
-def _plan(qmodel: QModel, force_object: bool = False) -> list:
-    lo, hi = qmodel.input_type.min_code, qmodel.input_type.max_code
-    plans = []
-    for layer in qmodel.layers:
-        planner = PLANNERS.get(getattr(layer, "op", None))
-        if planner is None:
+@dataclass
+class _Program:
+    """The plan of every layer, and the layers each reads (``-1``: the input)."""
+    plans: list
+    sources: list
+
+    def __iter__(self):
+        return iter(self.plans)
+
+
+def _plan(qmodel: QModel, force_object: bool = False) -> _Program:
+    ranges = {-1: (qmodel.input_type.min_code, qmodel.input_type.max_code)}
+    plans, sources = [], []
+    for k, layer in enumerate(qmodel.layers):
+        op = getattr(layer, "op", None)
+        src = qmodel.inputs_of(k)
+        if op in MERGE_PLANNERS:
+            p = MERGE_PLANNERS[op](layer, [ranges[j] for j in src], force_object)
+        elif op in PLANNERS:
+            p = PLANNERS[op](layer, *ranges[src[0]], force_object)
+        else:
             raise RtlgenError(f"layer {getattr(layer, 'name', '?')!r}: the golden model does not "
                               f"support {type(layer).__name__}")
-        p = planner(layer, lo, hi, force_object)
-        lo, hi = p.out_lo, p.out_hi
+        ranges[k] = (p.out_lo, p.out_hi)
         plans.append(p)
-    return plans
+        sources.append(src)
+    return _Program(plans, sources)
 
 
 def describe(qmodel: QModel, force_object: bool = False) -> list:
@@ -521,14 +578,19 @@ def _run_pool(p: _PoolPlan, x: np.ndarray) -> np.ndarray:
     return p.cast.apply(np.max(x[:, p.index], axis=2))
 
 
-def _run(plans: list, x: np.ndarray, trace: Optional[list] = None) -> np.ndarray:
-    for p in plans:
-        if isinstance(p, _PoolPlan):
+def _run(program: _Program, x: np.ndarray, trace: Optional[list] = None) -> np.ndarray:
+    outs = {-1: x}
+    for k, (p, src) in enumerate(zip(program.plans, program.sources)):
+        x = outs[src[0]]
+        if isinstance(p, _MergePlan):
+            x = p.run([outs[j] for j in src])
+        elif isinstance(p, _PoolPlan):
             x = _run_pool(p, x)
         elif isinstance(p, _ClassifierPlan):
             x = p.run(x)
         else:
             x = _run_dense(p, x) if isinstance(p, _DensePlan) else _run_act(p, x)
+        outs[k] = x
         if trace is not None:
             trace.append(_as_dtype(np.asarray(x), not _fits_int64(p.layer.result_type)))
     return x

@@ -1,4 +1,4 @@
-"""The network top: input register, layers in a chain, II throttle."""
+"""The network top: input register, layers in a chain (or a DAG with delay-balanced branches), II throttle."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from .softmax import ArgmaxLayer, SoftmaxLayer
 from .config_bus import attach_config_bus, core_signature
 from .dense import DenseLayer
 from .layer import LayerHardware
+from .merge import CodeDelay, MergeLayer
 from .pool import MaxPoolLayer
 from .ports import CodeStream, CodeStreamSignature
 from .shift_add import FusedActivation, ShiftAddDense
@@ -40,6 +41,8 @@ LAYER_HARDWARE = {
     "activation": lambda layer, bus, index: ActivationLayer(layer),
     "softmax": lambda layer, bus, index: SoftmaxLayer(layer),
     "argmax": lambda layer, bus, index: ArgmaxLayer(layer),
+    "add": lambda layer, bus, index: MergeLayer(layer),
+    "concat": lambda layer, bus, index: MergeLayer(layer),
 }
 
 
@@ -51,7 +54,8 @@ def make_layer(layer, bus: BusLayout | None = None, index: int | None = None) ->
     return make(layer, bus, index)
 
 
-def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: bool = False) -> list[LayerHardware]:
+def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: bool = False,
+                graph=None) -> list[LayerHardware]:
     """The hardware of every layer; an activation right after a shift-and-add layer, or after a
     dense layer in the serial form (one multiplier reading a weight ROM, whose one output cast
     serves every output), is done in that layer's output stage (it becomes a
@@ -59,11 +63,17 @@ def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: boo
 
     ``early_writes``: a serial dense layer that is not the last may write each output as it is
     done, without staging registers (``staged=False``); the caller then keeps vectors at least
-    :func:`hold_ii` apart, so that the layer reading those outputs has finished with them."""
+    :func:`hold_ii` apart, so that the layer reading those outputs has finished with them.
+
+    ``graph`` (a :class:`~rtlgen.ir.model.LayerGraph`, None for a chain): a layer fuses its
+    activation, or writes early, only when the next layer is its one reader and reads only it."""
+    def sole_reader(k: int) -> bool:
+        return graph is None or (graph.readers(k) == [k + 1] and graph.inputs_of(k + 1) == (k,))
+
     out: list[LayerHardware] = []
     for k, layer in enumerate(layers):
         after = layers[k + 1] if k + 1 < len(layers) else None
-        fuses = getattr(after, "op", None) == "activation" and after.fusable
+        fuses = getattr(after, "op", None) == "activation" and after.fusable and sole_reader(k)
         if out and getattr(out[-1], "activation", None) is layer:
             out.append(FusedActivation(layer, into=out[-1].layer.name))
         elif getattr(layer, "arithmetic", None) == "shift_add" and fuses:
@@ -72,7 +82,7 @@ def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: boo
             hw = make_layer(layer, bus, k)
             if isinstance(hw, DenseLayer) and hw.serial:
                 last = k == len(layers) - 1 or (fuses and k + 1 == len(layers) - 1)
-                staged = not (early_writes and not last)
+                staged = not (early_writes and not last and sole_reader(k))
                 if fuses or not staged:
                     hw._MustUse__silence = True      # replaced by its serial variant, never elaborated
                     hw = DenseLayer(layer, activation=after if fuses else None, staged=staged)
@@ -100,7 +110,11 @@ class Network(wiring.Component):
     holds the accepted one, and the layers (:func:`make_layer`, each a
     :class:`~rtlgen.hw.layer.LayerHardware`, submodules named by
     :func:`layer_instance`) follow in a chain of ``wiring.connect`` from
-    the register to ``out_valid``/``out_data``.  When some layer stores its
+    the register to ``out_valid``/``out_data``.  In a model that is not a
+    chain (:class:`~rtlgen.ir.model.LayerGraph`) every layer is connected to
+    the layers it reads, and each input of an add or concat that arrives
+    before the others passes a :class:`~rtlgen.hw.merge.CodeDelay` of the
+    difference (``self.delays``), so that all arrive in the same cycle.  When some layer stores its
     parameters (``storage`` ``register`` or ``tmr``) the core has a
     configuration bus (map in :mod:`rtlgen.hw.storage`; ``self.bus`` is its
     :class:`BusLayout`) that also holds the status registers
@@ -138,7 +152,7 @@ class Network(wiring.Component):
     Latency
     -------
     ``self.latency`` = 1 (input register) + the sum of the layers'
-    latencies.
+    latencies (in a DAG: along the longest path to the last layer).
 
     II
     --
@@ -149,8 +163,20 @@ class Network(wiring.Component):
     def __init__(self, model: QModel):
         self.model = model
         self.bus = bus_layout(model)
-        self.layers: list[LayerHardware] = make_layers(model.layers, self.bus, early_writes=True)
-        self.latency = 1 + sum(layer.latency for layer in self.layers)
+        self.layers: list[LayerHardware] = make_layers(model.layers, self.bus, early_writes=True,
+                                                       graph=None if model.is_chain else model)
+        # the cycle (after the accepting edge) where each layer's output is valid; -1: the input register
+        ready_at = {-1: 1}
+        #: the cycles by which each input of each layer is delayed to meet the others: {(k, port): n}
+        self.delays: dict = {}
+        for k, layer in enumerate(self.layers):
+            sources = model.inputs_of(k)
+            start = max(ready_at[s] for s in sources)
+            for port, s in enumerate(sources):
+                if start > ready_at[s]:
+                    self.delays[(k, port)] = start - ready_at[s]
+            ready_at[k] = start + layer.latency
+        self.latency = ready_at[len(self.layers) - 1] if self.layers else 1
         self.ii = max([layer.ii for layer in self.layers] + [hold_ii(self.layers)])
         signature, self.i2c = core_signature(model.input_type, model.n_in, model.output_type, model.n_out,
                                              self.bus, model.i2c)
@@ -171,13 +197,21 @@ class Network(wiring.Component):
         with m.If(throttle.accept):
             m.d.sync += x_data.eq(self.in_data)
 
-        source = CodeStream.over(CodeStreamSignature(self.model.input_type, self.model.n_in),
-                                 valid=x_valid, payload=x_data)
+        outputs = {-1: CodeStream.over(CodeStreamSignature(self.model.input_type, self.model.n_in),
+                                       valid=x_valid, payload=x_data)}
         for k, layer in enumerate(self.layers):
             m.submodules[self.instance_name(k)] = layer
-            wiring.connect(m, source, layer.i)
-            source = layer.o
-        wiring.connect(m, wiring.flipped(self.signature.output(self)), source)
+            ports = getattr(layer, "input_ports", ("i",))
+            for port, (name, s) in enumerate(zip(ports, self.model.inputs_of(k))):
+                source = outputs[s]
+                if (k, port) in self.delays:
+                    delay = CodeDelay(source.signature, self.delays[(k, port)])
+                    m.submodules[f"{self.instance_name(k)}_{name}_delay"] = delay
+                    wiring.connect(m, source, delay.i)
+                    source = delay.o
+                wiring.connect(m, source, getattr(layer, name))
+            outputs[k] = layer.o
+        wiring.connect(m, wiring.flipped(self.signature.output(self)), outputs[len(self.layers) - 1])
         if self.bus is not None:
             banks = [layer for layer in self.layers if layer.bank is not None]
             attach_config_bus(m, self, self.bus, self.i2c, banks)

@@ -769,6 +769,9 @@ class StreamNetwork(wiring.Component):
     """
 
     def __init__(self, model: QModel):
+        if not model.is_chain:
+            raise RtlgenError(f"model {model.name!r}: io: stream builds a chain of layers, and this model has "
+                              "residual adds or concatenations: use io: parallel")
         split = stream_prefix(model)
         self.model = model
         self.parallel = make_layers(model.layers[split:])

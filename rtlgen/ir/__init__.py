@@ -6,3 +6,4 @@ in :mod:`rtlgen.ir.model`) by importing the modules that define them.
 
 from . import conv  # noqa: F401  (registers QConv and QMaxPool)
 from . import softmax  # noqa: F401  (registers QSoftmax and QArgmax)
+from . import merge  # noqa: F401  (registers QMerge)

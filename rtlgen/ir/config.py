@@ -72,7 +72,8 @@ type gets the exact one (:func:`rtlgen.numerics.fixed.exact_type`).
 
 Conv and AveragePool layers take the dense keys (an average pool's
 ``weight`` type holds ``1/n``; its bias is zero, and its storage is always
-constant); MaxPool takes ``result`` and ``io``.
+constant); MaxPool takes ``result`` and ``io``; Add and Concat
+(:mod:`rtlgen.ir.merge`) take ``result`` only (they are never streamed).
 
 Top-level ``i2c: {address: 0x42, clk_hz: 10e6, filter_cycles: 3}`` puts an
 I2C target (:mod:`rtlgen.hw.i2c`) in front of the configuration bus.
@@ -98,11 +99,13 @@ from .arithmetic import ARITHMETICS, choose, shift_add_problem
 from .params import check_storage, check_tmr_bits
 from ..numerics.pipeline import TIMING_TARGETS
 from .model import TABLE_DEFAULTS, Activation, Dense, FloatModel, QActivation, QDense, QModel
+from .merge import Merge, QMerge
 from .softmax import QArgmax, QSoftmax, index_type
 
 DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "io", "storage", "tmr_bits",
               "arithmetic", "weight_rom"}
 ACTIVATION_KEYS = {"result", "io"}
+MERGE_KEYS = {"result"}                          # add, concat
 #: further keys of the activations that have parameters
 SLOPE_KEYS = {"weight"}                          # leaky_relu, prelu: the slope's type
 TABLE_KEYS = {"table_size", "table_range"}       # sigmoid, tanh
@@ -497,6 +500,20 @@ def _classifier(layer, merged: dict, own: dict, size: int, in_type, result_type,
                     inv_type=inv_type, table_size=table_size, table_range=table_range, inv_table_size=inv_size)
 
 
+def _merge(layer, in_types: list, sizes: list, result_type, where: str) -> QMerge:
+    """The quantized add or concat of inputs of ``in_types`` and ``sizes`` (exact result when unset)."""
+    if layer.kind == "add" and len(set(sizes)) > 1:
+        raise RtlgenError(f"{where}: adds vectors of {' and '.join(str(n) for n in sizes)} elements; "
+                          "the inputs of an add must have the same size")
+    if list(sizes) != [int(n) for n in layer.sizes]:
+        raise RtlgenError(f"{where}: expects inputs of {list(layer.sizes)} elements but gets {list(sizes)}")
+    in_types = tuple(in_types)
+    if result_type is None:
+        result_type = QMerge.exact_result(layer.kind, in_types)
+    return QMerge(name=layer.name, op=layer.kind, in_types=in_types, sizes=tuple(int(n) for n in sizes),
+                  result_type=result_type)
+
+
 def _model_types(layer) -> dict:
     """The types the model's own quantizers give ``layer``, as configuration entries."""
     return {key: str(t) for key, t in getattr(layer, "types", {}).items()}
@@ -541,16 +558,21 @@ def apply_config(model: FloatModel, config=None) -> QModel:
                 f"the layers are: {', '.join(names)}")
 
     clock_mhz, target = _timing(cfg)
+    model.check_sources()
     layers = []
-    in_type = input_type
-    size = model.n_in
+    out_types, out_sizes = {-1: input_type}, {-1: model.n_in}   # of every layer's output (-1: the input)
     stream_state = _StreamPrefix()
-    for layer in model.layers:
+    for k, layer in enumerate(model.layers):
+        sources = model.inputs_of(k)
+        in_type, size = out_types[sources[0]], out_sizes[sources[0]]
         own = overrides.get(layer.name) or {}
         if not isinstance(own, dict):
             raise RtlgenError(f"config 'layers' entry {layer.name!r} must be a mapping")
         is_dense = isinstance(layer, (Dense, Conv)) or (isinstance(layer, Pool) and layer.kind == "avg")
-        allowed = DENSE_KEYS if is_dense else ACTIVATION_KEYS | _activation_keys(layer)
+        if isinstance(layer, Merge):
+            allowed = MERGE_KEYS
+        else:
+            allowed = DENSE_KEYS if is_dense else ACTIVATION_KEYS | _activation_keys(layer)
         extra = set(own) - allowed
         if extra:
             raise RtlgenError(
@@ -564,7 +586,10 @@ def apply_config(model: FloatModel, config=None) -> QModel:
         if io not in IO_MODES:
             raise RtlgenError(f"{where}: io must be 'parallel' or 'stream', got {io!r}")
         io = stream_state.mode(layer, io, "io" in own, where)
-        if isinstance(layer, Pool) and layer.kind == "max":
+        if isinstance(layer, Merge):
+            q = _merge(layer, [out_types[j] for j in sources], [out_sizes[j] for j in sources], result_type,
+                       where)
+        elif isinstance(layer, Pool) and layer.kind == "max":
             if layer.n_in != size:
                 raise RtlgenError(f"{where}: expects {layer.n_in} inputs but the previous layer gives {size}")
             q = QMaxPool(name=layer.name, in_type=in_type, result_type=result_type or in_type,
@@ -573,7 +598,6 @@ def apply_config(model: FloatModel, config=None) -> QModel:
             if not all(q.windows()):
                 raise RtlgenError(f"{where}: a pooling window lies entirely in the padding; "
                                   "use pads smaller than the kernel")
-            size = layer.n_out
         elif is_dense:
             if layer.n_in != size:
                 raise RtlgenError(f"{where}: expects {layer.n_in} inputs but the previous layer gives {size}")
@@ -641,14 +665,15 @@ def apply_config(model: FloatModel, config=None) -> QModel:
                 q = QDense(**common)
             q = replace(q, arithmetic=_arithmetic(q, merged, where), clock_mhz=clock_mhz, timing_target=target)
             q = replace(q, weight_rom=_weight_rom(q, merged, where))
-            size = layer.n_out
         elif isinstance(layer, Activation):
             q = _activation(layer, merged, own, size, in_type, result_type, where)
-            size = q.n_out
         else:  # pragma: no cover - front ends only produce the above
             raise RtlgenError(f"{where}: unsupported layer type {type(layer).__name__}")
         layers.append(q)
-        in_type = q.result_type
+        out_types[k], out_sizes[k] = q.result_type, q.n_out
+    if stream_state.any and not model.is_chain:
+        raise RtlgenError(f"config: io: stream builds a chain of layers, and model {model.name!r} has "
+                          "residual adds or concatenations: use io: parallel")
     if default.get("io") == "stream" and not stream_state.any:
         raise RtlgenError(f"config 'default': io: stream applies to the leading Conv/pooling layers, and no "
                           f"layer of model {model.name!r} can stream (its first layer is "
@@ -663,4 +688,5 @@ def apply_config(model: FloatModel, config=None) -> QModel:
     name = config_name(cfg, model.name)
     i2c = i2c_option(cfg.get("i2c"), any(getattr(layer, "stored", False) for layer in layers))
     return QModel(name=name, input_type=input_type, n_in=model.n_in, layers=layers,
-                  input_shape=getattr(model, "input_shape", None), i2c=i2c)
+                  input_shape=getattr(model, "input_shape", None), i2c=i2c,
+                  sources=None if model.is_chain else [tuple(s) for s in model.sources])

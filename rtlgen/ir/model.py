@@ -37,6 +37,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ..errors import RtlgenError
 from ..numerics.fixed import FixedType, parse_type, quantize
 from .params import ParamGroup, ParamSet
 
@@ -116,9 +117,51 @@ class Activation:
 FloatLayer = Union[Dense, Activation]
 
 
+class LayerGraph:
+    """Which layers each layer of a model reads (shared by :class:`FloatModel` and :class:`QModel`).
+
+    ``sources`` is None for a chain (layer ``k`` reads layer ``k - 1``, layer
+    0 the input); otherwise it holds, per layer, the tuple of the layers it
+    reads, ``-1`` meaning the model input.  Layers are in topological order
+    and the last gives the output; only ``add``/``concat`` layers
+    (:mod:`rtlgen.ir.merge`) read more than one.
+    """
+
+    def inputs_of(self, k: int) -> tuple:
+        """The layers that layer ``k`` reads (``-1``: the model input)."""
+        return tuple(self.sources[k]) if self.sources is not None else (k - 1,)
+
+    def readers(self, k: int) -> list:
+        """The layers that read the output of layer ``k`` (``-1``: the model input), in order;
+        a layer reading it twice is listed twice."""
+        return [j for j in range(len(self.layers)) for s in self.inputs_of(j) if s == k]
+
+    @property
+    def is_chain(self) -> bool:
+        return self.sources is None or all(tuple(s) == (k - 1,) for k, s in enumerate(self.sources))
+
+    def check_sources(self) -> None:
+        """Raise :class:`~rtlgen.errors.RtlgenError` unless ``sources`` is a valid DAG description."""
+        if self.sources is None:
+            return
+        if len(self.sources) != len(self.layers):
+            raise RtlgenError(f"model {self.name!r}: {len(self.sources)} source lists for {len(self.layers)} layers")
+        for k, (layer, src) in enumerate(zip(self.layers, self.sources)):
+            name = getattr(layer, "name", k)
+            if not src or any(not -1 <= int(s) < k for s in src):
+                raise RtlgenError(f"layer {name!r}: reads {list(src)}; a layer reads earlier layers "
+                                  "(or -1, the input) only")
+            if len(src) > 1 and getattr(layer, "op", getattr(layer, "kind", None)) not in ("add", "concat"):
+                raise RtlgenError(f"layer {name!r}: only add and concat layers read several inputs")
+        for k in range(len(self.layers) - 1):
+            if not self.readers(k):
+                raise RtlgenError(f"layer {getattr(self.layers[k], 'name', k)!r}: its output is not used; "
+                                  "every layer but the last must feed a later one")
+
+
 @dataclass
-class FloatModel:
-    """A sequence of layers on a flat input vector of ``n_in`` elements."""
+class FloatModel(LayerGraph):
+    """Layers on a flat input vector of ``n_in`` elements: a chain, or a DAG (:class:`LayerGraph`)."""
     name: str
     n_in: int
     layers: list = field(default_factory=list)
@@ -126,6 +169,8 @@ class FloatModel:
     input_shape: Optional[tuple] = None
     #: the input element type when the model quantizes its input itself (else the configuration's)
     input_type: Optional[FixedType] = None
+    #: the layers each layer reads (see :class:`LayerGraph`); None for a chain
+    sources: Optional[list] = None
 
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
@@ -438,8 +483,9 @@ QLayer = Union[QDense, QActivation]
 
 
 @dataclass
-class QModel:
-    """A quantized network: ``input_type`` elements in, layers in order."""
+class QModel(LayerGraph):
+    """A quantized network: ``input_type`` elements in, layers in topological order (a chain
+    unless ``sources`` says otherwise, see :class:`LayerGraph`)."""
     name: str
     input_type: FixedType
     n_in: int
@@ -448,6 +494,8 @@ class QModel:
     input_shape: Optional[tuple] = None
     #: an I2C target in front of the configuration bus: {"address", "clk_hz", "filter_cycles"}
     i2c: Optional[dict] = None
+    #: the layers each layer reads (see :class:`LayerGraph`); None for a chain
+    sources: Optional[list] = None
 
     @property
     def n_out(self) -> int:
@@ -494,6 +542,8 @@ class QModel:
             out["input_shape"] = [int(v) for v in self.input_shape]
         if self.i2c is not None:
             out["i2c"] = dict(self.i2c)
+        if not self.is_chain:
+            out["sources"] = [[int(s) for s in src] for src in self.sources]
         return out
 
     @classmethod
@@ -505,7 +555,10 @@ class QModel:
                 raise KeyError(f"unknown layer op {ld['op']!r}")
             layers.append(kind.from_dict(ld))
         shape = tuple(int(v) for v in d["input_shape"]) if d.get("input_shape") else None
-        return cls(d["name"], parse_type(d["input_type"]), int(d["n_in"]), layers, shape, d.get("i2c"))
+        sources = [tuple(int(s) for s in src) for src in d["sources"]] if d.get("sources") else None
+        model = cls(d["name"], parse_type(d["input_type"]), int(d["n_in"]), layers, shape, d.get("i2c"), sources)
+        model.check_sources()
+        return model
 
 
 def _storage_fields(ld: dict) -> dict:

@@ -23,12 +23,16 @@ from .base import KindBase
 __all__ = ["NetworkKind"]
 
 
-def _layer_entry(layer, hw) -> dict:
-    """The manifest's summary of one layer and its hardware."""
-    return {"name": layer.name, "latency": hw.latency, "ii": hw.ii,
-            "in_type": str(layer.in_type), "result": str(layer.result_type),
-            "shape": [layer.n_in, layer.n_out], **layer.summary(hw.multipliers),
-            **hw.figures}
+def _layer_entry(layer, hw, qmodel, k: int) -> dict:
+    """The manifest's summary of one layer and its hardware; in a model that is not a chain,
+    ``inputs`` names the layers it reads (``input``: the core's input)."""
+    entry = {"name": layer.name, "latency": hw.latency, "ii": hw.ii,
+             "in_type": str(layer.in_type), "result": str(layer.result_type),
+             "shape": [layer.n_in, layer.n_out], **layer.summary(hw.multipliers),
+             **hw.figures}
+    if not qmodel.is_chain:
+        entry["inputs"] = [qmodel.layers[s].name if s >= 0 else "input" for s in qmodel.inputs_of(k)]
+    return entry
 
 
 class NetworkKind(KindBase):
@@ -55,7 +59,7 @@ class NetworkKind(KindBase):
         section = ManifestSection(
             kind="cnn" if spatial else "mlp",
             multipliers=sum(hw.multipliers for hw in core.layers),
-            layers=[_layer_entry(layer, hw) for layer, hw in zip(qmodel.layers, core.layers)],
+            layers=[_layer_entry(layer, hw, qmodel, k) for k, (layer, hw) in enumerate(zip(qmodel.layers, core.layers))],
             regmap=regmap_for(qmodel) if isinstance(core, Network) else None)
         if qmodel.input_shape is not None:
             shape = [int(v) for v in qmodel.input_shape]
