@@ -246,6 +246,9 @@ def analyze(qmodel: QModel, x_codes, *, max_samples: Optional[int] = DEFAULT_SAM
     those layer names.  Returns one :class:`LayerSensitivity` per layer with
     weights, in model order.
     """
+    if not qmodel.is_chain:
+        raise RtlgenError(f"model {qmodel.name!r} has residual adds or concatenations; the bit-flip analysis "
+                          "follows a chain of layers only (the fault campaign, rtlgen faults, covers any core)")
     x = sample_inputs(check_codes(qmodel, x_codes), max_samples, seed)
     candidates = [(k, layer) for k, layer in enumerate(qmodel.layers) if _stored_layer(layer)]
     if layers is not None:

@@ -1,4 +1,4 @@
-"""ONNX front end: a chain of dense layers and activations to the float IR.
+"""ONNX front end: dense, convolutional and activation layers, in a chain or a DAG, to the float IR.
 
 :func:`load_onnx` reads the ONNX written by ``torch.onnx.export`` (both the
 TorchScript exporter, ``dynamo=False``, and the ``torch.export`` based one,
@@ -7,8 +7,10 @@ TorchScript exporter, ``dynamo=False``, and the ``torch.export`` based one,
 shape.
 
 Supported graphs have one input of shape ``[batch, n]`` (``batch`` may be
-symbolic) or ``[n]``, one output, and a single chain of nodes from the input
-to the output.  Along that chain these operators are understood:
+symbolic) or ``[n]``, one output, and nodes from the input to the output:
+a chain, or branches that join again in an ``Add`` or a ``Concat``.  The
+nodes are read in the graph's (topological) order; every node computed
+from the input must lead to the output.  These operators are understood:
 
 ``Gemm``
     ``alpha * A @ B' + beta * C`` with the data as ``A`` (``transA = 0``), a
@@ -18,9 +20,14 @@ to the output.  Along that chain these operators are understood:
     data times a constant ``[n_in, n_out]`` matrix; a dense layer with a
     zero bias.
 ``Add``
-    of a constant directly after a ``Gemm``/``MatMul``: folded into that
-    layer's bias (so ``MatMul`` + ``Add`` is one dense layer named after
-    the ``MatMul`` node).
+    of a constant directly after a ``Gemm``/``MatMul``, a ``Conv`` (one
+    value per channel) or a ``Mul`` by a constant: folded into that layer's
+    bias (so ``MatMul`` + ``Add`` is one dense layer named after the
+    ``MatMul`` node).
+``Mul`` by a constant
+    one value, or one per channel (per feature of a flat vector): a
+    per-channel layer as for a ``BatchNormalization`` below (Brevitas'
+    ``BatchNorm2dToQuantScaleBias`` exports as such a ``Mul`` and ``Add``).
 ``Relu``, ``LeakyRelu``, ``PRelu``, ``Clip``, ``Sigmoid``, ``Tanh``
     an :class:`~rtlgen.ir.model.Activation` of kind ``relu``, ``leaky_relu``
     (its ``alpha``), ``prelu`` (a constant slope: one, or one per channel),
@@ -68,6 +75,21 @@ Convolutional models take an input ``[batch, C, H, W]`` or ``[batch, C, L]``
 ``Flatten`` (axis 1), ``Reshape`` to ``[batch, -1]``
     turn the feature map into the flat vector (no hardware: the order is
     already C,H,W).
+
+Where branches join (:mod:`rtlgen.ir.merge`; the model's ``sources`` say
+which layers each layer reads):
+
+``Add`` of two computed tensors
+    of the same shape (a residual connection): a :class:`~rtlgen.ir.merge.Merge`
+    of kind ``add``.
+``Concat`` of computed tensors
+    along axis 1 (the features of a flat vector, the channels of feature
+    maps of equal spatial size): a ``Merge`` of kind ``concat``.
+
+A tensor that feeds several nodes is never changed by one of them: a
+``BatchNormalization`` after it is a layer of its own (not folded into the
+layer that computed it), a quantizer after it becomes a ``linear`` layer of
+its own, and adding a constant to it is an error.
 
 Quantization-aware models (QONNX ``Quant``/``BipolarQuant``/``Trunc``, ONNX
 ``QuantizeLinear``/``DequantizeLinear``): a quantizer on a weight or bias
@@ -597,9 +619,12 @@ class _Walker:
             else:
                 self._spatial(index)
             return
-        if self.shape is not None and op in ("Gemm", "MatMul", "Add"):
+        if self.shape is not None and op in ("Gemm", "MatMul"):
             raise RtlgenError(f"{where}: {op} on a feature map of shape {list(self.shape)} is not "
                               "supported; flatten it first (nn.Flatten)")
+        if op == "Mul" and node.input[0] != node.input[1]:
+            self._scale(index, pos)
+            return
         if op in ("Gemm", "MatMul"):
             self._dense(index, pos)
             return
@@ -698,9 +723,6 @@ class _Walker:
         g = self.g
         node = g.graph.node[index]
         where = g.where(index)
-        if node.op_type == "Mul" and node.input[1] != node.input[0]:
-            raise RtlgenError(f"{where}: only the square of the data (Mul(x, x)) is supported; a product with "
-                              "a constant or another tensor is not")
         if node.op_type == "Pow":
             exponent = np.asarray(g.const(node.input[1], where), dtype=np.float64).reshape(-1)
             if exponent.size != 1 or exponent[0] != 2:
@@ -1076,18 +1098,59 @@ class _Walker:
         if np.any(var + eps <= 0):
             raise RtlgenError(f"{where}: variance + epsilon must be positive")
         scale = gamma / np.sqrt(var + eps)
-        shift = beta - mean * scale
-        name = g.names[index]
+        self._per_channel(g.names[index], scale, beta - mean * scale)
+        self.last_dense = None
+
+    def _per_channel(self, name: str, scale: np.ndarray, shift: np.ndarray, types=None):
+        """Append a per-channel multiply-add layer: a dense layer with a diagonal matrix on a flat
+        vector, a 1x1 convolution with one tap per channel on a feature map."""
+        channels = len(scale)
         if self.shape is None:
-            layer = Dense(name=name, weight=np.diag(scale), bias=shift)
+            layer = Dense(name=name, weight=np.diag(scale), bias=shift, types=dict(types or {}))
         else:
             d = len(self.shape) - 1
             kernel = np.zeros((channels, channels) + (1,) * d)
-            kernel[np.arange(channels), np.arange(channels)] = scale
+            kernel[np.arange(channels), np.arange(channels)] = scale.reshape((channels,) + (1,) * d)
             layer = Conv(name=name, weight=kernel, bias=shift, in_shape=tuple(self.shape),
-                         stride=(1,) * d, pads=(0,) * (2 * d))
+                         stride=(1,) * d, pads=(0,) * (2 * d), types=dict(types or {}))
         self.layers.append(layer)
-        self.last_dense = None
+        return layer
+
+    def _channel_vector(self, c: np.ndarray, where: str, what: str) -> np.ndarray:
+        """A constant that broadcasts over the data without changing its shape, as one value per
+        channel (per element of a flat vector); an error when it varies within a channel."""
+        full = (1, self.n) if self.shape is None else (1,) + tuple(self.shape)
+        try:
+            shape = np.broadcast_shapes(full, c.shape)
+        except ValueError:
+            shape = None
+        if shape != full:
+            raise RtlgenError(f"{where}: the {what} of shape {list(c.shape)} does not broadcast to the data "
+                              f"{list(full)} without changing its shape")
+        values = np.broadcast_to(c, full)[0].astype(np.float64)
+        if self.shape is None:
+            return values.reshape(-1)
+        per_channel = values.reshape(values.shape[0], -1)
+        if np.any(per_channel != per_channel[:, :1]):
+            raise RtlgenError(f"{where}: the {what} varies within a channel; only one value per channel "
+                              "(or one in all) is supported on a feature map")
+        return per_channel[:, 0].copy()
+
+    def _scale(self, index: int, pos: int) -> None:
+        """``Mul`` of the data by a constant (one value, or one per channel, as Brevitas'
+        ``BatchNorm2dToQuantScaleBias`` exports): a per-channel layer, whose bias a following ``Add``
+        of a constant becomes."""
+        g = self.g
+        node = g.graph.node[index]
+        where = g.where(index)
+        const_name = node.input[1 - pos]
+        c = g.const(const_name, where).astype(np.float64)
+        _check_finite(c, where, f"factor {const_name!r}")
+        scale = self._channel_vector(c, where, "factor")
+        typ = g.const_type(const_name)
+        layer = self._per_channel(g.names[index], scale, np.zeros(len(scale)),
+                                  {"weight": typ} if typ is not None else None)
+        self.last_dense = layer
 
     def _reshape(self, index: int) -> None:
         g = self.g
@@ -1190,15 +1253,21 @@ class _Walker:
         where = g.where(index)
         if len(node.input) != 2:
             raise RtlgenError(f"{where}: Add needs exactly two inputs")
-        if not isinstance(self.last_dense, Dense):
+        if self.shared:
+            raise RtlgenError(f"{where}: adds a constant to a tensor that also feeds other nodes; put the "
+                              "constant in the bias of the layer that computes the tensor")
+        if not isinstance(self.last_dense, (Dense, Conv)):
             raise RtlgenError(
                 f"{where}: adding a constant is only supported directly after a dense layer "
-                "(Gemm or MatMul), where it becomes the bias")
+                "(Gemm or MatMul), a convolution or a Mul by a constant, where it becomes the bias")
         const_name = node.input[1 - pos]
         c = g.const(const_name, where).astype(np.float64)
         _check_finite(c, where, f"bias tensor {const_name!r}")
         dense = self.last_dense
-        bias = self._broadcast_bias(c, dense.n_out, where)
+        if isinstance(dense, Conv):
+            bias = self._channel_vector(c, where, "bias")
+        else:
+            bias = self._broadcast_bias(c, dense.n_out, where)
         _check_finite(bias, where, "bias")
         added = g.const_type(const_name)
         if added is not None and "bias" not in dense.types and not np.any(dense.bias):

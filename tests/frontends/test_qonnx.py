@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from helpers.cli import assert_one_line_error, run_cli
-from helpers.qonnx_models import QonnxGraph, brevitas_cnn, brevitas_mlp, qonnx_reference
+from helpers.qonnx_models import QonnxGraph, brevitas_cnn, brevitas_mlp, brevitas_residual, qonnx_reference
 from helpers.sims import on_simulators
 from rtlgen.errors import RtlgenError
 from rtlgen.frontends import load_model
@@ -165,7 +165,7 @@ def test_unquantized_bias_and_unquantized_input(tmp_path):
 
 # -- Brevitas models, trained briefly here, through the CLI and the RTL -------------------------
 
-BREVITAS = {"mlp": (brevitas_mlp, (8,)), "cnn": (brevitas_cnn, (2, 6, 6))}
+BREVITAS = {"mlp": (brevitas_mlp, (8,)), "cnn": (brevitas_cnn, (2, 6, 6)), "residual": (brevitas_residual, (8,))}
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +214,7 @@ def test_brevitas_predict_equals_qonnx_executor(brevitas_builds, tmp_path, name)
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("name,simulator", on_simulators(sorted(BREVITAS), verilator=("mlp",)))
+@pytest.mark.parametrize("name,simulator", on_simulators(sorted(BREVITAS), verilator=("mlp", "residual")))
 def test_brevitas_rtl_equals_qonnx_executor(brevitas_builds, tmp_path, name, simulator):
     path, build, xfile, ref = brevitas_builds[name]
     res = run_cli("sim", build, xfile, "-o", tmp_path / "y.npy", "--simulator", simulator)
@@ -330,3 +330,38 @@ def test_shipped_cicada_rtl(tmp_path, simulator):
     np.save(tmp_path / "x.npy", _calorimeter_images(40).reshape(40, -1))
     res = run_cli("sim", build, tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--simulator", simulator)
     assert res.returncode == 0 and "0 mismatches" in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+def test_brevitas_residual_reads_as_a_dag(brevitas_builds):
+    """The Brevitas residual block: an add of the block and its (quantized) input, a concatenation,
+    and every type from the model's quantizers (golden/RTL against the executor above)."""
+    path = brevitas_builds["residual"][0]
+    model = load_model(path)
+    joins = {getattr(layer, "kind", None): model.inputs_of(k) for k, layer in enumerate(model.layers)}
+    assert len(joins["add"]) == 2 and len(joins["concat"]) == 2
+    qmodel = apply_config(model)
+    add = next(layer for layer in qmodel.layers if layer.op == "add")
+    assert add.result_type.width == 10 and qmodel.input_type.width == 8
+
+
+@pytest.mark.parametrize("per_feature", [False, True])
+def test_quantized_scale_and_bias_match_the_qonnx_executor(tmp_path, per_feature):
+    """A Mul and an Add of quantized constants after a layer (a quantized batch norm, as Brevitas'
+    ScaleBias exports it): one per-channel layer whose weight and bias types come from the quantizers."""
+    rng = np.random.default_rng(11)
+    g = QonnxGraph((4,))
+    g.quant(2.0 ** -3, 7)
+    w = g.quant_of(g.const(rng.normal(0, 0.6, (4, 5))), 2.0 ** -3, 5)
+    g.op("MatMul", w)
+    g.quant(2.0 ** -2, 8)
+    factor = rng.normal(0, 1, (1, 5) if per_feature else ())
+    g.op("Mul", g.quant_of(g.const(factor), 2.0 ** -4, 6), name="scale")
+    g.op("Add", g.quant_of(g.const(rng.normal(0, 1, 5)), 2.0 ** -6, 10), name="shift")
+    g.quant(2.0 ** -3, 9, rounding="FLOOR")
+    path = g.save(tmp_path / "sb.onnx", 5)
+    qmodel = apply_config(load_model(path))
+    scale = qmodel.layers[-1]
+    assert scale.name == "scale" and scale.weight_type.width == 6 and scale.bias_type.width == 10
+    assert np.count_nonzero(scale.weights) <= 5    # diagonal
+    x = edge_inputs(4, 2.0 ** -3, -8.0, 7.875, rng)
+    assert np.array_equal(golden_floats(qmodel, x), qonnx_reference(path, x))

@@ -39,3 +39,28 @@ async def infer(ctx, net, x):
         assert cycle < 20 * (len(x) + net.latency) * net.ii
     ctx.set(net.in_valid, 0)
     return np.array(outputs, dtype=np.int64)
+
+
+def timed_stream(net, x: np.ndarray, gap_every: int = 3):
+    """Offer ``x`` with a gap every ``gap_every`` cycles; return (outputs, cycles of the accepting
+    edges, cycles of the outputs)."""
+    outputs, accepted_at, produced_at = [], [], []
+
+    async def bench(ctx):
+        k = cycle = 0
+        while len(outputs) < len(x) and cycle < 50 * (len(x) + net.latency) * net.ii:
+            offer = k < len(x) and cycle % gap_every != gap_every - 1
+            ctx.set(net.in_valid, offer)
+            if offer:
+                ctx.set(net.in_data, [int(v) for v in x[k]])
+            if offer and ctx.get(net.in_ready):
+                accepted_at.append(cycle)
+                k += 1
+            if ctx.get(net.out_valid):
+                outputs.append([int(v) for v in ctx.get(net.out_data)])
+                produced_at.append(cycle)
+            await ctx.tick()
+            cycle += 1
+
+    run(net, bench)
+    return np.array(outputs, dtype=np.int64), np.array(accepted_at), np.array(produced_at)

@@ -11,11 +11,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 
-__all__ = ["QonnxGraph", "qonnx_reference", "brevitas_mlp", "brevitas_cnn"]
+__all__ = ["QonnxGraph", "qonnx_reference", "brevitas_mlp", "brevitas_cnn", "brevitas_residual"]
 
 
 class QonnxGraph:
-    """A chain of ONNX/QONNX nodes on one float input ``x`` of shape ``[1, *shape]``."""
+    """ONNX/QONNX nodes on one float input ``x`` of shape ``[1, *shape]``: a chain through the
+    current tensor ``cur``, which :meth:`join` (or setting ``cur``) can branch and merge."""
 
     def __init__(self, shape):
         self.shape = tuple(shape)
@@ -44,6 +45,14 @@ class QonnxGraph:
         out = f"t{self._k}"
         self.nodes.append(helper.make_node(op_type, [self.cur, *inputs], [out], name=name or f"{op_type}_{self._k}",
                                            domain=domain, **attrs))
+        self.cur = out
+        return out
+
+    def join(self, op_type: str, *tensors, **attrs) -> str:
+        """A node joining computed tensors (``Add``, ``Concat``); it becomes the current tensor."""
+        self._k += 1
+        out = f"t{self._k}"
+        self.nodes.append(helper.make_node(op_type, list(tensors), [out], name=f"{op_type}_{self._k}", **attrs))
         self.cur = out
         return out
 
@@ -133,8 +142,9 @@ def brevitas_mlp(path: Path, seed: int = 0, steps: int = 40) -> Path:
 
 
 def brevitas_cnn(path: Path, seed: int = 0, steps: int = 30) -> Path:
-    """A Brevitas CNN on 2x6x6 maps: a 3x3 conv with 5-bit weights, a depthwise 3x3 conv
-    (groups = channels), ReLU quantizers, a max pool and a dense output layer."""
+    """A Brevitas CNN on 2x6x6 maps: a 3x3 conv with 5-bit weights, a quantized per-channel
+    scale and bias (``BatchNorm2dToQuantScaleBias``: a Mul and an Add of constants), a depthwise
+    3x3 conv (groups = channels), ReLU quantizers, a max pool and a dense output layer."""
     import torch
     import brevitas.nn as qnn
     from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int16Bias,
@@ -145,6 +155,9 @@ def brevitas_cnn(path: Path, seed: int = 0, steps: int = 30) -> Path:
         qnn.QuantConv2d(2, 4, 3, padding=1, weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=5,
                         bias_quant=Int16Bias, return_quant_tensor=True),
         qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=6, return_quant_tensor=True),
+        qnn.BatchNorm2dToQuantScaleBias(4, weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int16Bias,
+                                        return_quant_tensor=True),
+        qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True),
         qnn.QuantConv2d(4, 4, 3, groups=4, weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=6,
                         bias_quant=Int16Bias, return_quant_tensor=True),
         qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=6, return_quant_tensor=True),
@@ -157,5 +170,44 @@ def brevitas_cnn(path: Path, seed: int = 0, steps: int = 30) -> Path:
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(128, 2, 6, 6, generator=gen)
     y = torch.stack([x[:, 0].mean((1, 2)), x[:, 1, :3].mean((1, 2)), x[:, :, 1:5, 1:5].std((1, 2, 3))], 1)
+    _train(model, x, y, steps, seed)
+    return _export(model, x[:1], path)
+
+
+def brevitas_residual(path: Path, seed: int = 0, steps: int = 30) -> Path:
+    """A Brevitas residual block (8 -> 8 -> 8, the input added back, then the block's hidden
+    activations concatenated before a dense output of 3): quantizers on both inputs of the add,
+    one after it and one after the concatenation."""
+    import torch
+    import brevitas.nn as qnn
+    from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int16Bias,
+                                Uint8ActPerTensorFixedPoint)
+    act, weight = Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint
+
+    class Residual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=act)
+            self.fc1 = qnn.QuantLinear(8, 8, bias=True, input_quant=act, weight_quant=weight, weight_bit_width=6,
+                                       bias_quant=Int16Bias)
+            self.relu = qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=6)
+            self.fc2 = qnn.QuantLinear(8, 8, bias=True, input_quant=Uint8ActPerTensorFixedPoint, weight_quant=weight,
+                                       weight_bit_width=6, bias_quant=Int16Bias)
+            self.branch_q = qnn.QuantIdentity(act_quant=act)
+            self.sum_q = qnn.QuantIdentity(act_quant=act, bit_width=10)
+            self.out = qnn.QuantLinear(16, 3, bias=True, input_quant=act, weight_quant=weight, bias_quant=Int16Bias)
+            self.out_q = qnn.QuantIdentity(act_quant=act, bit_width=10)
+
+        def forward(self, x):
+            x = self.inp(x)
+            h = self.relu(self.fc1(x))
+            r = self.sum_q(self.branch_q(self.fc2(h)) + x)
+            return self.out_q(self.out(torch.cat([r, h], dim=1)))
+
+    torch.manual_seed(seed)
+    model = Residual()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 8, generator=gen)
+    y = torch.stack([x[:, :3].sum(1), x[:, 3] * x[:, 4], x[:, 5:].mean(1)], 1)
     _train(model, x, y, steps, seed)
     return _export(model, x[:1], path)

@@ -190,6 +190,46 @@ def test_batchnorm_folded_into_conv_and_gemm():
     np.testing.assert_allclose(float_forward(fm, x), expected, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("form", ["batchnorm", "mul_add"])
+def test_per_channel_scale_on_2d_maps_equals_onnxruntime(form):
+    """A BatchNormalization after a ReLU (not foldable), or a Mul and an Add of per-channel constants
+    (as Brevitas exports its scale-bias), on 2-D maps: one 1x1 tap per channel; values dyadic, so
+    onnxruntime's float32 is exact."""
+    import onnxruntime
+    rng = np.random.default_rng(9)
+    c = 3
+    inits = {"w": rng.integers(-4, 4, (c, 2, 3, 3)) / 4}
+    scale, shift = rng.integers(-8, 8, c) / 4, rng.integers(-8, 8, c) / 8
+    nodes = [helper.make_node("Conv", ["x", "w"], ["h"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["h"], ["r"], name="relu")]
+    if form == "batchnorm":   # var + eps = 1/4: the scale is gamma * 2, exactly
+        inits.update(g=scale / 2, b=shift, m=np.zeros(c), v=np.full(c, 0.25 - 2.0 ** -6))
+        nodes.append(helper.make_node("BatchNormalization", ["r", "g", "b", "m", "v"], ["y"], name="bn",
+                                      epsilon=2.0 ** -6))
+    else:
+        inits.update(s=scale.reshape(1, c, 1, 1), t=shift.reshape(c, 1, 1))
+        nodes += [helper.make_node("Mul", ["s", "r"], ["p"], name="scale"),
+                  helper.make_node("Add", ["p", "t"], ["y"], name="shift")]
+    model = _graph(nodes, [2, 4, 4], [c, 4, 4], inits)
+    fm = load_model(model)
+    assert [type(layer).__name__ for layer in fm.layers] == ["Conv", "Activation", "Conv"]
+    assert fm.layers[2].kernel == (1, 1) and fm.layers[2].name == ("bn" if form == "batchnorm" else "scale")
+    qmodel = apply_config(fm, {"input": "fixed<8,4,RND,SAT>", "default": {"weight": "fixed<8,4>",
+                                                                        "bias": "fixed<8,4>"}})
+    x = rng.integers(-128, 128, (12, 2, 4, 4)) / 16
+    ref = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x.astype(np.float32)})[0]
+    codes = predict_codes(qmodel, quantize(x.reshape(12, -1), qmodel.input_type))
+    assert np.array_equal(codes * 2.0 ** -qmodel.output_type.frac, ref.reshape(12, -1))
+
+
+def test_mul_by_a_constant_varying_within_a_channel_is_an_error():
+    nodes = [helper.make_node("Conv", ["x", "w"], ["h"], name="conv"),
+             helper.make_node("Mul", ["h", "s"], ["y"], name="scale")]
+    model = _graph(nodes, [1, 3, 3], [1, 3, 3], {"w": np.ones((1, 1, 1, 1)), "s": np.arange(9.0).reshape(1, 3, 3)})
+    with pytest.raises(RtlgenError, match=r"'scale' \(Mul\): the factor varies within a channel"):
+        load_model(model)
+
+
 def test_same_lower_and_valid_auto_pad():
     rng = np.random.default_rng(4)
     w = rng.normal(size=(1, 1, 2, 2))

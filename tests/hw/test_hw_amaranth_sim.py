@@ -7,38 +7,12 @@ input, and ``in_ready`` enforces the II.
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
+from helpers.core import timed_stream as simulate
 from rtlgen.frontends.python_api import mlp
 from rtlgen.golden.network import predict_codes
 from rtlgen.hw.network import Network
 from rtlgen.ir.config import apply_config
-
-
-def simulate(net: Network, x: np.ndarray, gap_every: int = 3):
-    outputs, accepted_at, produced_at = [], [], []
-
-    async def bench(ctx):
-        k = cycle = 0
-        while len(outputs) < len(x) and cycle < 50 * (len(x) + net.latency) * net.ii:
-            offer = k < len(x) and cycle % gap_every != gap_every - 1
-            ctx.set(net.in_valid, offer)
-            if offer:
-                ctx.set(net.in_data, [int(v) for v in x[k]])
-            if offer and ctx.get(net.in_ready):
-                accepted_at.append(cycle)
-                k += 1
-            if ctx.get(net.out_valid):
-                outputs.append([int(v) for v in ctx.get(net.out_data)])
-                produced_at.append(cycle)
-            await ctx.tick()
-            cycle += 1
-
-    sim = Simulator(net)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return np.array(outputs, dtype=np.int64), np.array(accepted_at), np.array(produced_at)
 
 
 @pytest.mark.parametrize("reuse", [1, 2, 3, 5, "full"])
