@@ -218,7 +218,8 @@ def add_commands(sub) -> None:
     p.add_argument("model", help="model file: a network (.onnx) or a decision forest (xgboost .json/.ubj, "
                                  "LightGBM .txt, scikit-learn .pkl/.joblib, conifer .json); a forest is "
                                  "analysed with both sets stored")
-    p.add_argument("--config", "-c", required=True, help="precision configuration (YAML or JSON)")
+    p.add_argument("--config", "-c", help="precision configuration (YAML or JSON); optional for a "
+                                           "network whose quantizers give its types (QONNX)")
     p.add_argument("--data", "-d", required=True,
                    help="X.npy: float inputs [N, n_in] or [N, C, H, W], [N, n_features] for a forest "
                         "(integer codes with --raw)")

@@ -488,20 +488,21 @@ class _Walker:
         self.input_type = None  # the type of a quantizer on the graph input
         self.pending_q = None   # (QuantizeLinear node index, its Quantizer) waiting for its DequantizeLinear
         self.source = -1        # the layer whose output the current tensor is (-1: the input)
-        self.shared = False     # the current tensor feeds several nodes: nothing may change its producer
+        self.shared = False     # other nodes read that output too: nothing may change its producer
 
     #: what the walker knows about the current tensor (saved per tensor, restored to walk on from it)
-    STATE = ("n", "rank", "batch", "shape", "last_dense", "pending_pad", "pending_q", "source")
+    STATE = ("n", "rank", "batch", "shape", "last_dense", "pending_pad", "pending_q", "source", "shared")
 
     def save(self) -> dict:
         return {key: getattr(self, key) for key in self.STATE}
 
-    def load(self, state: dict, shared: bool, tensor: str) -> None:
-        """Walk on from ``tensor`` (its saved ``state``); ``shared``: other nodes read it too."""
+    def load(self, state: dict, fanout: bool, tensor: str) -> None:
+        """Walk on from ``tensor`` (its saved ``state``); ``fanout``: other nodes read it too.  A tensor
+        that is the same layer output as a shared one (through Identity, Flatten, ...) is shared too."""
         for key in self.STATE:
             setattr(self, key, state[key])
-        self.shared = shared
-        if shared:
+        self.shared = self.shared or fanout
+        if self.shared:
             self.last_dense = None   # folding a bias or a BatchNorm would change the other readers' input
             if self.pending_pad is not None:
                 self._unfoldable_pad(f"its output {tensor!r} feeds several nodes")
@@ -562,8 +563,8 @@ class _Walker:
                 (sum(st["shape"][0] for st in ins),) + tuple(first["shape"][1:])
         self.layers.append(Merge(name=name, kind=op.lower(), sizes=tuple(st["n"] for st in ins), shape=shape))
         self.sources.append(tuple(st["source"] for st in ins))
-        self.load({**first, "n": n, "shape": shape, "last_dense": None, "source": len(self.layers) - 1},
-                  False, node.output[0])
+        self.load({**first, "n": n, "shape": shape, "last_dense": None, "source": len(self.layers) - 1,
+                   "shared": False}, False, node.output[0])
 
     def data_and_consts(self, index: int, cur: str):
         node = self.g.graph.node[index]

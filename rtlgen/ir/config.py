@@ -602,6 +602,10 @@ def apply_config(model: FloatModel, config=None) -> QModel:
             if layer.n_in != size:
                 raise RtlgenError(f"{where}: expects {layer.n_in} inputs but the previous layer gives {size}")
             needed = ("weight",) if isinstance(layer, Pool) or "weight" in from_model else ("weight", "bias")
+            if isinstance(layer, Pool) and "weight" not in merged:   # 1/n exact when it is short
+                factors = np.unique(pool_matrix(layer.in_shape, layer.kernel, layer.stride, layer.pads,
+                                                layer.count_include_pad))
+                merged["weight"] = str(_exact_param_type(factors[factors != 0], where, "window factor 1/n"))
             for key in needed:
                 if key not in merged:
                     raise RtlgenError(f"config: no '{key}' type for {where}: set default.{key} or layers.{layer.name}.{key}")

@@ -30,9 +30,7 @@ class ForestKind(KindBase):
     model_type = QForest
 
     def quantized_model(self, model_path, config):
-        if config is None:
-            raise RtlgenError("a decision forest needs a configuration (--config/-c): its input, threshold "
-                              "and score types come from there")
+        _need_config(config)
         return quantize_forest(load_forest(model_path), load_config(config))
 
     # -- the build ---------------------------------------------------------
@@ -85,5 +83,12 @@ class ForestKind(KindBase):
     def sensitivity_model(self, model_path, config):
         """The quantized forest, both sets analysed as stored whatever the configured storage, and the
         module that analyses its bit-flip sensitivity (``tmr-analysis``)."""
+        _need_config(config)
         cfg = forest_sensitivity.stored_config(load_config(config))
         return quantize_forest(load_forest(model_path), cfg), forest_sensitivity
+
+
+def _need_config(config) -> None:
+    if config is None:
+        raise RtlgenError("a decision forest needs a configuration (--config/-c): its input, threshold "
+                          "and score types come from there")

@@ -3,6 +3,8 @@ rtlgen's golden model and RTL equal the QONNX reference executor bit for bit."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -365,3 +367,16 @@ def test_quantized_scale_and_bias_match_the_qonnx_executor(tmp_path, per_feature
     assert np.count_nonzero(scale.weights) <= 5    # diagonal
     x = edge_inputs(4, 2.0 ** -3, -8.0, 7.875, rng)
     assert np.array_equal(golden_floats(qmodel, x), qonnx_reference(path, x))
+
+
+def test_tmr_analysis_takes_a_qonnx_model_without_config(tmp_path):
+    from helpers.paths import ROOT
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).normal(size=(40, 57)))
+    res = run_cli("tmr-analysis", ROOT / "models" / "axol1tl_qonnx.onnx", "-d", tmp_path / "x.npy", "-n", "16",
+                  "-o", tmp_path / "sens")
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "sens" / "sensitivity.json").read_text())
+    assert [entry["name"] for entry in report["layers"]][:3] == ["node_linear", "node_linear_1", "node_linear_2"]
+    # a model without quantizers still needs one, and says so
+    res = run_cli("tmr-analysis", ROOT / "models" / "jet_mlp.onnx", "-d", tmp_path / "x.npy", "-o", tmp_path / "s2")
+    assert "missing 'input'" in assert_one_line_error(res)

@@ -220,3 +220,25 @@ def test_config_errors_name_the_merge_layer(tmp_path):
     with pytest.raises(RtlgenError, match="io: stream builds a chain of layers.*residual adds or "
                                           "concatenations: use io: parallel"):
         apply_config(model, {**EXACT, "layers": {"conv1": {"io": "stream"}}})
+
+
+def test_quantizer_on_a_shared_tensor_is_a_layer_of_its_own(tmp_path):
+    """A quantizer on one branch (behind an Identity) must not round the tensor the other branch
+    reads: it becomes a linear layer, and the layer before it keeps its exact result."""
+    rng = np.random.default_rng(5)
+    g = QonnxGraph((4,))
+    x = g.quant(2.0 ** -3, 7)
+    w = g.quant_of(g.const(rng.normal(0, 0.6, (4, 4))), 2.0 ** -3, 5)
+    h = g.op("MatMul", w, name="fc")
+    g.op("Identity")
+    q = g.quant(2.0 ** -1, 4, rounding="FLOOR")
+    g.join("Add", q, h)
+    g.join("Concat", g.cur, x, axis=1)
+    g.quant(2.0 ** -6, 12)
+    path = g.save(tmp_path / "shared.onnx", 8)
+    model = load_model(path)
+    assert [getattr(layer, "kind", "dense") for layer in model.layers] == ["dense", "linear", "add", "concat"]
+    assert "result" not in model.layers[0].types and model.sources == [(-1,), (0,), (1, 0), (2, -1)]
+    qmodel = apply_config(model)
+    x = np.vstack([rng.uniform(-9, 9, (200, 4)), np.full((1, 4), 9.0), np.full((1, 4), -9.0)]).astype(np.float32)
+    assert np.array_equal(golden_floats(qmodel, x), qonnx_reference(path, x))

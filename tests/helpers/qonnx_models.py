@@ -144,7 +144,8 @@ def brevitas_mlp(path: Path, seed: int = 0, steps: int = 40) -> Path:
 def brevitas_cnn(path: Path, seed: int = 0, steps: int = 30) -> Path:
     """A Brevitas CNN on 2x6x6 maps: a 3x3 conv with 5-bit weights, a quantized per-channel
     scale and bias (``BatchNorm2dToQuantScaleBias``: a Mul and an Add of constants), a depthwise
-    3x3 conv (groups = channels), ReLU quantizers, a max pool and a dense output layer."""
+    3x3 conv (groups = channels), ReLU quantizers, a truncating 2x2 average pool (an AveragePool and
+    a QONNX Trunc) and a dense output layer."""
     import torch
     import brevitas.nn as qnn
     from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int16Bias,
@@ -161,7 +162,7 @@ def brevitas_cnn(path: Path, seed: int = 0, steps: int = 30) -> Path:
         qnn.QuantConv2d(4, 4, 3, groups=4, weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=6,
                         bias_quant=Int16Bias, return_quant_tensor=True),
         qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=6, return_quant_tensor=True),
-        torch.nn.MaxPool2d(2),
+        qnn.TruncAvgPool2d(2, stride=2, bit_width=6, return_quant_tensor=True),
         torch.nn.Flatten(),
         qnn.QuantLinear(4 * 2 * 2, 3, bias=True, weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int16Bias,
                         return_quant_tensor=True),
