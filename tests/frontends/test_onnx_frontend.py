@@ -329,7 +329,12 @@ def test_dangling_data_path_rejected():
     nodes = [helper.make_node("Relu", ["x"], ["h"], name="r"),
              helper.make_node("Identity", ["w"], ["y"], name="const_out")]
     proto = _proto(nodes, [_vi("x", [1, 3])], [_vi("y", [3, 4])], [_init("w", W34)])
-    with pytest.raises(RtlgenError, match=r"stops at tensor 'h'"):
+    with pytest.raises(RtlgenError, match=r"the graph output 'y' does not depend on the input 'x'"):
+        load_onnx(proto)
+    nodes = [helper.make_node("Relu", ["x"], ["h"], name="r"),
+             helper.make_node("Gemm", ["x", "w"], ["y"], name="fc")]
+    proto = _proto(nodes, [_vi("x", [1, 3])], [_vi("y", [1, 4])], [_init("w", W34)])
+    with pytest.raises(RtlgenError, match=r"data path stops at node 'r' \(Relu\): its output 'h' does not lead"):
         load_onnx(proto)
 
 
