@@ -26,6 +26,7 @@ from . import __version__, progress
 from .cli_board import add_board_command
 from .cli_flows import TOOLS, _positive_float, _positive_int, add_commands
 from .errors import RtlgenError, RtlgenWarning, Terminated
+from .flows.batch_sim import BATCH_MIN_VECTORS, run_batch
 from .flows.sim import run_sim
 from .kinds import kind_for_build, kind_for_model_file
 from .npyio import check_output, load_array, save_array
@@ -59,14 +60,34 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def sim_engine(engine: str, simulator: str | None, n: int) -> str:
+    """The engine ``rtlgen sim`` runs: ``batch`` (compiled Verilator testbench) or ``cocotb``."""
+    if engine == "auto":
+        engine = "batch" if n >= BATCH_MIN_VECTORS and simulator in (None, "verilator") else "cocotb"
+    if engine == "batch" and simulator == "icarus":
+        raise RtlgenError("the batch engine runs on Verilator: drop --simulator icarus, or use --engine cocotb")
+    return engine
+
+
 def cmd_sim(args) -> int:
     kind, qmodel, codes = _model_and_codes(args)
     expected = kind.predict_codes(qmodel, codes)
-    out = run_sim(args.outdir, codes, simulator=args.simulator, expected=expected if args.check else None)
+    engine = sim_engine(args.engine, args.simulator, len(codes))
+    if args.gap is not None and not 0.0 <= args.gap < 1.0:
+        raise RtlgenError(f"--gap must be in [0, 1), got {args.gap}")
+    if engine == "batch":
+        out, figures = run_batch(args.outdir, codes, expected if args.check else None,
+                                 gap=args.gap if args.gap is not None else 0.0)
+        where = f"verilator (batch engine, {figures['vectors_per_second']:,.0f} vectors/s)"
+    else:
+        simulator = args.simulator or "icarus"
+        out = run_sim(args.outdir, codes, simulator=simulator, expected=expected if args.check else None,
+                      gap=args.gap if args.gap is not None else 0.3)
+        where = simulator
     differs = np.asarray(out, dtype=object) != np.asarray(expected, dtype=object)
     mismatches = int(np.sum(np.any(differs, axis=1)))
     save_array(args.output, kind.output_values(qmodel, out, args.raw), protected=(args.input,))
-    print(f"simulated {len(codes)} vectors on {args.simulator}: {mismatches} mismatches against the golden model")
+    print(f"simulated {len(codes)} vectors on {where}: {mismatches} mismatches against the golden model")
     return 0
 
 
@@ -115,12 +136,20 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="inputs and outputs are integer codes")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("sim", help="run the generated RTL in cocotb")
+    p = sub.add_parser("sim", help="run the generated RTL in a simulator (cocotb bench, or a compiled "
+                                   "Verilator testbench for many vectors)")
     p.add_argument("outdir", help="build folder")
     p.add_argument("input", help="IN.npy: float inputs [N, n_in] (integer codes with --raw)")
     p.add_argument("-o", "--output", required=True, help="OUT.npy to write (what the hardware produced)")
     p.add_argument("--raw", action="store_true", help="inputs and outputs are integer codes")
-    p.add_argument("--simulator", choices=["icarus", "verilator"], default="icarus")
+    p.add_argument("--simulator", choices=["icarus", "verilator"],
+                   help="the cocotb engine's simulator (default icarus); the batch engine is Verilator")
+    p.add_argument("--engine", choices=["auto", "cocotb", "batch"], default="auto",
+                   help=f"cocotb: the Python bench; batch: a compiled Verilator testbench, no Python per "
+                        f"cycle, built once per core and cached; auto (default): batch from "
+                        f"{BATCH_MIN_VECTORS:,} vectors on unless --simulator icarus")
+    p.add_argument("--gap", type=float, help="probability of idling in_valid for a cycle, in [0, 1) "
+                                             "(default: 0.3 with cocotb, 0 with batch)")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="do not fail on a mismatch against the golden model (still counted)")
     p.set_defaults(func=cmd_sim)

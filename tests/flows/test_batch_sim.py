@@ -1,0 +1,174 @@
+"""The batch engine (a compiled Verilator testbench): word packing, every core kind against the
+golden model and the cocotb bench, protocol checks, the build cache and ``rtlgen sim --engine``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers.cli import assert_one_line_error, run_cli
+from helpers.forests import chain_tree, full_tree, leaf_tree
+from rtlgen.cli import sim_engine
+from rtlgen.errors import RtlgenError
+from rtlgen.flows.batch_sim import BATCH_MIN_VECTORS, cache_root, harness_source, pack_words, run_batch, unpack_words
+from rtlgen.flows.sim import run_sim
+from rtlgen.frontends.python_api import mlp
+from rtlgen.golden import forest as forest_golden
+from rtlgen.golden.network import predict_codes
+from rtlgen.ir.config import apply_config
+from rtlgen.ir.conv import Conv
+from rtlgen.ir.forest import Forest
+from rtlgen.ir.forest_config import quantize_forest
+from rtlgen.ir.model import Activation, Dense, FloatModel
+from rtlgen.kinds import save_build
+
+
+@given(st.data())
+@settings(max_examples=200, deadline=None)
+def test_pack_and_unpack_are_inverse(data):
+    width = data.draw(st.integers(1, 64))
+    count = data.draw(st.integers(1, 9))
+    signed = data.draw(st.booleans())
+    lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, min((1 << width) - 1, (1 << 63) - 1))
+    rows = data.draw(st.lists(st.lists(st.integers(lo, hi), min_size=count, max_size=count), min_size=1, max_size=5))
+    codes = np.array(rows, dtype=np.int64)
+    words = pack_words(codes, width)
+    assert words.shape == (len(rows), max(1, -(-count * width // 32)))
+    # the words hold element k at bits [k*width, (k+1)*width), two's complement
+    for r, row in enumerate(rows):
+        value = sum(int(c) << (32 * i) for i, c in enumerate(words[r]))
+        assert value == sum((v & ((1 << width) - 1)) << (k * width) for k, v in enumerate(row))
+    assert np.array_equal(unpack_words(words, width, count, signed), codes)
+
+
+def test_harness_reads_wide_ports_by_chunks():
+    manifest = {"top": "wide", "ports": {"clk": 1, "rst": 1, "in_valid": 1, "in_ready": 1, "in_data": 100,
+                                         "out_valid": 1, "out_data": 40, "cfg_we": 1, "scl_i": 1}}
+    src = harness_source(manifest)
+    assert "for (int i = 0; i < 4; ++i) top->in_data[i] = w[i];" in src
+    assert "w[0] = (uint32_t)top->out_data; w[1] = (uint32_t)(top->out_data >> 32);" in src
+    assert "top->cfg_we = 0;" in src and "top->scl_i = 1;" in src and "cfg_addr" not in src
+
+
+# -- every core kind: batch engine == golden model == cocotb bench ------------------------------------
+
+def _tmr_mlp():
+    rng = np.random.default_rng(1)
+    model = mlp([rng.normal(0, 1, (5, 7)), rng.normal(0, 1, (7, 3))], [rng.normal(0, 1, 7), rng.normal(0, 1, 3)],
+                activations="relu", name="tmr_mlp")
+    cfg = {"input": "fixed<6,2,RND,SAT>", "default": {"weight": "fixed<5,1,RND,SAT>", "bias": "fixed<6,2,RND,SAT>",
+                                                      "result": "fixed<9,4,RND_CONV,SAT>"},
+           "layers": {model.layers[0].name: {"storage": "tmr", "reuse_factor": 3}}}
+    return apply_config(model, cfg)
+
+
+def _stream_cnn():
+    rng = np.random.default_rng(2)
+    conv = Conv("c", rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3), (2, 5, 5), (1, 1), (1, 1, 1, 1))
+    dense = Dense("d", rng.normal(size=(conv.n_out, 4)), rng.normal(size=4))
+    model = FloatModel("stream_cnn", 50, [conv, Activation("r", "relu"), dense], input_shape=(2, 5, 5))
+    cfg = {"input": "fixed<6,2,RND,SAT>", "default": {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<8,4,RND,SAT>",
+                                                      "result": "fixed<9,4,RND_CONV,SAT>"},
+           "layers": {"c": {"io": "stream", "reuse_factor": 2}}}
+    return apply_config(model, cfg)
+
+
+def _forest():
+    rng = np.random.default_rng(5)
+    trees = [chain_tree(rng, 6, 5, 0), full_tree(rng, 6, 3, 0), full_tree(rng, 6, 2, 1), leaf_tree(0.5, 1)]
+    forest = Forest("forest", 6, 2, trees, [0.1, -0.2], "le_f64")
+    return quantize_forest(forest, {"input": "fixed<7,3,RND,SAT>", "score": "fixed<9,3,RND,SAT>",
+                                    "pipeline": "per_level", "reuse_factor": 2})
+
+
+CORES = {"tmr_mlp": (_tmr_mlp, predict_codes), "stream_cnn": (_stream_cnn, predict_codes),
+         "forest": (_forest, forest_golden.predict_codes)}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    """Compiled testbenches go to one folder per test session (per xdist worker)."""
+    monkeypatch.setenv("RTLGEN_CACHE", str(tmp_path_factory.getbasetemp() / "batch_cache"))
+
+
+@pytest.fixture(scope="module")
+def cores(build_cache):
+    def make(case, outdir):
+        make_model, golden = CORES[case]
+        q = make_model()
+        save_build(q, outdir)
+        rng = np.random.default_rng(len(case))
+        t = q.input_type
+        x = rng.integers(t.min_code, t.max_code + 1, (3000, q.n_in))
+        x[0], x[1] = t.min_code, t.max_code
+        return outdir, x, golden(q, x)
+    return build_cache(make)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("case", sorted(CORES))
+def test_batch_engine_equals_golden_and_the_cocotb_bench(cores, case, tmp_path):
+    outdir, x, expected = cores(case)
+    out, figures = run_batch(outdir, x, expected, gap=0.3, seed=4)
+    assert np.array_equal(out, expected)
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    assert figures["wrong_latency"] == 0 and figures["latency_min"] == figures["latency_max"] == manifest["latency"]
+    assert figures["min_spacing"] >= manifest.get("ii", 1) and figures["accepted"] == len(x)
+    cocotb = run_sim(outdir, x[:60], simulator="verilator", expected=expected[:60], work_dir=tmp_path / "sim")
+    assert np.array_equal(cocotb, out[:60])
+
+
+@pytest.mark.sim
+def test_protocol_errors_and_mismatches_are_named(cores, tmp_path):
+    outdir, x, expected = cores("tmr_mlp")
+    wrong = expected.copy()
+    wrong[7, 1] += 1
+    with pytest.raises(RtlgenError, match=r"1 of 3000 vectors differ from the golden model; first: vector 7"):
+        run_batch(outdir, x, wrong)
+    # a manifest that promises another latency: every result is late or early
+    liar = tmp_path / "liar"
+    shutil.copytree(outdir, liar)
+    manifest = json.loads((liar / "manifest.json").read_text())
+    manifest["latency"] += 1
+    (liar / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RtlgenError, match=r"protocol error.*vector 0: accepted at cycle \d+, out_valid at cycle \d+: "
+                                          r"latency \d+, manifest says \d+"):
+        run_batch(liar, x[:50])
+
+
+@pytest.mark.sim
+def test_a_second_run_reuses_the_compiled_testbench(cores):
+    outdir, x, expected = cores("forest")
+    run_batch(outdir, x[:10], expected[:10])
+    built = sorted(p for p in cache_root().iterdir() if p.name.startswith("forest-"))
+    stamp = (built[0] / "Vsim").stat().st_mtime_ns
+    run_batch(outdir, x[:20], expected[:20])
+    again = sorted(p for p in cache_root().iterdir() if p.name.startswith("forest-"))
+    assert again == built and (built[0] / "Vsim").stat().st_mtime_ns == stamp
+
+
+def test_engine_choice():
+    assert sim_engine("auto", None, BATCH_MIN_VECTORS) == "batch"
+    assert sim_engine("auto", "verilator", BATCH_MIN_VECTORS - 1) == "cocotb"
+    assert sim_engine("auto", "icarus", 10 * BATCH_MIN_VECTORS) == "cocotb"
+    assert sim_engine("cocotb", None, 10) == "cocotb"
+    with pytest.raises(RtlgenError, match="the batch engine runs on Verilator"):
+        sim_engine("batch", "icarus", 10)
+
+
+@pytest.mark.sim
+def test_cli_sim_on_the_batch_engine(cores, tmp_path):
+    outdir, x, expected = cores("stream_cnn")
+    np.save(tmp_path / "x.npy", x)
+    res = run_cli("sim", outdir, tmp_path / "x.npy", "--raw", "--engine", "batch", "-o", tmp_path / "y.npy")
+    assert res.returncode == 0, res.stderr
+    assert "on verilator (batch engine" in res.stdout and "0 mismatches" in res.stdout
+    assert np.array_equal(np.load(tmp_path / "y.npy"), expected)
+    res = run_cli("sim", outdir, tmp_path / "x.npy", "--raw", "--engine", "batch", "--gap", "1.5",
+                  "-o", tmp_path / "y2.npy")
+    assert "--gap must be in [0, 1)" in assert_one_line_error(res)
