@@ -48,8 +48,14 @@ BATCH_MIN_VECTORS = 20_000
 RESET_CYCLES = 4
 #: the level each configuration input rests at (as in the cocotb bench)
 CONFIG_IDLE = {"cfg_we": 0, "cfg_addr": 0, "cfg_wdata": 0, "scl_i": 1, "sda_i": 1}
-#: C++ optimisation of the model and the testbench (a build once, then many vectors)
-OPT_FLAGS = ("-O2",)
+#: C++ optimisation of the model and the testbench (a build once, then many vectors);
+#: ``RTLGEN_BATCH_CFLAGS`` (space separated) replaces it
+OPT_FLAGS = ("-O1",)
+
+
+def _opt_flags() -> tuple:
+    override = os.environ.get("RTLGEN_BATCH_CFLAGS")
+    return tuple(override.split()) if override is not None else OPT_FLAGS
 
 
 def cache_root() -> Path:
@@ -323,7 +329,8 @@ def _build(outdir: Path, manifest: dict) -> Path:
     key.update(verilog.read_bytes())
     key.update(source.encode())
     build_env = tools.verilator_build_env()
-    key.update(json.dumps({"verilator": tools.verilator_version(), "flags": OPT_FLAGS,
+    flags = _opt_flags()
+    key.update(json.dumps({"verilator": tools.verilator_version(), "flags": flags,
                            "cxx": os.environ.get("CXX", ""),
                            "cxxflags": build_env.get("CXXFLAGS", os.environ.get("CXXFLAGS", ""))},
                           sort_keys=True).encode())
@@ -338,9 +345,9 @@ def _build(outdir: Path, manifest: dict) -> Path:
         shutil.copyfile(verilog, work / verilog.name)
         cmd = ["verilator", "--cc", "--exe", "--build", "-Wno-fatal", "-Wno-lint", "--top-module", top,
                "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
-               "-CFLAGS", " ".join(OPT_FLAGS), "-j", str(max(1, min(4, os.cpu_count() or 1))),
+               "-CFLAGS", " ".join(flags), "-j", str(max(1, min(4, os.cpu_count() or 1))),
                "--Mdir", "obj", "-o", "Vsim", verilog.name, "tb.cpp"]
-        with progress.stage(f"building the batch testbench of {top} (Verilator, C++ {' '.join(OPT_FLAGS)})"), \
+        with progress.stage(f"building the batch testbench of {top} (Verilator, C++ {' '.join(flags)})"), \
                 open(work / "build.log", "w") as log:
             res = tools.run_group(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT,
                                   env={**os.environ, **build_env})

@@ -119,7 +119,8 @@ def test_batch_engine_equals_golden_and_the_cocotb_bench(cores, case, tmp_path):
     manifest = json.loads((outdir / "manifest.json").read_text())
     assert figures["wrong_latency"] == 0 and figures["latency_min"] == figures["latency_max"] == manifest["latency"]
     assert figures["min_spacing"] >= manifest.get("ii", 1) and figures["accepted"] == len(x)
-    cocotb = run_sim(outdir, x[:60], simulator="verilator", expected=expected[:60], work_dir=tmp_path / "sim")
+    # the cocotb bench on the other simulator agrees
+    cocotb = run_sim(outdir, x[:60], simulator="icarus", expected=expected[:60], work_dir=tmp_path / "sim")
     assert np.array_equal(cocotb, out[:60])
 
 
