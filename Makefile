@@ -10,7 +10,7 @@ STAMP := $(VENV)/.rtlgen-setup-stamp
 # pytest-xdist workers (the CI machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: help setup tools test test-long demo bench bench-arith bench-boards bench-synth bench-synth-econt bench-tmr clean distclean
+.PHONY: help setup tools test test-long demo bench bench-sim bench-arith bench-boards bench-synth bench-synth-econt bench-tmr clean distclean
 
 help:
 	@echo "make setup      create $(VENV) with rtlgen and its pinned dependencies, install Icarus Verilog"
@@ -18,6 +18,7 @@ help:
 	@echo "make test-long  the further Verilator runs of the shipped models and RTL cases"
 	@echo "make demo       run scripts/demo.py"
 	@echo "make bench      run bench/run.py"
+	@echo "make bench-sim    vectors/minute of the cocotb bench and the batch engine (jet MLP, ECON-T, 100-tree forest)"
 	@echo "make bench-arith  shift-and-add layers against da4ml on the same weights under the same Yosys (long)"
 	@echo "make bench-boards  bitstreams of the shipped board models: utilization, Fmax, link and self-test rates (long)"
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
@@ -104,6 +105,9 @@ bench-synth-econt: setup
 
 bench: setup
 	$(VPY) bench/run.py
+
+bench-sim: setup
+	$(VPY) bench/sim_engines.py --json build/bench_sim.json
 
 TMR_MODEL ?= small
 bench-tmr: setup

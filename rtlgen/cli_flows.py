@@ -19,6 +19,7 @@ from .emit.atomic import write_text_atomic
 from .emit.folder import record_result
 from .errors import RtlgenError
 from .flows.faults import run_campaign, summary_lines
+from .flows import regress
 from .flows.lint import WAIVERS, lint_build
 from .flows.report import report
 from .flows.sweep import sweep, variant_label
@@ -166,9 +167,24 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
                    help="native tools on PATH, YoWASP (pip) builds, or auto: native first (default)")
 
 
+def cmd_regress(args) -> int:
+    out = Path(args.output)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "results.jsonl").is_file())):
+        raise RtlgenError(f"{out} exists and is not a regress folder (no results.jsonl): choose a new folder, "
+                          "or the folder of the campaign to resume")
+    simulator = args.simulator
+    summary = regress.run_campaign(out, models=args.models, seed=args.seed, start=args.start, vectors=args.vectors,
+                                   simulator=simulator, jobs=args.jobs, scheduler=args.scheduler)
+    print(summary["markdown"], end="")
+    print(f"regress: {args.models} models (seed {args.seed}, from case {args.start}), {summary['vectors']:,} vectors "
+          f"on {simulator}: {summary['failed']} failed, {summary['mismatches']} mismatching vectors, "
+          f"{summary['seconds']} s; wrote results.jsonl, summary.md, summary.json in {out}")
+    return 1 if summary["failed"] else 0
+
+
 def add_commands(sub) -> None:
-    """Add ``lint``, ``synth``, ``faults``, ``report``, ``sweep`` and ``tmr-analysis`` to an argparse
-    subparsers object."""
+    """Add ``lint``, ``synth``, ``faults``, ``regress``, ``report``, ``sweep`` and ``tmr-analysis`` to an
+    argparse subparsers object."""
     p = sub.add_parser("lint", help="Verilator lint (-Wall) of a built core")
     p.add_argument("outdir", help="build folder")
     p.set_defaults(func=cmd_lint)
@@ -190,6 +206,24 @@ def add_commands(sub) -> None:
     p.add_argument("--vectors", type=_positive_int, default=24, help="input vectors streamed (default 24)")
     p.add_argument("--seed", type=int, default=1, help="seed of the samples and vectors (default 1)")
     p.set_defaults(func=cmd_faults)
+
+    p = sub.add_parser("regress", help="random valid models and configurations, each built, simulated and "
+                                       "compared with the golden model (on Dask)")
+    p.add_argument("-o", "--output", required=True,
+                   help="campaign folder: results.jsonl (one line per case, appended as they finish), "
+                        "summary.md/json, failures/case_<k>/ reproducers; run again to resume")
+    p.add_argument("--models", "-n", type=_positive_int, default=20, help="cases to run (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="campaign seed: case k is the same for a seed (default 0)")
+    p.add_argument("--start", type=int, default=0, help="first case index (default 0)")
+    p.add_argument("--vectors", type=_positive_int, default=1000,
+                   help="vectors per case: the edge vectors, then random ones (default 1000)")
+    p.add_argument("--simulator", choices=("batch", "icarus", "verilator"), default="batch",
+                   help="batch: the compiled Verilator testbench (default); icarus/verilator: the cocotb bench")
+    p.add_argument("--jobs", "-j", type=_positive_int, default=2,
+                   help="worker processes of the local Dask cluster (default 2)")
+    p.add_argument("--scheduler", help="a Dask scheduler (tcp://HOST:PORT) to run the cases on instead of a "
+                                       "local cluster")
+    p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("report", help="resource and latency report: OUTDIR/report.md, .json, .png")
     p.add_argument("outdir", help="build folder")
