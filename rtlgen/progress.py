@@ -262,7 +262,7 @@ class Counter:
             if self._tty:
                 self._redraw(now)
             else:
-                _emit_line(f"{self.text}: {self._count()}")
+                _emit_line(f"{self.text}: {self._count()}{self._left(now)}")
 
     def _count(self) -> str:
         if self.total:
@@ -275,6 +275,13 @@ class Counter:
         rate = self.done / elapsed
         unit = f" {self.unit}" if self.unit else ""
         return f"{rate:,.0f}{unit}/s" if rate >= 10 else f"{rate:.2g}{unit}/s"
+
+    def _left(self, now: float) -> str:
+        """``, <time> left`` at the rate so far (empty until there is one, or without a total)."""
+        elapsed = now - self.start
+        if not self.total or not self.done or elapsed <= 0 or self.done >= self.total:
+            return ""
+        return f", {_seconds((self.total - self.done) * elapsed / self.done)} left"
 
     def _redraw(self, now: float) -> None:
         """The terminal line: text, percentage, bar, count, rate, time left (most useful first)."""

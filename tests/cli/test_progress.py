@@ -134,6 +134,9 @@ def test_plain_counter_prints_a_line_every_few_seconds_at_most(monkeypatch, cloc
     assert 3 <= len(lines) <= 2 + int(12 / progress.PLAIN_INTERVAL)
     assert all(line.startswith("rtlgen: simulating 1,000 vectors on icarus: ") for line in lines[1:])
     assert lines[-1].endswith("1,000/1,000 (100%) in 12.0 s (83 vectors/s)")
+    # the lines in between say how long the rest takes at the rate so far (1000 updates in 12 s)
+    done = int(lines[1].split(": ")[2].split("/")[0].replace(",", ""))
+    assert lines[1].endswith(f", {(1000 - done) * 0.012:.1f} s left")
     assert capsys.readouterr().out == ""
 
 
