@@ -386,7 +386,7 @@ def _client(scheduler: str | None, jobs: int):
         raise RtlgenError("rtlgen regress needs dask.distributed: pip install 'dask[distributed]'") from None
     if scheduler:
         try:
-            return Client(scheduler, timeout="20s"), None
+            return Client(scheduler, timeout="10s"), None
         except (OSError, TimeoutError) as exc:
             raise RtlgenError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     cluster = LocalCluster(n_workers=max(1, int(jobs)), threads_per_worker=1, processes=True,
@@ -432,7 +432,7 @@ def run_campaign(out: Path, *, models: int, seed: int = 0, start: int = 0, vecto
                 cluster.close()
     chosen = [done[k] for k in range(start, start + models) if k in done]
     summary = summary_table(chosen)
-    summary.update(seed=seed, models=models, start=start, vectors=vectors, simulator=simulator,
+    summary.update(seed=seed, models=models, start=start, vectors_per_case=vectors, simulator=simulator,
                    seconds=round(time.perf_counter() - t0, 1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(summary["markdown"])
