@@ -64,6 +64,11 @@ def _signal_for(m: Module, op: Operand, name: str, domain: str | None) -> Operan
 
 def _wrap(t: FixedType):
     def wrap(x):
+        x = Value.cast(x)
+        if len(x) < t.width:
+            # widen first, with its sign: slicing a narrower value would drop the sign extension
+            # (a 6-bit -32 wrapped to 7 unsigned bits is 96, not 32)
+            x = x + Const(0, signed(t.width) if x.shape().signed else unsigned(t.width))
         low = x[:t.width]
         return low.as_signed() if t.signed else low
     return wrap

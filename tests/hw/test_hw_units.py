@@ -47,6 +47,10 @@ CAST_CASES = [
     (signed(6), 1, FixedType(8, 8, True, Quant.RND, Overflow.WRAP)),        # widening: shift left
     (signed(9), 0, FixedType(4, 6, True, Quant.RND_INF, Overflow.SAT_SYM)),  # negative frac target
     (signed(7), 6, FixedType(3, -1, False, Quant.TRN_ZERO, Overflow.SAT_ZERO)),
+    # a source narrower than the wrapped target: its sign must reach the target's top bits
+    (signed(3), 4, FixedType(7, 0, False, Quant.TRN_ZERO, Overflow.WRAP)),
+    (signed(4), 0, FixedType(9, 9, False, Quant.TRN, Overflow.WRAP)),
+    (signed(2), 1, FixedType(6, 4, True, Quant.RND, Overflow.WRAP)),
 ]
 
 
