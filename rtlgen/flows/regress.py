@@ -179,7 +179,7 @@ def random_case(seed: int, index: int) -> dict:
             if pool == "avg":
                 overrides["pool"]["weight"] = "fixed<8,1,RND,SAT>"
         layers.append({"op": "dense", "name": "fc", "n_out": int(rng.integers(1, 6)), "weight_scale": 0.5})
-        overrides["fc"] = _dense_options(rng)
+        overrides["fc"] = _dense_options(rng, stored_ok=not stream)    # a streamed core has no bus
         case.update(input_shape=[c, h, w], n_in=c * h * w)
     else:
         n_in = int(rng.integers(1, 13))

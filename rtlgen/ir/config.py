@@ -675,6 +675,11 @@ def apply_config(model: FloatModel, config=None) -> QModel:
             raise RtlgenError(f"{where}: unsupported layer type {type(layer).__name__}")
         layers.append(q)
         out_types[k], out_sizes[k] = q.result_type, q.n_out
+    stored = [q for q in layers if getattr(q, "storage", "constant") != "constant"]
+    if stream_state.any and stored:
+        raise RtlgenError(f"layer {stored[0].name!r}: storage {stored[0].storage!r} needs the configuration bus of "
+                          "a parallel core, and this model streams its first layers (io: stream): use storage: "
+                          "constant here, or io: parallel for every layer")
     if stream_state.any and not model.is_chain:
         raise RtlgenError(f"config: io: stream builds a chain of layers, and model {model.name!r} has "
                           "residual adds or concatenations: use io: parallel")

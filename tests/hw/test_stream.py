@@ -422,3 +422,13 @@ def test_sweep_caps_a_streamed_layer_at_its_window():
     big = apply_config(fm, _variant_config(cfg, limits, 1000))
     assert [layer.reuse_factor for layer in big.layers if isinstance(layer, QConv)] == \
         [limits[name] for name in ("c1", "c2", "ap")]
+
+
+def test_stored_weights_behind_a_streamed_stage_are_refused_by_the_config():
+    """A streamed core has no configuration bus: a stored layer after the stage is a config error."""
+    layers, own = _model("k3_same_c2")
+    model = FloatModel("m", prod(layers[0].in_shape), layers, input_shape=tuple(layers[0].in_shape))
+    cfg = {"input": "fixed<6,2,RND,SAT>", "default": TYPES, "layers": {**own, "d": {"storage": "register"}}}
+    with pytest.raises(RtlgenError, match=r"layer 'd': storage 'register' needs the configuration bus of a parallel "
+                                          r"core, and this model streams its first layers"):
+        apply_config(model, cfg)
