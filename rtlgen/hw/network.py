@@ -114,8 +114,8 @@ class Network(wiring.Component):
     chain (:class:`~rtlgen.ir.model.LayerGraph`) every layer is connected to
     the layers it reads, and each input of an add or concat that arrives
     before the others passes a :class:`~rtlgen.hw.merge.CodeDelay` of the
-    difference (``self.delays``), so that all arrive in the same cycle.  When some layer stores its
-    parameters (``storage`` ``register`` or ``tmr``) the core has a
+    difference (``self.delays``), so that all arrive in the same cycle.
+    When some layer stores its parameters (``storage`` ``register`` or ``tmr``) the core has a
     configuration bus (map in :mod:`rtlgen.hw.storage`; ``self.bus`` is its
     :class:`BusLayout`) that also holds the status registers
     (:mod:`rtlgen.hw.config_bus`); with the model's ``i2c`` option an

@@ -20,6 +20,7 @@ from rtlgen.hw.network import Network
 from rtlgen.hw.ports import CodeStreamSignature
 from rtlgen.ir.config import apply_config
 from rtlgen.kinds import save_build
+from rtlgen.ir.model import QModel
 from rtlgen.numerics.fixed import parse_type
 
 from test_differential import edge_vectors
@@ -95,3 +96,26 @@ def test_residual_rtl_matches_golden(tmp_path, case, simulator):
     expected = predict_codes(q, x)
     got = run_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim", seed=6)
     assert np.array_equal(np.asarray(got, dtype=object), np.asarray(expected, dtype=object))
+
+
+def test_a_tensor_added_to_itself_and_concatenated_with_the_input():
+    """``x + x`` (both inputs of the add one layer) and a concat with the core input, in Amaranth's
+    simulator: the doubled values saturate where the result type says so."""
+    from rtlgen.ir.merge import Merge
+    from rtlgen.ir.model import Dense, FloatModel
+    rng = np.random.default_rng(3)
+    model = FloatModel("twice", 3, [Dense("fc", rng.normal(size=(3, 3)), rng.normal(size=3)),
+                                    Merge("twice", "add", (3, 3)), Merge("join", "concat", (3, 3))],
+                       sources=[(-1,), (0, 0), (1, -1)])
+    q = apply_config(model, {**CFG, "layers": {"twice": {"result": "fixed<6,3,RND,SAT>"}}})
+    assert q.layers[2].in_types == (parse_type("fixed<6,3,RND,SAT>"), q.input_type)
+    net = Network(q)
+    x = edge_vectors(CFG["input"], 3, 30, seed=1)
+    got, accepted, produced = timed_stream(net, x)
+    want = predict_codes(q, x)
+    assert np.array_equal(got, want) and np.all(produced - accepted == net.latency)
+    fc = predict_codes(QModel("fc", q.input_type, 3, q.layers[:1]), x) * 2.0 ** -q.layers[0].result_type.frac
+    doubled = np.clip(np.floor(2 * fc * 8 + 0.5), -32, 31)        # fixed<6,3,RND,SAT>: 3 fraction bits
+    # the concat casts both to the default result type, fixed<9,4> (5 fraction bits), exactly here
+    assert q.layers[2].result_type == parse_type(CFG["default"]["result"])
+    assert np.array_equal(want[:, :3], doubled * 4) and np.array_equal(want[:, 3:], x * 2)
