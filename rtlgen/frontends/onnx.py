@@ -592,8 +592,9 @@ class _Walker:
         name = g.names[index]
         if op not in SUPPORTED_OPS or op == "Constant":
             raise RtlgenError(
-                f"{where} is not supported: rtlgen handles chains of "
-                f"{', '.join(o for o in SUPPORTED_OPS if o != 'Constant')} (plus Constant weights)")
+                f"{where} is not supported: rtlgen handles "
+                f"{', '.join(o for o in SUPPORTED_OPS if o != 'Constant')} (plus Constant weights, and Add or "
+                "Concat of two computed tensors where branches join)")
         pos = self.data_and_consts(index, cur)
         if len([o for o in node.output if o]) != 1:
             raise RtlgenError(f"{where}: expected exactly one output, found {len(node.output)}")
