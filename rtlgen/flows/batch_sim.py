@@ -355,17 +355,17 @@ def _build(outdir: Path, manifest: dict) -> Path:
             tail = "\n".join((work / "build.log").read_text(errors="replace").splitlines()[-15:])
             raise RtlgenError(f"the Verilator build of the batch testbench failed (log: {work / 'build.log'}):\n"
                               f"{tail}")
-        built = work / "obj" / "Vsim"
-        built.rename(work / "Vsim")
+        (work / "obj" / "Vsim").rename(work / "Vsim")
         shutil.rmtree(work / "obj", ignore_errors=True)
-        try:
-            work.rename(folder)
-        except OSError:        # another process finished the same build first
-            shutil.rmtree(work, ignore_errors=True)
-        work = None
-    finally:
-        if work is not None and work.exists() and not (work / "build.log").exists():
-            shutil.rmtree(work, ignore_errors=True)
+    except RtlgenError:
+        raise                   # the folder stays, with its build.log, for a look
+    except BaseException:       # Ctrl-C, SIGTERM, anything else: nothing half-built stays
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    try:
+        work.rename(folder)
+    except OSError:             # another process finished the same build first
+        shutil.rmtree(work, ignore_errors=True)
     return exe
 
 

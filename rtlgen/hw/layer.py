@@ -2,9 +2,10 @@
 
 A network top (:class:`rtlgen.hw.network.Network`,
 :class:`rtlgen.hw.stream.StreamNetwork`) chains its layers with
-``wiring.connect(m, previous.o, layer.i)``, sums their latencies, takes the
-largest II and connects every parameter bank to the configuration bus; the
-build reports count the multipliers.  :class:`LayerHardware` states what
+``wiring.connect(m, previous.o, layer.i)`` (a layer with several inputs names
+its ports in ``input_ports``, and each is connected to the layer it reads),
+sums their latencies, takes the largest II and connects every parameter bank
+to the configuration bus; the build reports count the multipliers.  :class:`LayerHardware` states what
 they use, and nothing more.  :class:`OneCycleLayer` is the base of the
 layers that compute in one registered step.
 """

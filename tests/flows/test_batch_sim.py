@@ -92,8 +92,9 @@ CORES = {"tmr_mlp": (_tmr_mlp, predict_codes), "stream_cnn": (_stream_cnn, predi
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path_factory, monkeypatch):
-    """Compiled testbenches go to one folder per test session (per xdist worker)."""
-    monkeypatch.setenv("RTLGEN_CACHE", str(tmp_path_factory.getbasetemp() / "batch_cache"))
+    """Compiled testbenches go to one folder per test session, shared by the xdist workers (a build
+    is moved into place whole, so two workers building the same core do not clash)."""
+    monkeypatch.setenv("RTLGEN_CACHE", str(tmp_path_factory.getbasetemp().parent / "batch_cache"))
 
 
 @pytest.fixture(scope="module")

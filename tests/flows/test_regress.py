@@ -45,22 +45,22 @@ def test_edge_codes_start_with_the_extremes():
 @pytest.mark.sim
 def test_a_small_campaign_on_a_local_dask_cluster_resumes(tmp_path):
     out = tmp_path / "campaign"
-    res = run_cli("regress", "-o", out, "--models", "10", "--vectors", "120", "--simulator", "icarus", "--jobs", "2")
+    res = run_cli("regress", "-o", out, "--models", "6", "--vectors", "120", "--simulator", "icarus", "--jobs", "2")
     assert res.returncode == 0, res.stderr + res.stdout
     lines = (out / "results.jsonl").read_text().splitlines()
     results = [json.loads(line) for line in lines]
-    assert sorted(r["index"] for r in results) == list(range(10))
+    assert sorted(r["index"] for r in results) == list(range(6))
     assert all(r["status"] in ("pass", "refused") for r in results)
     passed = [r for r in results if r["status"] == "pass"]
-    assert len(passed) >= 7 and all(r["vectors"] == 120 and r["mismatches"] == 0 for r in passed)
+    assert len(passed) >= 4 and all(r["vectors"] == 120 and r["mismatches"] == 0 for r in passed)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] == 0 and summary["vectors"] == 120 * len(passed)
     assert "| kind | pass | fail | error | refused | vectors |" in res.stdout
-    # again with two more cases: only those run
-    res = run_cli("regress", "-o", out, "--models", "12", "--vectors", "120", "--simulator", "icarus", "--jobs", "1")
+    # again with one more case: only that one runs
+    res = run_cli("regress", "-o", out, "--models", "7", "--vectors", "120", "--simulator", "icarus", "--jobs", "1")
     assert res.returncode == 0, res.stderr
     again = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(again) == 12 and sorted(r["index"] for r in again[10:]) == [10, 11]
+    assert len(again) == 7 and again[6]["index"] == 6
 
 
 @pytest.mark.sim

@@ -155,7 +155,8 @@ def test_interrupted_sim_cleans_up(tmp_path, tiny_core, sig):
     core, vectors = tiny_core
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    run = Running(["sim", core, vectors, "-o", tmp_path / "out.npy"], env=dict(os.environ, TMPDIR=str(tmpdir)))
+    run = Running(["sim", core, vectors, "-o", tmp_path / "out.npy", "--engine", "cocotb"],
+                  env=dict(os.environ, TMPDIR=str(tmpdir)))
     # the simulation has started: vvp runs in the work dir
     run.wait_for(lambda: list(tmpdir.glob("rtlgen-sim-*/sim_icarus.log")), "the simulation to start")
     run.wait_for(lambda: [p for p in processes_mentioning(str(tmpdir)) if "vvp" in p], "vvp to run")
