@@ -194,9 +194,9 @@ def random_case(seed: int, index: int) -> dict:
                 layers.append({"op": "activation", "name": f"act{k}", **_activation(rng)})
             size = n_out
             if residual and k == 1:
-                # the add of this layer's output and the first layer's input side (the layer before fc1)
-                layers.append({"op": "add", "name": "skip"})
-                layers.append({"op": "concat", "name": "join"})
+                # this block's output plus its input (what fc1 reads), then joined with that input
+                layers.append({"op": "add", "name": "skip", "with_input_of": "fc1"})
+                layers.append({"op": "concat", "name": "join", "with_input_of": "fc1"})
                 overrides["skip"] = {"result": _type(rng, 6, 14)} if rng.random() < 0.5 else {}
         case.update(n_in=n_in)
     case.update(layers=layers, config={"input": _type(rng, 3, 10), "layers": overrides})
@@ -215,7 +215,7 @@ def _float_model(case: dict):
     rng = np.random.default_rng([case["seed"], case["index"], 1])
     layers, sources, sizes = [], [], {-1: case["n_in"]}
     shape = tuple(case["input_shape"]) if case.get("input_shape") else None
-    size, last, before_block = case["n_in"], -1, -1
+    size, last = case["n_in"], -1
     for spec in case["layers"]:
         op = spec["op"]
         src = (last,)
@@ -228,8 +228,6 @@ def _float_model(case: dict):
                          (0, 0, 1 if shape[1] % 2 else 0, 1 if shape[2] % 2 else 0))
             shape = tuple(layer.out_shape)
         elif op == "dense":
-            if spec["name"] == "fc1":
-                before_block = last
             layer = Dense(spec["name"], rng.normal(0, spec.get("weight_scale", 1.0), (size, spec["n_out"])),
                           rng.normal(0, 1, spec["n_out"]))
             shape = None
@@ -237,23 +235,17 @@ def _float_model(case: dict):
             layer = Activation(spec["name"], spec["kind"], size,
                                slope=np.array([spec["slope"]]) if "slope" in spec else None,
                                bounds=tuple(spec["bounds"]) if "bounds" in spec else None)
-        elif op == "add":
-            layer = Merge(spec["name"], "add", (size, size))
-            src = (last, before_block)
-        else:   # concat: the add's result and the first hidden layer
-            first = before_block
-            layer = Merge(spec["name"], "concat", (size, sizes[first]))
-            src = (last, first)
+        else:   # add or concat of the last layer and the input of the layer named by with_input_of
+            other = sources[[layer.name for layer in layers].index(spec["with_input_of"])][0]
+            layer = Merge(spec["name"], op, (size, sizes[other]))
+            src = (last, other)
         layers.append(layer)
         sources.append(src)
         last = len(layers) - 1
         size = size if op == "activation" else int(layer.n_out)
         sizes[last] = size
-    model = FloatModel(case["name"], case["n_in"], layers,
-                       input_shape=tuple(case["input_shape"]) if case.get("input_shape") else None,
-                       sources=sources)
-    return model if not model.is_chain else FloatModel(model.name, model.n_in, layers,
-                                                       input_shape=model.input_shape)
+    return FloatModel(case["name"], case["n_in"], layers,
+                      input_shape=tuple(case["input_shape"]) if case.get("input_shape") else None, sources=sources)
 
 
 def quantized(case: dict):
