@@ -107,11 +107,9 @@ def unpack_words(words: np.ndarray, width: int, count: int, signed: bool) -> np.
             part = (w[:, chunk] >> np.uint64(shift)) | ((w[:, chunk + 1] << np.uint64(32 - shift)) if shift else 0)
             part = part & np.uint64((1 << bits) - 1)
             out[:, k] |= part << np.uint64(piece)
-    codes = out.astype(np.int64) if width < 64 else out.view(np.int64)
-    if signed and width < 64:
-        sign = np.int64(1 << (width - 1))
-        codes = np.where(codes >= sign, codes - np.int64(1 << width), codes)
-    return codes
+    if signed and width < 64:   # the sign bit to bit 63, then an arithmetic shift back
+        return (out << np.uint64(64 - width)).view(np.int64) >> np.int64(64 - width)
+    return out.view(np.int64) if width == 64 else out.astype(np.int64)
 
 
 def frame_words(codes: np.ndarray, manifest: dict) -> tuple[np.ndarray, int, int]:

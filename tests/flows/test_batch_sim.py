@@ -46,6 +46,16 @@ def test_pack_and_unpack_are_inverse(data):
     assert np.array_equal(unpack_words(words, width, count, signed), codes)
 
 
+@pytest.mark.parametrize("width", [1, 31, 32, 33, 63, 64])
+def test_extreme_codes_survive_packing(width):
+    """The widest signed codes (63 bits: the sign must reach bit 63 of the int64) and unsigned ones."""
+    signed = np.array([[-(1 << (width - 1)), (1 << (width - 1)) - 1, -1, 0]], dtype=np.int64)
+    assert np.array_equal(unpack_words(pack_words(signed, width), width, 4, True), signed)
+    top = (1 << width) - 1 if width < 64 else (1 << 63) - 1
+    unsigned = np.array([[0, top, 1, top >> 1]], dtype=np.int64)
+    assert np.array_equal(unpack_words(pack_words(unsigned, width), width, 4, False), unsigned)
+
+
 def test_harness_reads_wide_ports_by_chunks():
     manifest = {"top": "wide", "ports": {"clk": 1, "rst": 1, "in_valid": 1, "in_ready": 1, "in_data": 100,
                                          "out_valid": 1, "out_data": 40, "cfg_we": 1, "scl_i": 1}}
