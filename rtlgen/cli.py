@@ -28,6 +28,7 @@ from .cli_flows import TOOLS, _positive_float, _positive_int, add_commands
 from .errors import RtlgenError, RtlgenWarning, Terminated
 from .flows.batch_sim import BATCH_MIN_VECTORS, run_batch
 from .flows.sim import run_sim
+from .flows.split_sim import SPLIT_MIN_VECTORS, run_split, should_split
 from .kinds import kind_for_build, kind_for_model_file
 from .npyio import check_output, load_array, save_array
 
@@ -61,11 +62,9 @@ def cmd_predict(args) -> int:
 
 
 def sim_engine(engine: str, simulator: str | None, n: int) -> str:
-    """The engine ``rtlgen sim`` runs: ``batch`` (compiled Verilator testbench) or ``cocotb``."""
+    """The engine ``rtlgen sim`` runs: ``batch`` (a compiled testbench) or ``cocotb`` (the Python bench)."""
     if engine == "auto":
-        engine = "batch" if n >= BATCH_MIN_VECTORS and simulator in (None, "verilator") else "cocotb"
-    if engine == "batch" and simulator == "icarus":
-        raise RtlgenError("the batch engine runs on Verilator: drop --simulator icarus, or use --engine cocotb")
+        engine = "batch" if n >= BATCH_MIN_VECTORS else "cocotb"
     return engine
 
 
@@ -75,17 +74,27 @@ def cmd_sim(args) -> int:
     engine = sim_engine(args.engine, args.simulator, len(codes))
     if args.gap is not None and not 0.0 <= args.gap < 1.0:
         raise RtlgenError(f"--gap must be in [0, 1), got {args.gap}")
-    if engine == "batch":
-        out, figures = run_batch(args.outdir, codes, expected if args.check else None,
-                                 gap=args.gap if args.gap is not None else 0.0)
-        where = f"verilator (batch engine, {figures['vectors_per_second']:,.0f} vectors/s)"
+    gap = args.gap if args.gap is not None else (0.0 if engine == "batch" else 0.3)
+    simulator = args.simulator or ("verilator" if engine == "batch" else "icarus")
+    if should_split(engine, len(codes), args.jobs, args.scheduler):
+        out, figures = run_split(args.outdir, codes, engine=engine, simulator=simulator, gap=gap, jobs=args.jobs,
+                                 scheduler=args.scheduler)
+        where = (f"{simulator} ({engine} engine, {figures['chunks']} chunks on {figures['workers']} Dask workers, "
+                 f"{figures['vectors_per_second']:,.0f} vectors/s)")
+    elif engine == "batch":
+        out, figures = run_batch(args.outdir, codes, expected if args.check else None, gap=gap, simulator=simulator)
+        where = f"{simulator} (batch engine, {figures['vectors_per_second']:,.0f} vectors/s)"
     else:
-        simulator = args.simulator or "icarus"
-        out = run_sim(args.outdir, codes, simulator=simulator, expected=expected if args.check else None,
-                      gap=args.gap if args.gap is not None else 0.3)
+        out = run_sim(args.outdir, codes, simulator=simulator, expected=expected if args.check else None, gap=gap)
         where = simulator
     differs = np.asarray(out, dtype=object) != np.asarray(expected, dtype=object)
-    mismatches = int(np.sum(np.any(differs, axis=1)))
+    bad = np.nonzero(np.any(differs, axis=1))[0]
+    mismatches = int(len(bad))
+    if mismatches and args.check:
+        k = int(bad[0])
+        raise RtlgenError(f"simulation on {where}: {mismatches} of {len(codes)} vectors differ from the golden "
+                          f"model; first: vector {k}, input {np.asarray(codes)[k].tolist()}, expected "
+                          f"{np.asarray(expected)[k].tolist()}, got {np.asarray(out)[k].tolist()}")
     save_array(args.output, kind.output_values(qmodel, out, args.raw), protected=(args.input,))
     print(f"simulated {len(codes)} vectors on {where}: {mismatches} mismatches against the golden model")
     return 0
@@ -143,15 +152,20 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="OUT.npy to write (what the hardware produced)")
     p.add_argument("--raw", action="store_true", help="inputs and outputs are integer codes")
     p.add_argument("--simulator", choices=["icarus", "verilator"],
-                   help="the cocotb engine's simulator (default icarus); the batch engine is Verilator")
+                   help="simulator (default: verilator with the batch engine, icarus with cocotb)")
     p.add_argument("--engine", choices=["auto", "cocotb", "batch"], default="auto",
-                   help=f"cocotb: the Python bench; batch: a compiled Verilator testbench, no Python per "
-                        f"cycle, built once per core and cached; auto (default): batch from "
-                        f"{BATCH_MIN_VECTORS:,} vectors on unless --simulator icarus")
+                   help=f"cocotb: the Python bench; batch: a compiled testbench (C++ on Verilator, Verilog on "
+                        f"Icarus), no Python per cycle, built once per core and cached; auto (default): batch "
+                        f"from {BATCH_MIN_VECTORS:,} vectors on")
     p.add_argument("--gap", type=float, help="probability of idling in_valid for a cycle, in [0, 1) "
                                              "(default: 0.3 with cocotb, 0 with batch)")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="do not fail on a mismatch against the golden model (still counted)")
+    p.add_argument("--jobs", "-j", type=_positive_int, default=2,
+                   help=f"worker processes of the local Dask cluster that a large run is split over (from "
+                        f"{SPLIT_MIN_VECTORS['batch']:,} vectors with batch, {SPLIT_MIN_VECTORS['cocotb']:,} with "
+                        "cocotb; default 2; 1: no split)")
+    p.add_argument("--scheduler", help="a Dask scheduler (tcp://HOST:PORT) to split a large run over")
     p.set_defaults(func=cmd_sim)
 
     add_commands(sub)

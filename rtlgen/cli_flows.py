@@ -99,7 +99,7 @@ def cmd_sweep(args) -> int:
     summary = sweep(args.model, args.config, args.reuse, args.target, args.output, jobs=args.jobs,
                     pnr=args.pnr, device=args.device, clock_mhz=args.clock_mhz, dsp=args.dsp,
                     tools=args.tools, progress=_progress, arithmetic_list=args.arithmetic,
-                    clock_list=args.clocks)
+                    clock_list=args.clocks, scheduler=args.scheduler)
     front = [variant_label(row) for row in summary["rows"] if row.get("pareto_latency")]
     print(f"sweep: {len(summary['rows'])} variants in {summary['elapsed_s']:.0f} s; Pareto front "
           f"(cost against latency): {', '.join(front)}; wrote sweep.md, sweep.json"
@@ -139,7 +139,7 @@ def cmd_faults(args) -> int:
     _progress(f"faults: configuration bus and fault campaign of {args.outdir} on {args.simulator}")
     plan, res = run_campaign(args.outdir, args.simulator, n_vectors=args.vectors, seed=args.seed,
                              max_single=args.max_single, max_double=args.max_double,
-                             max_unprotected=args.max_double)
+                             max_unprotected=args.max_double, jobs=args.jobs, scheduler=args.scheduler)
     report = {"simulator": args.simulator, "seed": args.seed, "vectors": len(plan["vectors"]),
               "selection": {k: v for k, v in plan["faults"].items() if k.endswith("selection") or k.endswith("total")},
               "results": res}
@@ -174,12 +174,19 @@ def cmd_regress(args) -> int:
                           "or the folder of the campaign to resume")
     simulator = args.simulator
     summary = regress.run_campaign(out, models=args.models, seed=args.seed, start=args.start, vectors=args.vectors,
-                                   simulator=simulator, jobs=args.jobs, scheduler=args.scheduler)
+                                   simulator=simulator, engine=args.engine, jobs=args.jobs, scheduler=args.scheduler)
     print(summary["markdown"], end="")
     print(f"regress: {args.models} models (seed {args.seed}, from case {args.start}), {summary['vectors']:,} vectors "
-          f"on {simulator}: {summary['failed']} failed, {summary['mismatches']} mismatching vectors, "
+          f"on {simulator} ({args.engine}): {summary['failed']} failed, {summary['mismatches']} mismatching vectors, "
           f"{summary['seconds']} s; wrote results.jsonl, summary.md, summary.json in {out}")
     return 1 if summary["failed"] else 0
+
+
+def _dask_options(p: argparse.ArgumentParser, what: str, jobs: int = 2) -> None:
+    p.add_argument("--jobs", "-j", type=_positive_int, default=jobs,
+                   help=f"worker processes of the local Dask cluster (default {jobs})")
+    p.add_argument("--scheduler", help=f"a Dask scheduler (tcp://HOST:PORT) to run the {what} on instead of a "
+                                       "local cluster (default: Dask's scheduler-address setting, if any)")
 
 
 def add_commands(sub) -> None:
@@ -205,6 +212,7 @@ def add_commands(sub) -> None:
                    help="double flips and unprotected-bit flips sampled (default 64)")
     p.add_argument("--vectors", type=_positive_int, default=24, help="input vectors streamed (default 24)")
     p.add_argument("--seed", type=int, default=1, help="seed of the samples and vectors (default 1)")
+    _dask_options(p, "benches (the fault list is cut into one bench per worker)")
     p.set_defaults(func=cmd_faults)
 
     p = sub.add_parser("regress", help="random valid models and configurations, each built, simulated and "
@@ -217,12 +225,11 @@ def add_commands(sub) -> None:
     p.add_argument("--start", type=int, default=0, help="first case index (default 0)")
     p.add_argument("--vectors", type=_positive_int, default=1000,
                    help="vectors per case: the edge vectors, then random ones (default 1000)")
-    p.add_argument("--simulator", choices=("batch", "icarus", "verilator"), default="batch",
-                   help="batch: the compiled Verilator testbench (default); icarus/verilator: the cocotb bench")
-    p.add_argument("--jobs", "-j", type=_positive_int, default=2,
-                   help="worker processes of the local Dask cluster (default 2)")
-    p.add_argument("--scheduler", help="a Dask scheduler (tcp://HOST:PORT) to run the cases on instead of a "
-                                       "local cluster")
+    p.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
+                   help="simulator (default verilator)")
+    p.add_argument("--engine", choices=("batch", "cocotb"), default="batch",
+                   help="batch: a compiled testbench, no Python per cycle (default); cocotb: the Python bench")
+    _dask_options(p, "cases")
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("report", help="resource and latency report: OUTDIR/report.md, .json, .png")
@@ -243,7 +250,7 @@ def add_commands(sub) -> None:
                                     "layers: comma-separated MHz; with --pnr and no --clock-mhz each variant "
                                     "is placed and routed at its own")
     p.add_argument("-o", "--output", required=True, help="sweep folder to write")
-    p.add_argument("--jobs", "-j", type=_positive_int, default=2, help="parallel workers (default 2)")
+    _dask_options(p, "variants")
     _synth_options(p)
     p.set_defaults(func=cmd_sweep)
 

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 __all__ = ["signal_children", "stop_children_on_interrupt"]
 
 
-def signal_children(sig: int = signal.SIGTERM) -> None:
-    """Send ``sig`` to the child processes of this process (found in ``/proc``; elsewhere none)."""
+def signal_children(sig: int = signal.SIGTERM, groups: bool = False) -> None:
+    """Send ``sig`` to the child processes of this process (found in ``/proc``; elsewhere none);
+    with ``groups``, to the whole process group of a child that leads one."""
     me = os.getpid()
     try:
         names = os.listdir("/proc")
@@ -31,7 +32,11 @@ def signal_children(sig: int = signal.SIGTERM) -> None:
             with open(f"/proc/{name}/stat") as f:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
             if ppid == me:
-                os.kill(int(name), sig)
+                pid = int(name)
+                if groups and os.getpgid(pid) == pid:
+                    os.killpg(pid, sig)
+                else:
+                    os.kill(pid, sig)
         except (OSError, ValueError, IndexError):
             continue
 

@@ -40,7 +40,7 @@ from rtlgen import progress
 from rtlgen.errors import RtlgenError
 from rtlgen.flows import tools
 
-__all__ = ["run_batch", "harness_source", "pack_words", "unpack_words", "frame_words", "BATCH_MIN_VECTORS",
+__all__ = ["run_batch", "harness_source", "verilog_harness_source", "pack_words", "unpack_words", "frame_words", "BATCH_MIN_VECTORS",
            "cache_root"]
 
 #: ``rtlgen sim`` takes the batch engine from this many vectors on (with Verilator)
@@ -300,13 +300,18 @@ int main(int argc, char** argv) {{
 """
 
 
-def harness_source(manifest: dict) -> str:
-    """The C++ testbench for the core that ``manifest`` describes (see the module docstring)."""
+def _core_ports(manifest: dict) -> dict[str, int]:
     ports = {name: int(width) for name, width in manifest["ports"].items()}
     for name in ("clk", "rst", "in_valid", "in_ready", "in_data", "out_valid", "out_data"):
         if name not in ports:
             raise RtlgenError(f"manifest of {manifest['top']!r}: no port {name!r}; the batch engine drives "
                               "the core ports of rtlgen cores only")
+    return ports
+
+
+def harness_source(manifest: dict) -> str:
+    """The C++ testbench for the core that ``manifest`` describes (see the module docstring)."""
+    ports = _core_ports(manifest)
     idle = " ".join(f"top->{name} = {level};" for name, level in CONFIG_IDLE.items() if name in ports)
     return HARNESS.format(top=manifest["top"], in_chunks=_chunks(ports["in_data"]),
                           out_chunks=_chunks(ports["out_data"]), set_in=_setter("in_data", ports["in_data"]),
@@ -314,47 +319,183 @@ def harness_source(manifest: dict) -> str:
                           reset_cycles=RESET_CYCLES)
 
 
+VERILOG_HARNESS = r"""// rtlgen batch testbench for core @TOP@ (generated from its manifest), for Icarus Verilog
+`timescale 1ns/1ps
+module rtlgen_batch_tb;
+    localparam IW = @IW@, OW = @OW@, RING = @RING@;
+    localparam [63:0] NONE = 64'hFFFF_FFFF_FFFF_FFFF;
+    localparam integer STDERR = 32'h8000_0002;
+    reg clk = 1'b0;
+    reg rst = 1'b1;
+    reg in_valid = 1'b0;
+    reg [IW-1:0] in_data = {IW{1'b0}};
+    wire in_ready, out_valid;
+    wire [OW-1:0] out_data;
+@IDLE_REGS@
+    @TOP@ dut (.clk(clk), .rst(rst), .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data),
+               .out_valid(out_valid), .out_data(out_data)@IDLE_PORTS@);
+    always #5 clk = ~clk;
+
+    reg [63:0] accepts [0:RING-1];
+    reg [63:0] n_words, per_vector, latency, ii, gap, n_vectors, stall_limit;
+    reg [63:0] cycle, index, outputs, accepted, errors, offered_at, last_accept;
+    reg [63:0] wrong_latency, lat, lat_min, lat_max, min_spacing, spacing;
+    integer seed, fin, fout, fprog, r, stop;
+    reg offering, have_progress;
+    reg [8*1024-1:0] in_path, out_path, progress_path;
+
+    task write_progress;
+        begin
+            if (have_progress) begin
+                fprog = $fopen(progress_path, "w");
+                if (fprog != 0) begin
+                    $fdisplay(fprog, "%0d", outputs);
+                    $fclose(fprog);
+                end
+            end
+        end
+    endtask
+
+    initial begin
+        if (!$value$plusargs("in=%s", in_path) || !$value$plusargs("out=%s", out_path)
+                || !$value$plusargs("words=%d", n_words) || !$value$plusargs("per_vector=%d", per_vector)
+                || !$value$plusargs("latency=%d", latency) || !$value$plusargs("ii=%d", ii)
+                || !$value$plusargs("gap=%d", gap) || !$value$plusargs("seed=%d", seed)) begin
+            $fdisplay(STDERR, "usage: +in= +out= +words= +per_vector= +latency= +ii= +gap= +seed= [+progress=]");
+            $finish;
+        end
+        have_progress = $value$plusargs("progress=%s", progress_path);
+        fin = $fopen(in_path, "r");
+        fout = $fopen(out_path, "w");
+        if (fin == 0 || fout == 0) begin
+            $fdisplay(STDERR, "cannot open the input or the output file");
+            $finish;
+        end
+        n_vectors = n_words / per_vector;
+        stall_limit = 1000 + 4 * ii * per_vector + latency;
+        cycle = 0; index = 0; outputs = 0; accepted = 0; errors = 0; offered_at = 0; last_accept = 0;
+        wrong_latency = 0; lat_min = NONE; lat_max = 0; min_spacing = NONE; stop = 0; offering = 1'b0;
+        repeat (@RESET@) @(posedge clk);
+        @(negedge clk);
+        rst = 1'b0;
+        #1;
+        while (outputs < n_vectors && stop == 0) begin
+            // the monitor: out_valid of this cycle
+            if (out_valid) begin
+                $fdisplay(fout, "%h", out_data);
+                if (outputs >= accepted) begin
+                    if (errors < 20) $fdisplay(STDERR, "cycle %0d: spurious out_valid (output #%0d, %0d vectors accepted)",
+                                               cycle, outputs, accepted);
+                    errors = errors + 1;
+                    stop = 1;
+                end else begin
+                    lat = cycle - accepts[outputs % RING];
+                    if (lat < lat_min) lat_min = lat;
+                    if (lat > lat_max) lat_max = lat;
+                    if (lat != latency) begin
+                        wrong_latency = wrong_latency + 1;
+                        if (errors < 20) $fdisplay(STDERR, "vector %0d: accepted at cycle %0d, out_valid at cycle %0d: latency %0d, manifest says %0d",
+                                                   outputs, accepts[outputs % RING], cycle, lat, latency);
+                        errors = errors + 1;
+                    end
+                    outputs = outputs + 1;
+                    if (outputs % 4096 == 0) write_progress;
+                end
+            end
+            if (stop == 0) begin
+                // the source: offer the next word unless this cycle idles
+                if (!offering && index < n_words && (gap == 0 || ({$random(seed)} % 1000000) >= gap)) begin
+                    r = $fscanf(fin, "%h\n", in_data);
+                    offering = 1'b1;
+                    offered_at = cycle;
+                end
+                in_valid = offering;
+                #1;
+                if (offering && in_ready) begin
+                    if ((index + 1) % per_vector == 0) begin
+                        if (accepted > 0) begin
+                            spacing = cycle - last_accept;
+                            if (spacing < min_spacing) min_spacing = spacing;
+                            if (spacing < ii) begin
+                                if (errors < 20) $fdisplay(STDERR, "vectors completed at cycles %0d and %0d, manifest ii is %0d",
+                                                           last_accept, cycle, ii);
+                                errors = errors + 1;
+                            end
+                        end
+                        if (accepted - outputs >= RING) begin
+                            if (errors < 20) $fdisplay(STDERR, "cycle %0d: more than %0d vectors in flight (manifest latency %0d)",
+                                                       cycle, RING, latency);
+                            errors = errors + 1;
+                            stop = 3;
+                        end
+                        accepts[accepted % RING] = cycle;
+                        accepted = accepted + 1;
+                        last_accept = cycle;
+                    end
+                    index = index + 1;
+                    offering = 1'b0;
+                end
+                @(negedge clk);
+                #1;
+                cycle = cycle + 1;
+                if (offering && cycle - offered_at > stall_limit) begin
+                    if (errors < 20) $fdisplay(STDERR, "in_ready stayed low for %0d cycles while word %0d was offered",
+                                               stall_limit, index);
+                    errors = errors + 1;
+                    stop = 2;
+                end
+                if (stop == 0 && index == n_words && !offering && outputs < accepted
+                        && cycle > last_accept + latency + 1) begin
+                    if (errors < 20) $fdisplay(STDERR, "vector %0d: accepted at cycle %0d but no out_valid by cycle %0d (manifest latency %0d)",
+                                               outputs, accepts[outputs % RING], cycle, latency);
+                    errors = errors + 1;
+                    stop = 3;
+                end
+            end
+        end
+        $fclose(fout);
+        $fclose(fin);
+        write_progress;
+        $display("{\"cycles\": %0d, \"accepted\": %0d, \"outputs\": %0d, \"errors\": %0d, \"wrong_latency\": %0d, \"latency_min\": %0d, \"latency_max\": %0d, \"min_spacing\": %0d, \"stop\": %0d}",
+                 cycle, accepted, outputs, errors, wrong_latency, lat_min, lat_max, min_spacing, stop);
+        $finish;
+    end
+endmodule
+"""
+
+STOP_REASONS = {0: "", 1: "spurious", 2: "stall", 3: "missing"}
+
+
+def verilog_harness_source(manifest: dict) -> str:
+    """The Verilog testbench (for Icarus) of the core that ``manifest`` describes (see the module docstring)."""
+    ports = _core_ports(manifest)
+    idle = [(name, level) for name, level in CONFIG_IDLE.items() if name in ports]
+    regs = "\n".join(f"    reg [{ports[name] - 1}:0] {name} = {level};" for name, level in idle)
+    conns = "".join(f", .{name}({name})" for name, _ in idle)
+    latency, ii = int(manifest["latency"]), max(1, int(manifest.get("ii", 1)))
+    ring = latency // ii + 4
+    text = VERILOG_HARNESS
+    for key, value in (("@TOP@", str(manifest["top"])), ("@IW@", str(ports["in_data"])),
+                       ("@OW@", str(ports["out_data"])), ("@RING@", str(ring)), ("@IDLE_REGS@", regs),
+                       ("@IDLE_PORTS@", conns), ("@RESET@", str(RESET_CYCLES))):
+        text = text.replace(key, value)
+    return text
+
+
 # ---------------------------------------------------------------------------
 # build (cached) and run
 # ---------------------------------------------------------------------------
 
-def _build(outdir: Path, manifest: dict) -> Path:
-    """The compiled testbench of the core in ``outdir``: from the cache, else built into it."""
-    top = str(manifest["top"])
-    verilog = outdir / manifest["verilog"]
-    source = harness_source(manifest)
-    key = hashlib.sha256()
-    key.update(verilog.read_bytes())
-    key.update(source.encode())
-    build_env = tools.verilator_build_env()
-    flags = _opt_flags()
-    key.update(json.dumps({"verilator": tools.verilator_version(), "flags": flags,
-                           "cxx": os.environ.get("CXX", ""),
-                           "cxxflags": build_env.get("CXXFLAGS", os.environ.get("CXXFLAGS", ""))},
-                          sort_keys=True).encode())
+def _cached(key: "hashlib._Hash", top: str, product: str, build) -> Path:
+    """``cache_root()/<top>-<key>/<product>``, made by ``build(work)`` in a temporary folder the first time."""
     folder = cache_root() / f"{top}-{key.hexdigest()[:24]}"
-    exe = folder / "Vsim"
+    exe = folder / product
     if exe.is_file():
         return exe
     cache_root().mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{top}-", dir=cache_root()))
     try:
-        (work / "tb.cpp").write_text(source)
-        shutil.copyfile(verilog, work / verilog.name)
-        cmd = ["verilator", "--cc", "--exe", "--build", "-Wno-fatal", "-Wno-lint", "--top-module", top,
-               "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
-               "-CFLAGS", " ".join(flags), "-j", str(max(1, min(4, os.cpu_count() or 1))),
-               "--Mdir", "obj", "-o", "Vsim", verilog.name, "tb.cpp"]
-        with progress.stage(f"building the batch testbench of {top} (Verilator, C++ {' '.join(flags)})"), \
-                open(work / "build.log", "w") as log:
-            res = tools.run_group(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT,
-                                  env={**os.environ, **build_env})
-        if res.returncode != 0:
-            tail = "\n".join((work / "build.log").read_text(errors="replace").splitlines()[-15:])
-            raise RtlgenError(f"the Verilator build of the batch testbench failed (log: {work / 'build.log'}):\n"
-                              f"{tail}")
-        (work / "obj" / "Vsim").rename(work / "Vsim")
-        shutil.rmtree(work / "obj", ignore_errors=True)
+        build(work)
     except RtlgenError:
         raise                   # the folder stays, with its build.log, for a look
     except BaseException:       # Ctrl-C, SIGTERM, anything else: nothing half-built stays
@@ -367,9 +508,104 @@ def _build(outdir: Path, manifest: dict) -> Path:
     return exe
 
 
+def _failed_build(work: Path, what: str) -> RtlgenError:
+    tail = "\n".join((work / "build.log").read_text(errors="replace").splitlines()[-15:])
+    return RtlgenError(f"the {what} build of the batch testbench failed (log: {work / 'build.log'}):\n{tail}")
+
+
+def _build(outdir: Path, manifest: dict) -> Path:
+    """The compiled Verilator testbench of the core in ``outdir``: from the cache, else built into it."""
+    top = str(manifest["top"])
+    verilog = outdir / manifest["verilog"]
+    source = harness_source(manifest)
+    key = hashlib.sha256()
+    key.update(verilog.read_bytes())
+    key.update(source.encode())
+    build_env = tools.verilator_build_env()
+    flags = _opt_flags()
+    key.update(json.dumps({"verilator": tools.verilator_version(), "flags": flags,
+                           "cxx": os.environ.get("CXX", ""),
+                           "cxxflags": build_env.get("CXXFLAGS", os.environ.get("CXXFLAGS", ""))},
+                          sort_keys=True).encode())
+
+    def build(work: Path) -> None:
+        (work / "tb.cpp").write_text(source)
+        shutil.copyfile(verilog, work / verilog.name)
+        cmd = ["verilator", "--cc", "--exe", "--build", "-Wno-fatal", "-Wno-lint", "--top-module", top,
+               "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
+               "-CFLAGS", " ".join(flags), "-j", str(max(1, min(4, os.cpu_count() or 1))),
+               "--Mdir", "obj", "-o", "Vsim", verilog.name, "tb.cpp"]
+        with progress.stage(f"building the batch testbench of {top} (Verilator, C++ {' '.join(flags)})"), \
+                open(work / "build.log", "w") as log:
+            res = tools.run_group(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, **build_env})
+        if res.returncode != 0:
+            raise _failed_build(work, "Verilator")
+        (work / "obj" / "Vsim").rename(work / "Vsim")
+        shutil.rmtree(work / "obj", ignore_errors=True)
+
+    return _cached(key, top, "Vsim", build)
+
+
+def _build_icarus(outdir: Path, manifest: dict) -> Path:
+    """The compiled Icarus testbench (``sim.vvp``) of the core in ``outdir``, cached like :func:`_build`."""
+    top = str(manifest["top"])
+    verilog = outdir / manifest["verilog"]
+    source = verilog_harness_source(manifest)
+    iverilog = tools.ensure_icarus()
+    key = hashlib.sha256()
+    key.update(verilog.read_bytes())
+    key.update(source.encode())
+    key.update(tools._checked_icarus(str(iverilog)).encode())
+
+    def build(work: Path) -> None:
+        (work / "tb.v").write_text(source)
+        shutil.copyfile(verilog, work / verilog.name)
+        with progress.stage(f"building the batch testbench of {top} (Icarus)"), \
+                open(work / "build.log", "w") as log:
+            res = tools.run_group([str(iverilog), "-g2012", "-o", "sim.vvp", "-s", "rtlgen_batch_tb", "tb.v",
+                                   verilog.name], cwd=work, stdout=log, stderr=subprocess.STDOUT)
+        if res.returncode != 0:
+            raise _failed_build(work, "Icarus")
+
+    return _cached(key, f"{top}-icarus", "sim.vvp", build)
+
+
+def _hex_lines(words: np.ndarray, count: int) -> str:
+    """``[n, chunks]`` 32-bit words as one hexadecimal number per line (least significant chunk first)."""
+    if words.shape[1] <= 2:
+        values = words[:, 0].astype(np.uint64)
+        if words.shape[1] == 2:
+            values |= words[:, 1].astype(np.uint64) << np.uint64(32)
+        return "".join(f"{int(v):x}\n" for v in values)
+    lines = []
+    for row in words:
+        v = 0
+        for i, chunk in enumerate(row.tolist()):
+            v |= int(chunk) << (32 * i)
+        lines.append(f"{v:x}\n")
+    return "".join(lines)
+
+
+def _read_hex(path: Path, chunks: int) -> np.ndarray:
+    """The output words a Verilog testbench wrote (hex lines) as ``[n, chunks]``; an unknown (x/z) bit
+    is an error naming the output."""
+    lines = path.read_text().split()
+    out = np.zeros((len(lines), chunks), dtype=np.uint32)
+    for k, line in enumerate(lines):
+        try:
+            v = int(line, 16)
+        except ValueError:
+            raise RtlgenError(f"output {k} of the core has unknown bits (x or z): out_data = {line}") from None
+        for i in range(chunks):
+            out[k, i] = (v >> (32 * i)) & 0xFFFFFFFF
+    return out
+
+
 def run_batch(outdir, in_codes, expected=None, *, seed: int = 1, gap: float = 0.0,
-              work_dir=None) -> tuple[np.ndarray, dict]:
-    """Run ``in_codes`` ([N, input.count]) through the core in ``outdir`` on the batch engine.
+              work_dir=None, simulator: str = "verilator") -> tuple[np.ndarray, dict]:
+    """Run ``in_codes`` ([N, input.count]) through the core in ``outdir`` on the batch engine
+    (``simulator``: ``verilator``, a compiled C++ testbench, or ``icarus``, a Verilog one).
 
     Returns the output codes ([N, output.count] int64) and the run's figures
     (``cycles``, ``seconds``, ``vectors_per_second``, ``build_seconds``,
@@ -391,9 +627,11 @@ def run_batch(outdir, in_codes, expected=None, *, seed: int = 1, gap: float = 0.
         exp = _codes_array(expected, manifest["output"], "expected")
         if exp.shape[0] != ins.shape[0]:
             raise RtlgenError(f"{exp.shape[0]} expected vectors given for {ins.shape[0]} input vectors")
-    tools.ensure_simulator("verilator")
+    if simulator not in ("verilator", "icarus"):
+        raise RtlgenError(f"the batch engine runs on verilator or icarus, not {simulator!r}")
+    tools.ensure_simulator(simulator)
     t0 = time.perf_counter()
-    exe = _build(outdir, manifest)
+    exe = _build(outdir, manifest) if simulator == "verilator" else _build_icarus(outdir, manifest)
     build_seconds = time.perf_counter() - t0
 
     words, count, per_vector = frame_words(ins, manifest)
@@ -403,16 +641,23 @@ def run_batch(outdir, in_codes, expected=None, *, seed: int = 1, gap: float = 0.
     wdir = Path(tempfile.mkdtemp(prefix="rtlgen-batch-")) if temporary else Path(work_dir)
     wdir.mkdir(parents=True, exist_ok=True)
     try:
-        pack_words(words, in_width).tofile(wdir / "in.bin")
+        packed = pack_words(words, in_width)
         n = len(ins)
+        latency, ii = int(manifest["latency"]), int(manifest.get("ii", 1))
+        gap_ppm = int(round(float(gap) * 1_000_000))
+        if simulator == "verilator":
+            packed.tofile(wdir / "in.bin")
+            argv = [str(exe), str(wdir / "in.bin"), str(wdir / "out.bin"), str(len(words)), str(per_vector),
+                    str(latency), str(ii), str(gap_ppm), str(int(seed)), str(wdir / "progress.txt")]
+        else:
+            (wdir / "in.hex").write_text(_hex_lines(packed.reshape(len(words), -1), len(words)))
+            argv = ["vvp", "-n", str(exe), f"+in={wdir / 'in.hex'}", f"+out={wdir / 'out.hex'}",
+                    f"+words={len(words)}", f"+per_vector={per_vector}", f"+latency={latency}", f"+ii={ii}",
+                    f"+gap={gap_ppm}", f"+seed={int(seed)}", f"+progress={wdir / 'progress.txt'}"]
         t1 = time.perf_counter()
         from rtlgen.flows.sim import _vector_progress
-        with _vector_progress(wdir / "progress.txt", n, "verilator (batch)"):
-            res = tools.run_group([str(exe), str(wdir / "in.bin"), str(wdir / "out.bin"), str(len(words)),
-                                   str(per_vector), str(int(manifest["latency"])), str(int(manifest.get("ii", 1))),
-                                   str(int(round(float(gap) * 1_000_000))), str(int(seed)),
-                                   str(wdir / "progress.txt")],
-                                  cwd=wdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        with _vector_progress(wdir / "progress.txt", n, f"{simulator} (batch)"):
+            res = tools.run_group(argv, cwd=wdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         seconds = time.perf_counter() - t1
         try:
             figures = json.loads(res.stdout.decode().strip().splitlines()[-1])
@@ -420,7 +665,15 @@ def run_batch(outdir, in_codes, expected=None, *, seed: int = 1, gap: float = 0.
             raise RtlgenError(f"the batch testbench of {manifest['top']} failed (status {res.returncode}): "
                               f"{res.stderr.decode(errors='replace').strip()[:500]}") from None
         chunks = _chunks(int(manifest["ports"]["out_data"]))
-        raw = np.fromfile(wdir / "out.bin", dtype=np.uint32).reshape(-1, chunks)
+        if simulator == "verilator":
+            raw = np.fromfile(wdir / "out.bin", dtype=np.uint32).reshape(-1, chunks)
+        else:
+            raw = _read_hex(wdir / "out.hex", chunks)
+            none = 2 ** 64 - 1
+            figures.update(stop=STOP_REASONS.get(figures["stop"], str(figures["stop"])),
+                           latency_min=-1 if figures["latency_min"] == none else figures["latency_min"],
+                           latency_max=figures["latency_max"] if figures["outputs"] else -1,
+                           min_spacing=-1 if figures["min_spacing"] == none else figures["min_spacing"])
         out = unpack_words(raw, int(out_spec["width"]), int(out_spec["count"]), bool(out_spec.get("signed", False)))
         if figures["errors"]:
             first = res.stderr.decode(errors="replace").strip().splitlines()

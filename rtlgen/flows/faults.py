@@ -28,12 +28,14 @@ from ..emit.regmap import ConfigDriver
 from ..errors import RtlgenError
 from ..kinds import kind_of, load_build
 from ..numerics.fixed import parse_type
+from .. import progress
 from . import tools
+from .cluster import dask_client, gather_as_done, job, pack_folder, unpacked_folder
 from .sim import (SIMS_DIR, TIMESCALE, _environ, _one_line, _results_failures, _stop_children_on_exit,
                   _sys_path_first, _tail, read_manifest)
 
 __all__ = ["BENCH_MODULE", "make_plan", "fault_list", "random_params", "run_config_bench", "summary_lines",
-           "run_campaign"]
+           "run_campaign", "split_plan", "merge_results"]
 
 BENCH_MODULE = "test_config_bus"
 VERILATOR_ARGS = ("-Wno-fatal", "--public-flat-rw", "-CFLAGS", "-O0")
@@ -230,10 +232,77 @@ def summary_lines(plan: dict, res: dict) -> list[str]:
     ]
 
 
+def split_plan(plan: dict, parts: int) -> list[tuple[dict, list[str] | None]]:
+    """Cut a plan into ``parts`` benches (plan, testcases): the first runs every test, the others only
+    the fault campaign, each on its share of the single, double and unprotected flips."""
+    faults = plan["faults"]
+    n = max(len(faults["single"]), len(faults["double"]), len(faults["unprotected"]))
+    parts = max(1, min(int(parts), n))
+    if parts == 1:
+        return [(plan, None)]
+    out = []
+    for k in range(parts):
+        share = {key: faults[key][k::parts] for key in ("single", "double", "unprotected")}
+        out.append(({**plan, "faults": {**faults, **share}}, None if k == 0 else ["fault_campaign"]))
+    return out
+
+
+def _add_hist(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for key, v in b.items():
+        out[key] = out.get(key, 0) + v
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def merge_results(results: list[dict]) -> dict:
+    """The figures of a split campaign (:func:`split_plan`) as one bench would give them."""
+    merged = dict(results[0])
+    camps = [r["fault_campaign"] for r in results if "single" in r.get("fault_campaign", {})]
+    if len(camps) <= 1:
+        return merged
+    single = dict(camps[0]["single"])
+    for c in camps[1:]:
+        s = c["single"]
+        for key in ("injected", "corrected", "detected", "error_count_read", "inferences_checked",
+                    "output_mismatches"):
+            single[key] += s[key]
+        for key in ("scrub_cycles", "count_cycles"):
+            single[key] = _add_hist(single[key], s[key])
+        single["error_flag_read"] = bool(single["error_flag_read"]) or bool(s["error_flag_read"])
+        single["first_mismatch"] = single["first_mismatch"] or s["first_mismatch"]
+        for key in ("not_scrubbed", "not_counted"):
+            single[key] = (single[key] + s[key])[:10]
+        if s["status_after_clear"] != [False, 0]:
+            single["status_after_clear"] = s["status_after_clear"]
+    double = dict(camps[0]["double"])
+    unprotected = dict(camps[0]["unprotected"])
+    for c in camps[1:]:
+        for key in ("injected", "detected", "corrected", "voted_wrong_value", "restored_by_rewrite",
+                    "error_count_read"):
+            double[key] += c["double"][key]
+        double["error_flag_read"] = bool(double["error_flag_read"]) or bool(c["double"]["error_flag_read"])
+        for key in ("injected", "detected", "persisted"):
+            unprotected[key] += c["unprotected"][key]
+    merged["fault_campaign"] = {**camps[0], "single": single, "double": double, "unprotected": unprotected,
+                                "final_mismatches": sum(c["final_mismatches"] for c in camps),
+                                "benches": len(camps)}
+    return merged
+
+
+@job
+def _bench_job(files: dict, plan: dict, simulator: str, testcase) -> dict:
+    with unpacked_folder(files, prefix="rtlgen-faults-") as outdir:
+        return run_config_bench(outdir, plan, simulator, testcase=testcase)
+
+
 def run_campaign(outdir, simulator: str = "icarus", *, n_vectors: int = 24, seed: int = 1,
                  max_single: int = 2000, max_double: int = 64, max_unprotected: int = 64,
-                 work_dir=None) -> tuple[dict, dict]:
-    """Plan and run the configuration-bus bench and fault campaign on a build folder; (plan, results)."""
+                 work_dir=None, jobs: int = 2, scheduler: str | None = None) -> tuple[dict, dict]:
+    """Plan and run the configuration-bus bench and fault campaign on a build folder; (plan, results).
+
+    The fault list is cut into one bench per worker (:func:`split_plan`), run as Dask jobs on a
+    local cluster of ``jobs`` processes or on the cluster at ``scheduler``, and the figures merged.
+    With ``jobs=1`` and no scheduler (or with ``work_dir``) it runs here, in one bench."""
     outdir = Path(outdir)
     manifest, model = load_build(outdir)
     if "config_bus" not in manifest:
@@ -245,4 +314,24 @@ def run_campaign(outdir, simulator: str = "icarus", *, n_vectors: int = 24, seed
     regmap = ConfigDriver.from_build(outdir).regmap
     plan = make_plan(model, regmap, n_vectors=n_vectors, seed=seed, max_single=max_single,
                      max_double=max_double, max_unprotected=max_unprotected)
-    return plan, run_config_bench(outdir, plan, simulator, work_dir=work_dir)
+    if work_dir is not None or (jobs <= 1 and not scheduler):
+        return plan, run_config_bench(outdir, plan, simulator, work_dir=work_dir)
+    tools.ensure_simulator(simulator)
+    files = pack_folder(outdir)
+    with dask_client(scheduler, jobs, "rtlgen faults") as client:
+        workers = sum(client.nthreads().values()) or 1
+        parts = split_plan(plan, workers)
+        futures = [client.submit(_bench_job, files, part, simulator, testcase, pure=False) for part, testcase in parts]
+        results: list = [None] * len(futures)
+        bar = progress.counter(f"faults: {len(parts)} benches on {workers} Dask workers", total=len(parts),
+                               unit="benches")
+        ok = False
+        try:
+            def keep(k: int, r: dict) -> None:
+                results[k] = r
+                bar.update(1)
+            gather_as_done(client, futures, keep)
+            ok = True
+        finally:
+            bar.close(ok=ok)
+    return plan, merge_results(results)

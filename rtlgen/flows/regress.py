@@ -47,6 +47,7 @@ import numpy as np
 
 from rtlgen import progress
 from rtlgen.errors import RtlgenError, RtlgenWarning
+from rtlgen.flows.cluster import dask_client, gather_as_done, job, stopping
 
 __all__ = ["random_case", "run_case", "run_campaign", "edge_codes", "summary_table"]
 
@@ -274,10 +275,12 @@ def edge_codes(typ, n_in: int, n_random: int, rng) -> np.ndarray:
     return np.vstack(rows + [rng.integers(lo, hi + 1, (n_random, n_in))]).astype(np.int64)
 
 
+@job
 def run_case(case: dict, vectors: int, simulator: str, out_root: str, keep_failures: bool = True,
-             quiet: bool = True) -> dict:
+             quiet: bool = True, engine: str = "batch") -> dict:
     """Quantize, build, simulate and compare one case; never raises (the result says what happened).
-    ``quiet``: no progress lines (a Dask worker's would interleave)."""
+    ``simulator``: ``verilator`` or ``icarus``; ``engine``: ``batch`` (a compiled testbench) or
+    ``cocotb`` (the Python bench).  ``quiet``: no progress lines (a Dask worker's would interleave)."""
     from rtlgen.kinds import kind_of, save_build
     if quiet:
         progress.configure(quiet=True)
@@ -301,9 +304,9 @@ def run_case(case: dict, vectors: int, simulator: str, out_root: str, keep_failu
         n_in = q.n_features if case["kind"] == "forest" else q.n_in
         x = edge_codes(q.input_type, n_in, max(0, vectors - 7), np.random.default_rng([case["seed"], case["index"], 2]))
         expected = kind.predict_codes(q, x)
-        if simulator == "batch":
+        if engine == "batch":
             from rtlgen.flows.batch_sim import run_batch
-            got, _ = run_batch(work / "build", x, None, gap=0.2, seed=case["index"])
+            got, _ = run_batch(work / "build", x, None, gap=0.2, seed=case["index"], simulator=simulator)
         else:
             from rtlgen.flows.sim import run_sim
             got = run_sim(work / "build", x, simulator=simulator, work_dir=work / "sim", seed=case["index"])
@@ -320,8 +323,8 @@ def run_case(case: dict, vectors: int, simulator: str, out_root: str, keep_failu
                       traceback=traceback.format_exc()[-2000:])
     finally:
         result["seconds"] = round(time.perf_counter() - t0, 2)
-        if result["status"] in ("fail", "error") and keep_failures:
-            _keep(case, result, work, Path(out_root), x, expected, got, simulator)
+        if result["status"] in ("fail", "error") and keep_failures and not stopping():   # not when stopped
+            _keep(case, result, work, Path(out_root), x, expected, got, simulator, engine)
         shutil.rmtree(work, ignore_errors=True)
     return result
 
@@ -334,7 +337,7 @@ def _describe(case: dict, manifest: dict) -> str:
     return f"{shape}: {ops}; latency {manifest['latency']}, II {manifest.get('ii', 1)}"
 
 
-def _keep(case, result, work: Path, out_root: Path, x, expected, got, simulator: str) -> None:
+def _keep(case, result, work: Path, out_root: Path, x, expected, got, simulator: str, engine: str) -> None:
     folder = out_root / "failures" / f"case_{case['index']}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -346,7 +349,7 @@ def _keep(case, result, work: Path, out_root: Path, x, expected, got, simulator:
     for name, arr in (("inputs", x), ("expected", expected), ("got", got)):
         if arr is not None:
             np.save(folder / f"{name}.npy", np.asarray(arr))
-    engine = "--engine batch" if simulator == "batch" else f"--engine cocotb --simulator {simulator}"
+    engine = f"--engine {engine} --simulator {simulator}"
     (folder / "replay.sh").write_text(
         "#!/bin/sh\n# replays the failing case: the golden model against the RTL on the same codes\n"
         f"cd \"$(dirname \"$0\")\"\nrtlgen predict build inputs.npy --raw -o golden.npy\n"
@@ -371,23 +374,9 @@ def _read_results(path: Path) -> dict:
     return done
 
 
-def _client(scheduler: str | None, jobs: int):
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:   # pragma: no cover - a dependency
-        raise RtlgenError("rtlgen regress needs dask.distributed: pip install 'dask[distributed]'") from None
-    if scheduler:
-        try:
-            return Client(scheduler, timeout="10s"), None
-        except (OSError, TimeoutError) as exc:
-            raise RtlgenError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-    cluster = LocalCluster(n_workers=max(1, int(jobs)), threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=50)
-    return Client(cluster), cluster
-
-
 def run_campaign(out: Path, *, models: int, seed: int = 0, start: int = 0, vectors: int = 1000,
-                 simulator: str = "batch", jobs: int = 2, scheduler: str | None = None) -> dict:
+                 simulator: str = "verilator", engine: str = "batch", jobs: int = 2,
+                 scheduler: str | None = None) -> dict:
     """Run cases ``start .. start + models - 1`` of campaign ``seed`` (see the module docstring);
     returns the summary (also written to ``OUT/summary.json`` and ``OUT/summary.md``)."""
     out = Path(out)
@@ -397,34 +386,26 @@ def run_campaign(out: Path, *, models: int, seed: int = 0, start: int = 0, vecto
     todo = [k for k in range(start, start + models) if k not in done]
     t0 = time.perf_counter()
     if todo:
-        client, cluster = _client(scheduler, jobs)
-        try:
-            from dask.distributed import as_completed
-            futures = [client.submit(run_case, random_case(seed, k), vectors, simulator, str(out), key=f"case-{seed}-{k}",
-                                     pure=False) for k in todo]
+        with dask_client(scheduler, jobs, "rtlgen regress") as client:
+            futures = [client.submit(run_case, random_case(seed, k), vectors, simulator, str(out), engine=engine,
+                                     key=f"case-{seed}-{k}", pure=False) for k in todo]
             bar = progress.counter(f"regress: {len(todo)} models x {vectors} vectors ({len(done)} done before)",
                                    total=len(todo), unit="models")
-            failed = 0
             ok = False
             try:
                 with open(results_path, "a") as sink:
-                    for future in as_completed(futures):
-                        r = future.result()
+                    def keep(k: int, r: dict) -> None:
                         done[r["index"]] = r
                         sink.write(json.dumps(r) + "\n")
                         sink.flush()
-                        failed += r["status"] in ("fail", "error")
                         bar.update(1)
+                    gather_as_done(client, futures, keep)
                 ok = True
             finally:
                 bar.close(ok=ok)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
     chosen = [done[k] for k in range(start, start + models) if k in done]
     summary = summary_table(chosen)
-    summary.update(seed=seed, models=models, start=start, vectors_per_case=vectors, simulator=simulator,
+    summary.update(seed=seed, models=models, start=start, vectors_per_case=vectors, simulator=simulator, engine=engine,
                    seconds=round(time.perf_counter() - t0, 1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(summary["markdown"])

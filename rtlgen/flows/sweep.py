@@ -18,10 +18,10 @@ aims at), synthesizes each for a target, and writes into the sweep folder
     latency and II against cost (LUTs + DSP blocks on FPGA targets, cells
     on the generic target), Pareto front marked.
 
-Variants run in parallel worker processes.  The executor is pluggable:
-anything with ``submit(fn, *args)`` returning future-like objects with
-``result()`` works (a :class:`concurrent.futures.ProcessPoolExecutor` with
-``jobs`` workers by default; a ``dask.distributed.Client`` fits too).
+Variants are Dask jobs (:mod:`rtlgen.flows.cluster`): on a local cluster of
+``jobs`` worker processes by default, or on the cluster whose scheduler is
+``scheduler``.  Another executor can be passed: anything with
+``submit(fn, *args)`` returning future-like objects with ``result()``.
 Workers receive plain data (the quantized model as a dict), so they can
 run on other machines that share the sweep folder.
 
@@ -31,33 +31,32 @@ output says so and the row's ``reuse_per_layer`` records what each layer
 got.  A reuse factor above every layer's limit is refused.  A shift-and-add
 graph is built once per weight, so ``shift_add`` variants with R > 1 are
 skipped (and said so).  On Ctrl-C or
-SIGTERM the worker processes stop their variant (removing its temporary
-folders) and ``sweep.json``/``sweep.md`` are written with ``"status":
-"interrupted"`` and the rows finished so far.
+SIGTERM the running variants are stopped (their temporary folders removed),
+the queued ones cancelled, and ``sweep.json``/``sweep.md`` are written with
+``"status": "interrupted"`` and the rows finished so far.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
-import os
 import signal
 import threading
 import time
 from contextlib import contextmanager
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from pathlib import Path
 from typing import Callable
 
-from .. import progress
 from ..emit.atomic import temp_file_for, write_text_atomic
-from ..errors import RtlgenError, Terminated
+from ..errors import RtlgenError
 from ..frontends import load_model
 from ..ir.arithmetic import ARITHMETICS
 from ..ir.config import apply_config, load_config
 from ..ir.model import QDense
 from ..kinds import kind_named
-from ..procs import signal_children
+from .cluster import dask_client, job, stop_jobs
 from .synth import _check_args, find_tool, load_synth_report, synth
 
 __all__ = ["sweep", "variant_label", "pareto_front", "parse_reuse_list", "parse_arithmetic_list", "parse_clock_list",
@@ -149,55 +148,13 @@ def _cost(target: str, res: dict) -> tuple[int, str]:
     return int(res.get("luts", 0)) + int(res.get("dsp", 0)), "LUTs + DSP"
 
 
-#: Set in the processes of the sweep's own worker pool (see :func:`_worker_init`).
-_IN_POOL = False
-#: True while such a worker runs a variant.
-_BUSY = False
-#: Set by the first Ctrl-C/SIGTERM a worker gets.
-_STOPPING = False
-
-
-def _worker_init() -> None:
-    """Initializer of the sweep's worker processes: Ctrl-C and SIGTERM stop a worker cleanly."""
-    global _IN_POOL
-    _IN_POOL = True
-    progress.configure(quiet=True)     # the main process reports each variant; workers share its terminal
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _worker_stop)
-
-
-def _worker_stop(signum, frame) -> None:
-    # The first signal wins; the clean-up it starts is not interrupted by a second one.  (A handler
-    # that does nothing, not SIG_IGN: Python reports a signal that arrives while the disposition
-    # changes to SIG_IGN as an error with a traceback.)
-    global _STOPPING
-    if _STOPPING:
-        return
-    _STOPPING = True
-    if not _BUSY:
-        os._exit(128 + signum)  # idle: nothing to clean up (and no traceback from the pool's queue)
-    # Tools this worker started and may not stop on an exception (Amaranth runs its Yosys, a
-    # WebAssembly build that does not see Ctrl-C, with Popen and no clean-up); synth's own tool
-    # is stopped again by synth, which then removes its temporary folder.
-    signal_children(signal.SIGTERM)
-    raise Terminated()  # unwinds the variant
-
-
+@job
 def run_variant(qmodel_dict: dict, variant: dict, outdir: str, target: str, pnr: bool, device,
                 clock_mhz, dsp: bool, tools: str) -> dict:
-    """Build and synthesize one variant; runs in a worker.  Never raises for user errors.
+    """Build and synthesize one variant (a Dask job).  Never raises for user errors.
 
     ``variant``: its row keys (``reuse``, and ``arithmetic``/``clock_mhz`` when swept)."""
-    global _BUSY
-    _BUSY = True
-    try:
-        return _run_variant(qmodel_dict, variant, outdir, target, pnr, device, clock_mhz, dsp, tools)
-    except KeyboardInterrupt:
-        if _IN_POOL:
-            os._exit(130)  # the variant is cleaned up; do not go on to a variant queued for this worker
-        raise
-    finally:
-        _BUSY = False
+    return _run_variant(qmodel_dict, variant, outdir, target, pnr, device, clock_mhz, dsp, tools)
 
 
 def _run_variant(qmodel_dict: dict, variant: dict, outdir: str, target: str, pnr: bool, device,
@@ -321,17 +278,25 @@ def _prepare_outdir(outdir: Path) -> None:
         raise RtlgenError(f"cannot create the sweep folder {outdir}: {exc.strerror or exc}") from None
 
 
+def _finished_in_order(futures: list):
+    """The futures as they finish: Dask's and the standard library's; others in order."""
+    if futures and all(callable(getattr(f, "add_done_callback", None)) and hasattr(f, "key") for f in futures):
+        from dask.distributed import as_completed as dask_completed
+        return dask_completed(futures)
+    if futures and all(isinstance(f, Future) for f in futures):
+        return as_completed(futures)
+    return iter(futures)
+
+
 def _collect(futures: list, progress: Progress | None, variants: list, rows: list) -> list[dict]:
     """Wait for the variants; ``rows[k]`` gets variant k's row as it finishes (kept on Ctrl-C)."""
     index = {id(f): k for k, f in enumerate(futures)}
-    if all(isinstance(f, Future) for f in futures):
-        order = as_completed(futures)
-    else:
-        order = iter(futures)
-    for fut in order:
+    for fut in _finished_in_order(futures):
         k = index[id(fut)]
         try:
             row = fut.result()
+        except KeyboardInterrupt:
+            raise
         except Exception as exc:  # a worker died or the executor failed
             row = {**variants[k], "folder": _folder(variants[k]), "error": f"worker failed: {exc!r}"}
         rows[k] = row
@@ -352,7 +317,7 @@ def _collect(futures: list, progress: Progress | None, variants: list, rows: lis
 def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: int = 2, *,
           pnr: bool = False, device: str | None = None, clock_mhz: float | None = None,
           dsp: bool = True, tools: str = "auto", progress: Progress | None = None,
-          arithmetic_list=None, clock_list=None) -> dict:
+          arithmetic_list=None, clock_list=None, scheduler: str | None = None) -> dict:
     """Build and synthesize ``model`` under ``config`` for each reuse factor
     (and each arithmetic of ``arithmetic_list`` and clock target of ``clock_list``).
 
@@ -401,40 +366,39 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     write_text_atomic(outdir / SWEEP_JSON, json.dumps(summary, indent=2) + "\n")
 
     own = executor is None
-    if own:
-        executor = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
-    if progress is not None:
-        progress(f"sweep: {len(variants)} variants of {base.name} for {target}"
-                 + (" with place and route" if pnr else "") + (f" on {jobs} workers" if own else ""))
-        for r in reuses:
-            if clamped[r]:
-                progress(f"sweep: R={r} is above the limit of {len(clamped[r])} of {len(dense)} dense layers, "
-                         "which get their limit: "
-                         + ", ".join(f"{name} R={limit}" for name, limit in clamped[r].items()))
-    t0 = time.perf_counter()
-    keys = [v for v, _ in variants]
-    futures: list = []
-    slots: list = [None] * len(variants)
-    try:
-        futures = [executor.submit(run_variant, q.to_dict(), v, str((outdir / _folder(v)).resolve()), target,
-                                   pnr, device, clock_mhz if clock_mhz is not None else v.get("clock_mhz"),
-                                   dsp, tools) for v, q in variants]
-        _collect(futures, progress, keys, slots)
-    except KeyboardInterrupt:
-        with _signals_held():
-            _abandon(executor, futures, own, slots)
-            rows = [row for row in slots if row is not None]
-            _finish(summary, rows, clamped, target, t0, outdir, "interrupted")
-            if progress is not None:
-                progress(f"sweep: interrupted: {len(rows)} of {len(variants)} variants finished; wrote "
-                         f"{SWEEP_JSON} and {SWEEP_MD} (status interrupted) in {outdir}")
-        raise
-    except BaseException:
+    with contextlib.ExitStack() as cluster:
         if own:
-            executor.shutdown(wait=True, cancel_futures=True)
-        raise
-    if own:
-        executor.shutdown(wait=True, cancel_futures=True)
+            executor = cluster.enter_context(dask_client(scheduler, jobs, "rtlgen sweep"))
+        if progress is not None:
+            where = ("" if not own else f" on the Dask cluster at {scheduler}" if scheduler
+                     else f" on {jobs} local Dask workers")
+            progress(f"sweep: {len(variants)} variants of {base.name} for {target}"
+                     + (" with place and route" if pnr else "") + where)
+            for r in reuses:
+                if clamped[r]:
+                    progress(f"sweep: R={r} is above the limit of {len(clamped[r])} of {len(dense)} dense "
+                             "layers, which get their limit: "
+                             + ", ".join(f"{name} R={limit}" for name, limit in clamped[r].items()))
+        t0 = time.perf_counter()
+        keys = [v for v, _ in variants]
+        futures: list = []
+        slots: list = [None] * len(variants)
+        extra = {"pure": False} if own else {}
+        try:
+            futures = [executor.submit(run_variant, q.to_dict(), v, str((outdir / _folder(v)).resolve()), target,
+                                       pnr, device, clock_mhz if clock_mhz is not None else v.get("clock_mhz"),
+                                       dsp, tools, **extra) for v, q in variants]
+            _collect(futures, progress, keys, slots)
+        except KeyboardInterrupt:
+            with _signals_held():
+                _abandon(executor, futures, own, slots)
+                cluster.close()
+                rows = [row for row in slots if row is not None]
+                _finish(summary, rows, clamped, target, t0, outdir, "interrupted")
+                if progress is not None:
+                    progress(f"sweep: interrupted: {len(rows)} of {len(variants)} variants finished; wrote "
+                             f"{SWEEP_JSON} and {SWEEP_MD} (status interrupted) in {outdir}")
+            raise
     rows = [row for row in slots if row is not None]
     _finish(summary, rows, clamped, target, t0, outdir, "done")
     failed = [row for row in rows if row.get("error")]
@@ -467,37 +431,28 @@ def _signals_held():
             signal.signal(sig, handler)
 
 
-def _abandon(executor, futures: list, own: bool, slots: list, grace: float = 10.0) -> None:
-    """Stop the sweep after Ctrl-C: keep finished rows, cancel the rest, stop our workers."""
+def _finished_ok(fut) -> bool:
+    if isinstance(fut, Future):
+        return fut.done() and not fut.cancelled() and fut.exception() is None
+    status = getattr(fut, "status", None)
+    return status == "finished" if status is not None else True
+
+
+def _abandon(executor, futures: list, own: bool, slots: list) -> None:
+    """Stop the sweep after Ctrl-C: keep finished rows, cancel the rest, stop our workers' variants
+    (they remove their temporary folders)."""
     for k, fut in enumerate(futures):
-        if slots[k] is None and isinstance(fut, Future) and fut.done() and not fut.cancelled() \
-                and fut.exception() is None:
-            slots[k] = fut.result()
-    if not own:
-        for fut in futures:
-            if callable(getattr(fut, "cancel", None)):
-                fut.cancel()
+        if slots[k] is None and _finished_ok(fut):
+            try:
+                slots[k] = fut.result()
+            except Exception:  # noqa: BLE001 - a variant that failed to report is not a finished row
+                pass
+    if own:
+        stop_jobs(executor, futures)
         return
-    # Our pool: no fut.cancel() before the workers are gone.  When a worker dies, Python 3.11's pool
-    # sets BrokenProcessPool on every pending future and fails on one that is already cancelled.
-    # SIGTERM makes a worker stop its variant and clean up (_worker_stop); kill what is left after grace
-    procs = list((getattr(executor, "_processes", None) or {}).values())
-    for proc in procs:
-        try:
-            proc.terminate()
-        except (OSError, ValueError):
-            pass
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        proc.join(max(0.0, deadline - time.monotonic()))
-    for proc in procs:
-        if proc.is_alive():
-            proc.kill()
-            proc.join(1.0)
-    manager = getattr(executor, "_executor_manager_thread", None)
-    if manager is not None and procs:
-        manager.join(max(1.0, deadline - time.monotonic()))  # it marks the pending futures broken
-    executor.shutdown(wait=False, cancel_futures=True)
+    for fut in futures:
+        if callable(getattr(fut, "cancel", None)):
+            fut.cancel()
 
 
 def _finish(summary: dict, rows: list[dict], clamped: dict, target: str, t0: float, outdir: Path,

@@ -47,6 +47,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,7 @@ from typing import Callable
 
 from ..emit.atomic import replace_dir
 from ..emit.folder import record_result
-from ..errors import RtlgenError
+from ..errors import RtlgenError, Terminated
 from ..kinds import load_build
 
 __all__ = ["TARGETS", "DEVICES", "synth", "load_synth_report", "synth_reports", "classify_cells",
@@ -233,6 +234,11 @@ def _run(tool: Tool, args: list[str], cwd: Path, log: Path, progress: Progress |
             if timed_out:
                 out.write(f"\n[stopped after {timeout:.0f} s]\n")
                 return -1
+            if rc in (-signal.SIGTERM, -signal.SIGINT):
+                # stopped from outside (Ctrl-C, SIGTERM, a campaign stopping its jobs): an interruption
+                # of this flow, not a failure of the design; the caller removes its temporary folder
+                out.write(f"\n[stopped by signal {-rc}]\n")
+                raise Terminated()
             out.write(f"\n[exit status {rc}, {time.monotonic() - start:.1f} s]\n")
     except OSError as exc:
         raise RtlgenError(f"cannot run {tool.name} ({tool.path}): {exc.strerror or exc}") from None

@@ -1,5 +1,6 @@
-"""The batch engine (a compiled Verilator testbench): word packing, every core kind against the
-golden model and the cocotb bench, protocol checks, the build cache and ``rtlgen sim --engine``."""
+"""The batch engine (a compiled Verilator C++ testbench, or a Verilog one on Icarus): word packing,
+every core kind against the golden model and the cocotb bench on both simulators, protocol checks,
+the build cache, ``rtlgen sim --engine`` and runs split over Dask."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from helpers.cli import assert_one_line_error, run_cli
 from helpers.forests import chain_tree, full_tree, leaf_tree
 from rtlgen.cli import sim_engine
 from rtlgen.errors import RtlgenError
-from rtlgen.flows.batch_sim import BATCH_MIN_VECTORS, cache_root, harness_source, pack_words, run_batch, unpack_words
+from rtlgen.flows.batch_sim import (BATCH_MIN_VECTORS, cache_root, harness_source, pack_words, run_batch,
+                                    unpack_words, verilog_harness_source)
+from rtlgen.flows.split_sim import SPLIT_MIN_VECTORS, run_split, should_split
 from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.python_api import mlp
 from rtlgen.golden import forest as forest_golden
@@ -63,6 +66,10 @@ def test_harness_reads_wide_ports_by_chunks():
     assert "for (int i = 0; i < 4; ++i) top->in_data[i] = w[i];" in src
     assert "w[0] = (uint32_t)top->out_data; w[1] = (uint32_t)(top->out_data >> 32);" in src
     assert "top->cfg_we = 0;" in src and "top->scl_i = 1;" in src and "cfg_addr" not in src
+    src = verilog_harness_source({**manifest, "latency": 7, "ii": 2})
+    assert "localparam IW = 100, OW = 40, RING = 7;" in src
+    assert "reg [0:0] cfg_we = 0;" in src and "reg [0:0] scl_i = 1;" in src and "cfg_addr" not in src
+    assert ".cfg_we(cfg_we), .scl_i(scl_i));" in src
 
 
 # -- every core kind: batch engine == golden model == cocotb bench ------------------------------------
@@ -122,10 +129,11 @@ def cores(build_cache):
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 @pytest.mark.parametrize("case", sorted(CORES))
-def test_batch_engine_equals_golden_and_the_cocotb_bench(cores, case, tmp_path):
+def test_batch_engine_equals_golden_and_the_cocotb_bench(cores, case, simulator, tmp_path):
     outdir, x, expected = cores(case)
-    out, figures = run_batch(outdir, x, expected, gap=0.3, seed=4)
+    out, figures = run_batch(outdir, x, expected, gap=0.3, seed=4, simulator=simulator)
     assert np.array_equal(out, expected)
     manifest = json.loads((outdir / "manifest.json").read_text())
     assert figures["wrong_latency"] == 0 and figures["latency_min"] == figures["latency_max"] == manifest["latency"]
@@ -136,12 +144,13 @@ def test_batch_engine_equals_golden_and_the_cocotb_bench(cores, case, tmp_path):
 
 
 @pytest.mark.sim
-def test_protocol_errors_and_mismatches_are_named(cores, tmp_path):
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_protocol_errors_and_mismatches_are_named(cores, simulator, tmp_path):
     outdir, x, expected = cores("tmr_mlp")
     wrong = expected.copy()
     wrong[7, 1] += 1
     with pytest.raises(RtlgenError, match=r"1 of 3000 vectors differ from the golden model; first: vector 7"):
-        run_batch(outdir, x, wrong)
+        run_batch(outdir, x, wrong, simulator=simulator)
     # a manifest that promises another latency: every result is late or early
     liar = tmp_path / "liar"
     shutil.copytree(outdir, liar)
@@ -150,27 +159,47 @@ def test_protocol_errors_and_mismatches_are_named(cores, tmp_path):
     (liar / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(RtlgenError, match=r"protocol error.*vector 0: accepted at cycle \d+, out_valid at cycle \d+: "
                                           r"latency \d+, manifest says \d+"):
-        run_batch(liar, x[:50])
+        run_batch(liar, x[:50], simulator=simulator)
+
 
 
 @pytest.mark.sim
-def test_a_second_run_reuses_the_compiled_testbench(cores):
+@pytest.mark.parametrize("simulator,product", [("verilator", "Vsim"), ("icarus", "sim.vvp")])
+def test_a_second_run_reuses_the_compiled_testbench(cores, simulator, product):
     outdir, x, expected = cores("forest")
-    run_batch(outdir, x[:10], expected[:10])
-    built = sorted(p for p in cache_root().iterdir() if p.name.startswith("forest-"))
-    stamp = (built[0] / "Vsim").stat().st_mtime_ns
-    run_batch(outdir, x[:20], expected[:20])
-    again = sorted(p for p in cache_root().iterdir() if p.name.startswith("forest-"))
-    assert again == built and (built[0] / "Vsim").stat().st_mtime_ns == stamp
+    run_batch(outdir, x[:10], expected[:10], simulator=simulator)
+    built = sorted(p for p in cache_root().iterdir() if p.name.startswith("forest-") and (p / product).is_file())
+    assert len(built) == 1
+    stamp = (built[0] / product).stat().st_mtime_ns
+    run_batch(outdir, x[:20], expected[:20], simulator=simulator)
+    again = sorted(p for p in cache_root().iterdir() if p.name.startswith("forest-") and (p / product).is_file())
+    assert again == built and (built[0] / product).stat().st_mtime_ns == stamp
 
 
 def test_engine_choice():
     assert sim_engine("auto", None, BATCH_MIN_VECTORS) == "batch"
     assert sim_engine("auto", "verilator", BATCH_MIN_VECTORS - 1) == "cocotb"
-    assert sim_engine("auto", "icarus", 10 * BATCH_MIN_VECTORS) == "cocotb"
+    assert sim_engine("auto", "icarus", 10 * BATCH_MIN_VECTORS) == "batch"
     assert sim_engine("cocotb", None, 10) == "cocotb"
-    with pytest.raises(RtlgenError, match="the batch engine runs on Verilator"):
-        sim_engine("batch", "icarus", 10)
+    assert sim_engine("batch", "icarus", 10) == "batch"
+    assert not should_split("batch", SPLIT_MIN_VECTORS["batch"], 1, None)
+    assert not should_split("batch", SPLIT_MIN_VECTORS["batch"] - 1, 2, None)
+    assert should_split("batch", SPLIT_MIN_VECTORS["batch"], 2, None)
+    assert should_split("cocotb", SPLIT_MIN_VECTORS["cocotb"], 1, "tcp://somewhere:8786")
+
+
+@pytest.mark.sim
+def test_a_run_split_over_dask_equals_one_run(cores):
+    """Chunks on a local cluster (batch, Verilator) and on a scheduler given by address (the cocotb
+    bench on Icarus) come back in order, equal to the golden model."""
+    from dask.distributed import LocalCluster
+    outdir, x, expected = cores("stream_cnn")
+    out, figures = run_split(outdir, x, engine="batch", simulator="verilator", gap=0.2, jobs=2, chunks=5)
+    assert np.array_equal(out, expected) and figures["chunks"] == 5 and figures["workers"] == 2
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out, figures = run_split(outdir, x[:90], engine="cocotb", simulator="icarus", gap=0.3,
+                                 scheduler=cluster.scheduler_address)
+    assert np.array_equal(out, expected[:90]) and figures["chunks"] == 2
 
 
 @pytest.mark.sim
@@ -181,6 +210,11 @@ def test_cli_sim_on_the_batch_engine(cores, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "on verilator (batch engine" in res.stdout and "0 mismatches" in res.stdout
     assert np.array_equal(np.load(tmp_path / "y.npy"), expected)
+    res = run_cli("sim", outdir, tmp_path / "x.npy", "--raw", "--engine", "batch", "--simulator", "icarus",
+                  "-o", tmp_path / "yi.npy")
+    assert res.returncode == 0, res.stderr
+    assert "on icarus (batch engine" in res.stdout and "0 mismatches" in res.stdout
+    assert np.array_equal(np.load(tmp_path / "yi.npy"), expected)
     res = run_cli("sim", outdir, tmp_path / "x.npy", "--raw", "--engine", "batch", "--gap", "1.5",
                   "-o", tmp_path / "y2.npy")
     assert "--gap must be in [0, 1)" in assert_one_line_error(res)

@@ -243,7 +243,7 @@ def test_pnr_wrapper_text():
 # sweep
 
 
-def test_sweep_process_pool(tmp_path):
+def test_sweep_on_a_local_dask_cluster(tmp_path):
     out = tmp_path / "sweep"
     lines = []
     summary = sweep(_model((4, 3, 2), seed=6), _cfg(), [1, "full", 1], "generic", out, jobs=2,
