@@ -211,7 +211,10 @@ def _pair_key(t1: tuple, t2: tuple):
 
 
 class _Columns:
-    """The columns as sets of terms, with the count of every pair pattern."""
+    """The columns as sets of terms, with the count of every pair pattern (:func:`_pair_key`).
+
+    A pair is counted when its inputs are at most ``window`` apart (all pairs when ``window`` is
+    None).  The loops below are :func:`_pair_key` written out: they run millions of times."""
 
     def __init__(self, columns: list[dict], window: int | None):
         self.cols = columns                  # column -> {(node, shift): sign}
@@ -220,54 +223,64 @@ class _Columns:
         self.work = 0
         self.heap: list = []
         self.node_cols: dict[int, set] = {}
+        count = self.count
+        get = count.get
         for c, col in enumerate(columns):
-            terms = [(n, s, g) for (n, s), g in col.items()]
+            terms = sorted((n, s, g) for (n, s), g in col.items())    # by (node, shift): key order known
             for n, _, _ in terms:
                 self.node_cols.setdefault(n, set()).add(c)
-            for x in range(len(terms)):
-                for y in range(x + 1, len(terms)):
-                    if self._counted(terms[x], terms[y]):
-                        key = _pair_key(terms[x], terms[y])
-                        self.count[key] = self.count.get(key, 0) + 1
-
-    def _counted(self, t1, t2) -> bool:
-        return self.window is None or t1[0] == t2[0] or abs(t1[0] - t2[0]) <= self.window
-
-    def _bump(self, key, delta: int, push: list):
-        v = self.count.get(key, 0) + delta
-        if v:
-            self.count[key] = v
-        else:
-            self.count.pop(key, None)
-        if delta > 0 and v >= 2:
-            push.append(key)
+            for x, (n1, s1, g1) in enumerate(terms):
+                for n2, s2, g2 in terms[x + 1:]:
+                    if window is not None and n2 - n1 > window:
+                        break                # sorted by node: the rest are farther still
+                    key = (n1, n2, s2 - s1, g1 * g2)
+                    count[key] = get(key, 0) + 1
 
     def remove(self, c: int, term: tuple, push: list):
         col = self.cols[c]
         self.work += len(col)
-        del col[(term[0], term[1])]
+        n0, s0, g0 = term
+        del col[(n0, s0)]
+        count = self.count
+        window = self.window
+        still = False
         for (n, s), g in col.items():
-            if self._counted(term, (n, s, g)):
-                self._bump(_pair_key(term, (n, s, g)), -1, push)
-        if not any(n == term[0] for n, _ in col):
-            self.node_cols[term[0]].discard(c)
+            if n == n0:
+                still = True
+            elif window is not None and abs(n - n0) > window:
+                continue
+            key = (n, n0, s0 - s, g * g0) if (n < n0 or (n == n0 and s < s0)) else (n0, n, s - s0, g0 * g)
+            v = count.get(key, 0) - 1
+            if v:
+                count[key] = v
+            else:
+                count.pop(key, None)
+        if not still:
+            self.node_cols[n0].discard(c)
 
     def insert(self, c: int, term: tuple, push: list):
         """Add ``term`` to column ``c``, merging it with an equal (node, shift) term."""
         col = self.cols[c]
         self.work += len(col)
-        n, s, g = term
-        old = col.get((n, s))
+        n0, s0, g0 = term
+        old = col.get((n0, s0))
         if old is not None:
-            self.remove(c, (n, s, old), push)
-            if old == g:                      # x + x = x << 1
-                self.insert(c, (n, s + 1, g), push)
+            self.remove(c, (n0, s0, old), push)
+            if old == g0:                     # x + x = x << 1
+                self.insert(c, (n0, s0 + 1, g0), push)
             return                            # x - x = 0
-        for (m, t), h in col.items():
-            if self._counted(term, (m, t, h)):
-                self._bump(_pair_key(term, (m, t, h)), +1, push)
-        col[(n, s)] = g
-        self.node_cols.setdefault(n, set()).add(c)
+        count = self.count
+        window = self.window
+        for (n, s), g in col.items():
+            if window is not None and n != n0 and abs(n - n0) > window:
+                continue
+            key = (n, n0, s0 - s, g * g0) if (n < n0 or (n == n0 and s < s0)) else (n0, n, s - s0, g0 * g)
+            v = count.get(key, 0) + 1
+            count[key] = v
+            if v >= 2:
+                push.append(key)
+        col[(n0, s0)] = g0
+        self.node_cols.setdefault(n0, set()).add(c)
 
 
 def tree_depth(n: int) -> int:

@@ -175,36 +175,45 @@ def brevitas_builds(tmp_path_factory):
     """Each Brevitas model exported to QONNX and built with ``rtlgen build`` (no types in a config:
     only the MLP's batch norm, whose float statistics no quantizer covers, is given its types).
 
-    Made once per test session: the pytest-xdist workers share the folder (the first one builds,
-    under a lock, the others read)."""
-    import fcntl
+    Made once per test session, each model when a test first asks for it: the pytest-xdist workers
+    share the folder (the first one builds a model, under that model's lock; the others read)."""
     root = tmp_path_factory.getbasetemp().parent / "brevitas_models"
     root.mkdir(exist_ok=True)
-    with open(root / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / "done").exists():
-            _make_brevitas_builds(root)
-            (root / "done").write_text("")
-    return {name: (root / f"{name}.onnx", root / f"{name}_build", root / f"{name}_x.npy",
-                   np.load(root / f"{name}_ref.npy")) for name in BREVITAS}
+    return _BrevitasBuilds(root)
 
 
-def _make_brevitas_builds(root):
-    for name, (make, shape) in BREVITAS.items():
-        path = make(root / f"{name}.onnx")
-        args = ["build", path, "-o", root / f"{name}_build"]
-        bn = [layer.name for layer in load_model(path).layers if "batch_norm" in layer.name]
-        if bn:
-            cfg = root / f"{name}.yaml"
-            cfg.write_text(yaml.safe_dump({"layers": {bn[0]: {"weight": "fixed<10,4>", "bias": "fixed<10,4>"}}}))
-            args += ["-c", cfg]
-        res = run_cli(*args)
-        assert res.returncode == 0, res.stderr
-        rng = np.random.default_rng(5)
-        x = np.concatenate([rng.standard_normal((48,) + shape) * 3,
-                            np.full((1,) + shape, 100.0), np.full((1,) + shape, -100.0)]).astype(np.float32)
-        np.save(root / f"{name}_x.npy", x.reshape(len(x), -1))
-        np.save(root / f"{name}_ref.npy", qonnx_reference(path, x))
+class _BrevitasBuilds:
+    def __init__(self, root):
+        self.root = root
+
+    def __getitem__(self, name):
+        import fcntl
+        root = self.root
+        with open(root / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (root / f"{name}.done").exists():
+                _make_brevitas_build(root, name)
+                (root / f"{name}.done").write_text("")
+        return (root / f"{name}.onnx", root / f"{name}_build", root / f"{name}_x.npy",
+                np.load(root / f"{name}_ref.npy"))
+
+
+def _make_brevitas_build(root, name):
+    make, shape = BREVITAS[name]
+    path = make(root / f"{name}.onnx")
+    args = ["build", path, "-o", root / f"{name}_build"]
+    bn = [layer.name for layer in load_model(path).layers if "batch_norm" in layer.name]
+    if bn:
+        cfg = root / f"{name}.yaml"
+        cfg.write_text(yaml.safe_dump({"layers": {bn[0]: {"weight": "fixed<10,4>", "bias": "fixed<10,4>"}}}))
+        args += ["-c", cfg]
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.standard_normal((48,) + shape) * 3,
+                        np.full((1,) + shape, 100.0), np.full((1,) + shape, -100.0)]).astype(np.float32)
+    np.save(root / f"{name}_x.npy", x.reshape(len(x), -1))
+    np.save(root / f"{name}_ref.npy", qonnx_reference(path, x))
 
 
 @pytest.mark.parametrize("name", sorted(BREVITAS))

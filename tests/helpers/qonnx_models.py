@@ -106,7 +106,7 @@ def _export(model, example, path: Path) -> Path:
     return Path(path)
 
 
-def brevitas_mlp(path: Path, seed: int = 0, steps: int = 40) -> Path:
+def brevitas_mlp(path: Path, seed: int = 0, steps: int = 20) -> Path:
     """A Brevitas MLP (8 -> 12 -> 6 -> 3): fixed-point input, per-tensor and per-channel weights,
     16-bit biases, an unsigned 6-bit ReLU, a standalone BatchNorm and a 10-bit output quantizer."""
     import torch
@@ -141,7 +141,7 @@ def brevitas_mlp(path: Path, seed: int = 0, steps: int = 40) -> Path:
     return _export(model, x[:1], path)
 
 
-def brevitas_cnn(path: Path, seed: int = 0, steps: int = 30) -> Path:
+def brevitas_cnn(path: Path, seed: int = 0, steps: int = 15) -> Path:
     """A Brevitas CNN on 2x6x6 maps: a 3x3 conv with 5-bit weights, a quantized per-channel
     scale and bias (``BatchNorm2dToQuantScaleBias``: a Mul and an Add of constants), a depthwise
     3x3 conv (groups = channels), ReLU quantizers, a truncating 2x2 average pool (an AveragePool and
@@ -175,7 +175,7 @@ def brevitas_cnn(path: Path, seed: int = 0, steps: int = 30) -> Path:
     return _export(model, x[:1], path)
 
 
-def brevitas_residual(path: Path, seed: int = 0, steps: int = 30) -> Path:
+def brevitas_residual(path: Path, seed: int = 0, steps: int = 15) -> Path:
     """A Brevitas residual block (8 -> 8 -> 8, the input added back, then the block's hidden
     activations concatenated before a dense output of 3): quantizers on both inputs of the add,
     one after it and one after the concatenation."""

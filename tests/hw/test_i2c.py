@@ -369,7 +369,7 @@ def model(segments, ends):
     return writes, acks, reads
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(segs=st.lists(segment, min_size=1, max_size=4),
        ends=st.lists(st.sampled_from(["stop", "restart"]), min_size=4, max_size=4),
        sda_at=st.sampled_from(["early", "mid", "late"]))
