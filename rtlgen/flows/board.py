@@ -146,7 +146,7 @@ def _pnr_fail_reason(log_text: str) -> str | None:
 def board_build(build_dir, board_name: str, out, *, clock_mhz: float | None = None, self_test: int = 0,
                 baud: int | None = None, window: int = 2, tools: str = "auto", seed: int = 1,
                 progress: Progress | None = None, corrupt: tuple[int, ...] = (),
-                timeout: float | None = None, check_timing: bool = True) -> dict:
+                timeout: float | None = None, check_timing: bool = True, bitstream: bool = True) -> dict:
     """Build the bitstream of build folder ``build_dir`` for board ``board_name`` into ``out``.
 
     ``clock_mhz``: the core clock (default the board's oscillator; another
@@ -155,7 +155,10 @@ def board_build(build_dir, board_name: str, out, *, clock_mhz: float | None = No
     standard rate the board's bridge and the clock allow); ``window``:
     input vectors the link queues; ``corrupt``: indices of self-test vectors
     whose golden result is deliberately altered (to see the self-test
-    fail).  Returns the report written to ``OUT/board.json``.
+    fail); ``bitstream=False``: no Yosys/nextpnr run, only the link's
+    simulation model and ``board.json`` (for simulating the board, see
+    :mod:`rtlgen.flows.board_sim`).  Returns the report written to
+    ``OUT/board.json``.
     """
     from ..boards import board_named
     from ..boards.pll import ecp5_pll, ice40_pll
@@ -194,6 +197,18 @@ def board_build(build_dir, board_name: str, out, *, clock_mhz: float | None = No
     def make_link():
         return CoreLink(kind.core(qmodel), words=fmt.words, latency=int(manifest["latency"]), ii=int(manifest["ii"]),
                         divisor=divisor, window=window, selftest_inputs=st_in, selftest_expected=st_out)
+
+    if not bitstream:
+        report = {**_link_facts(board, clock_mhz, pll, baud, divisor, window, self_test, seed, fmt, manifest),
+                  "bitstream": None, "fmax_mhz": None, "meets_clock": None, "resources": None, "utilization": {}}
+        _note(progress, f"board {board.name}: writing {LINK_VERILOG}, the simulation model of the link and core "
+                        "(no bitstream)")
+        files[LINK_VERILOG] = verilog.convert(make_link(), name=LINK_TOP)
+        report.update(link_verilog={"file": LINK_VERILOG, "top": LINK_TOP}, build=str(build))
+        files[BOARD_REPORT] = json.dumps(report, indent=2) + "\n"
+        files["board.md"] = board_markdown(report)
+        commit_build(out, files)
+        return report
 
     top = BoardTop(board, make_link(), pll)
 
@@ -295,6 +310,22 @@ def _build_in(work: Path, board, top, manifest: dict, fmt: SampleFormat, yosys, 
     _note(progress, f"board {board.name}: Fmax {fmax:.1f} MHz at a {clock_mhz:g} MHz core clock, "
                     f"{_util_line(util)}")
     return {
+        **_link_facts(board, clock_mhz, pll, baud, divisor, window, self_test, seed, fmt, manifest),
+        "fmax_mhz": round(fmax, 2),
+        "fmax_clock": clock,
+        "meets_clock": fmax >= clock_mhz,
+        "resources": resources,
+        "utilization": {k: {**v, "percent": round(100.0 * v["used"] / v["available"], 1) if v["available"] else 0.0}
+                        for k, v in util.items()},
+        "tools": {t.name: {"kind": t.kind, "path": t.path} for t in (yosys, nextpnr, packer)},
+        "runtime_s": {"yosys": round(ysec, 1), "nextpnr": round(psec, 1)},
+    }
+
+
+def _link_facts(board, clock_mhz: float, pll, baud: int, divisor: int, window: int, self_test: int, seed: int,
+                fmt: SampleFormat, manifest: dict) -> dict:
+    """What ``board.json`` says of the board, the clock and the link, bitstream or not."""
+    return {
         "format": 1,
         "board": board.name,
         "description": board.description,
@@ -303,9 +334,6 @@ def _build_in(work: Path, board, top, manifest: dict, fmt: SampleFormat, yosys, 
         "board_clock_mhz": board.clock_mhz,
         "clock_mhz": clock_mhz,
         "pll": dict(pll.dividers) if pll else None,
-        "fmax_mhz": round(fmax, 2),
-        "fmax_clock": clock,
-        "meets_clock": fmax >= clock_mhz,
         "baud": baud,
         "baud_divisor": divisor,
         "window": window,
@@ -313,11 +341,6 @@ def _build_in(work: Path, board, top, manifest: dict, fmt: SampleFormat, yosys, 
         "seed": seed,
         "sample": {"in_bytes": fmt.in_bytes, "out_bytes": fmt.out_bytes, "words": fmt.words},
         "core": {"top": manifest["top"], "latency": manifest["latency"], "ii": manifest["ii"]},
-        "resources": resources,
-        "utilization": {k: {**v, "percent": round(100.0 * v["used"] / v["available"], 1) if v["available"] else 0.0}
-                        for k, v in util.items()},
-        "tools": {t.name: {"kind": t.kind, "path": t.path} for t in (yosys, nextpnr, packer)},
-        "runtime_s": {"yosys": round(ysec, 1), "nextpnr": round(psec, 1)},
     }
 
 
@@ -330,14 +353,16 @@ def board_markdown(report: dict) -> str:
     lines = [f"# {report['description']}", "",
              f"- core `{report['core']['top']}`: latency {report['core']['latency']} cycles, II {report['core']['ii']}",
              f"- core clock {report['clock_mhz']:g} MHz (board oscillator {report['board_clock_mhz']:g} MHz"
-             + (", PLL" if report["pll"] else "") + f"); Fmax {report['fmax_mhz']:.1f} MHz "
-             + ("(meets it)" if report["meets_clock"] else "(MISSES it)"),
+             + (", PLL" if report["pll"] else "") + ")"
+             + ("" if report.get("fmax_mhz") is None else f"; Fmax {report['fmax_mhz']:.1f} MHz "
+                + ("(meets it)" if report["meets_clock"] else "(MISSES it)")),
              f"- UART {report['baud']} baud, {report['window']} vectors queued; "
              f"a sample is {report['sample']['in_bytes']} bytes in, {report['sample']['out_bytes']} bytes out",
              f"- self-test: {report['self_test']} vectors" if report["self_test"] else "- self-test: none",
-             f"- bitstream `{report.get('bitstream', '')}`", "", "| resource | used | available | % |",
+             f"- bitstream `{report['bitstream']}`" if report.get("bitstream")
+             else "- no bitstream: the link's simulation model only", "", "| resource | used | available | % |",
              "| --- | ---: | ---: | ---: |"]
-    for name, u in report["utilization"].items():
+    for name, u in (report.get("utilization") or {}).items():
         if u["used"]:
             lines.append(f"| {name} | {u['used']} | {u['available']} | {u['percent']} |")
     return "\n".join(lines) + "\n"
@@ -359,6 +384,9 @@ def board_program(out, progress: Progress | None = None) -> str:
 
     report = load_board_report(out)
     board = board_named(report["board"])
+    if not report.get("bitstream"):
+        raise RtlgenError(f"{out} has the link's simulation model only (no bitstream): run 'rtlgen board build' "
+                          "for a bitstream")
     bitstream = Path(out) / report["bitstream"]
     if not bitstream.is_file():
         raise RtlgenError(f"{bitstream} is missing; run 'rtlgen board build' again")

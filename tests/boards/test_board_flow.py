@@ -207,3 +207,17 @@ def test_bad_board_arguments_are_one_line(tmp_path, args, words):
 def test_program_without_a_board_folder_and_without_a_programmer(tmp_path):
     line = one_error_line(run_cli("board", "program", tmp_path))
     assert "not a board folder" in line
+
+
+def test_a_board_folder_without_a_bitstream_holds_the_link_model_and_cannot_be_programmed(tmp_path):
+    from rtlgen.flows.board import board_build
+    core = _tiny_build(tmp_path)
+    out = tmp_path / "board"
+    rep = board_build(core, "icebreaker", out, self_test=4, bitstream=False)
+    assert rep["bitstream"] is None and rep["fmax_mhz"] is None and rep["self_test"] == 4
+    assert json.loads((out / "board.json").read_text())["baud"] == rep["baud"] > 0
+    assert "no bitstream" in (out / "board.md").read_text()
+    assert (out / "board_link.v").read_text().count("module board_link(") == 1
+    assert not list(out.glob("*.bin"))
+    line = one_error_line(run_cli("board", "program", out))
+    assert "simulation model only (no bitstream)" in line
