@@ -325,10 +325,12 @@ module rtlgen_batch_tb;
     localparam IW = @IW@, OW = @OW@, RING = @RING@;
     localparam [63:0] NONE = 64'hFFFF_FFFF_FFFF_FFFF;
     localparam integer STDERR = 32'h8000_0002;
+    // the inputs start unknown and take their levels at 1 ns, an event that starts every
+    // "always @*" block of the core (a declaration's value is no event under IEEE 1800)
     reg clk = 1'b0;
-    reg rst = 1'b1;
-    reg in_valid = 1'b0;
-    reg [IW-1:0] in_data = {IW{1'b0}};
+    reg rst;
+    reg in_valid;
+    reg [IW-1:0] in_data;
     wire in_ready, out_valid;
     wire [OW-1:0] out_data;
 @IDLE_REGS@
@@ -364,6 +366,11 @@ module rtlgen_batch_tb;
             $fdisplay(STDERR, "usage: +in= +out= +words= +per_vector= +latency= +ii= +gap= +seed= [+progress=]");
             $finish;
         end
+        #1;
+        rst = 1'b1;
+        in_valid = 1'b0;
+        in_data = {IW{1'b0}};
+@IDLE_LEVELS@
         have_progress = $value$plusargs("progress=%s", progress_path);
         fin = $fopen(in_path, "r");
         fout = $fopen(out_path, "w");
@@ -470,14 +477,16 @@ def verilog_harness_source(manifest: dict) -> str:
     """The Verilog testbench (for Icarus) of the core that ``manifest`` describes (see the module docstring)."""
     ports = _core_ports(manifest)
     idle = [(name, level) for name, level in CONFIG_IDLE.items() if name in ports]
-    regs = "\n".join(f"    reg [{ports[name] - 1}:0] {name} = {level};" for name, level in idle)
+    regs = "\n".join(f"    reg [{ports[name] - 1}:0] {name};" for name, level in idle)
+    levels = "\n".join(f"        {name} = {level};" for name, level in idle)
     conns = "".join(f", .{name}({name})" for name, _ in idle)
     latency, ii = int(manifest["latency"]), max(1, int(manifest.get("ii", 1)))
     ring = latency // ii + 4
     text = VERILOG_HARNESS
     for key, value in (("@TOP@", str(manifest["top"])), ("@IW@", str(ports["in_data"])),
                        ("@OW@", str(ports["out_data"])), ("@RING@", str(ring)), ("@IDLE_REGS@", regs),
-                       ("@IDLE_PORTS@", conns), ("@RESET@", str(RESET_CYCLES))):
+                       ("@IDLE_PORTS@", conns), ("@IDLE_LEVELS@", levels),
+                       ("@RESET@", str(RESET_CYCLES))):
         text = text.replace(key, value)
     return text
 

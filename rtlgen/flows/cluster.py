@@ -14,10 +14,9 @@ shared file system, except the flows that write into an output folder
 Workers of a local cluster do not take Ctrl-C themselves: the terminal's
 SIGINT reaches them too, but only stops the tools they run (simulators,
 Yosys), and a job then raises :class:`JobStopped`; their nanny processes
-ignore it.  The
-main process decides what happens: it cancels what is queued, stops the
-running jobs with :func:`stop_jobs` (which cleans up their temporary
-folders) and closes the cluster.
+ignore it.  The main process decides what happens: it cancels what is
+queued, stops the running jobs with :func:`stop_jobs` (they clean up their
+temporary folders) and closes the cluster.
 """
 
 from __future__ import annotations
@@ -36,9 +35,10 @@ from pathlib import Path
 from rtlgen.errors import RtlgenError
 from rtlgen.procs import signal_children
 
-__all__ = ["JobStopped", "dask_client", "stopping", "stop_jobs", "pack_folder", "unpacked_folder", "job", "gather_as_done"]
+__all__ = ["JobStopped", "dask_client", "stopping", "stop_jobs", "pack_folder", "unpacked_folder", "job",
+           "gather_as_done"]
 
-#: set in a worker process when its jobs are to stop (SIGINT or SIGTERM, see :func:`dask_setup`)
+#: set in a worker process when its jobs are to stop (SIGINT, or :func:`stop_jobs`)
 _STOPPING = threading.Event()
 #: jobs running in this worker process
 _RUNNING = 0
