@@ -9,9 +9,18 @@ temporary folders is a fixture here.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from helpers.builds import BuildCache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _batch_testbench_cache(tmp_path_factory):
+    """The batch engine's compiled testbenches go to one folder per test session, shared by the
+    xdist workers (a build is moved into place whole), not to the user's cache."""
+    os.environ["RTLGEN_CACHE"] = str(tmp_path_factory.getbasetemp().parent / "batch_cache")
 
 
 @pytest.fixture(scope="session")

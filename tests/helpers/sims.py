@@ -1,17 +1,25 @@
-"""Which simulator runs which case: ``make test`` and ``make test-long``.
+"""Which simulator runs which case: ``make test`` and ``make test-long``; and how.
 
 ``make test`` runs every RTL case on Icarus Verilog and a few on Verilator:
 enough that each kind of core (MLP, CNN, streamed CNN, forest, stored
 parameters) and each arithmetic feature meets both simulators.  The other
 Verilator runs of the same cases, each of which compiles a C++ model, carry
 the ``long`` mark and run in ``make test-long``.
+
+:func:`rtl_sim` runs a differential case: on Icarus in the cocotb bench
+(``sims/``), on Verilator in the batch engine's compiled testbench (same
+port contract, random ``in_valid`` gaps, exact latency and II checks;
+``rtlgen.flows.batch_sim``), so that every case meets both harnesses.  The
+cocotb bench on Verilator is run by the protocol, configuration-bus, I2C
+and board-link tests, and tests/flows/test_batch_sim.py checks that the two
+harnesses agree on every core kind.
 """
 
 from __future__ import annotations
 
 import pytest
 
-__all__ = ["SIMULATORS", "on_simulators"]
+__all__ = ["SIMULATORS", "on_simulators", "rtl_sim"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -29,3 +37,17 @@ def on_simulators(cases, verilator: tuple = (), order: str = "case,simulator") -
             values = (case, sim) if order == "case,simulator" else (sim, case)
             out.append(pytest.param(*values, marks=marks))
     return out
+
+
+def rtl_sim(outdir, in_codes, simulator: str = "icarus", expected=None, work_dir=None, seed: int = 1,
+            gap: float = 0.3):
+    """The output codes of the core in ``outdir`` on ``simulator`` (see the module docstring); a
+    mismatch with ``expected`` raises, naming the first differing vector."""
+    from rtlgen.flows.batch_sim import run_batch
+    from rtlgen.flows.sim import read_manifest, run_sim
+    manifest = read_manifest(outdir)
+    narrow = all(int(manifest[side]["width"]) <= 64 for side in ("input", "output"))
+    if simulator == "verilator" and narrow:
+        out, _ = run_batch(outdir, in_codes, expected, seed=seed, gap=gap)
+        return out
+    return run_sim(outdir, in_codes, simulator=simulator, expected=expected, work_dir=work_dir, seed=seed, gap=gap)

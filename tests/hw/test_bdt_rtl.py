@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers.sims import rtl_sim
 from rtlgen.kinds import save_build as save_forest_build
 from rtlgen.flows.lint import lint_build
-from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.trees import load_forest
 from rtlgen.golden.forest import predict_codes, quantize_inputs
 from rtlgen.errors import RtlgenError
@@ -131,7 +131,7 @@ def built(build_cache):
 ])
 def test_forest_rtl_matches_golden(built, simulator, case, tmp_path):
     qf, outdir, manifest, codes, expected = built(case)
-    got = run_sim(outdir, codes, simulator=simulator, expected=expected, work_dir=tmp_path / "sim", seed=3)
+    got = rtl_sim(outdir, codes, simulator=simulator, expected=expected, work_dir=tmp_path / "sim", seed=3)
     assert np.array_equal(np.asarray(got), expected)
     assert manifest["kind"] == "bdt" and manifest["ii"] == qf.reuse_factor
     assert manifest["output"]["count"] == qf.n_outputs + (1 if qf.class_output else 0)

@@ -38,7 +38,7 @@ from rtlgen.ir.model import Activation, Dense, FloatModel, QModel
 from rtlgen.numerics.fixed import parse_type, quantize, requantize
 
 from helpers.paths import ECONT, FIXTURES, ROOT
-from helpers.sims import on_simulators
+from helpers.sims import on_simulators, rtl_sim
 
 REFERENCE = np.load(FIXTURES / "cnn_reference.npz")
 
@@ -490,7 +490,7 @@ def test_cnn_rtl_equals_golden(case, simulator, tmp_path):
     assert manifest["layers"][0]["out_shape"] == list(fm.layers[0].out_shape)
     x = edge_codes(q.input_type, q.n_in, 40, seed=len(case))
     expected = predict_codes(q, x)
-    got = run_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim")
+    got = rtl_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim")
     assert np.array_equal(got, expected)
 
 
@@ -508,7 +508,7 @@ def test_econt_encoder_on_verilator(tmp_path):
     assert manifest["multipliers"] == sum(layer.multipliers for layer in q.layers if hasattr(layer, "multipliers"))
     x = edge_codes(q.input_type, q.n_in, 60, seed=2)
     expected = predict_codes(q, x)
-    got = run_sim(outdir, x, simulator="verilator", expected=expected, work_dir=tmp_path / "sim")
+    got = rtl_sim(outdir, x, simulator="verilator", expected=expected, work_dir=tmp_path / "sim")
     assert np.array_equal(got, expected)
 
 

@@ -14,14 +14,13 @@ import pytest
 
 from rtlgen.kinds import save_build
 from rtlgen.flows.lint import lint_build
-from rtlgen.flows.sim import run_sim
 from rtlgen.frontends.python_api import mlp
 from rtlgen.golden.network import predict_codes
 from rtlgen.ir.config import apply_config
 from rtlgen.numerics.fixed import parse_type
 
 from helpers.paths import JET, JET_CFG
-from helpers.sims import on_simulators
+from helpers.sims import on_simulators, rtl_sim
 
 
 def random_model(sizes, seed, sparsity=0.3, scale=1.0):
@@ -98,7 +97,7 @@ def built(build_cache):
     [c[0] for c in CASES], verilator=("r2_unsigned_conv_sat", "rfull_mixed_layers")))
 def test_rtl_matches_golden(built, case_id, simulator, tmp_path):
     q, outdir, manifest, x, expected = built(case_id)
-    got = run_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim", seed=7)
+    got = rtl_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim", seed=7)
     assert np.array_equal(np.asarray(got, dtype=object), np.asarray(expected, dtype=object))
     dense = [layer for layer in manifest["layers"] if layer["op"] == "dense"]
     assert manifest["ii"] == max(layer["reuse_factor"] for layer in dense)
@@ -124,7 +123,7 @@ def test_rounding_ties_and_saturation(quant, simulator, tmp_path):
     codes = np.arange(-32, 32, dtype=np.int64)   # every code of fixed<6,3>
     x = np.stack([np.roll(codes, k) for k in range(n)], axis=1)
     expected = predict_codes(q, x)
-    got = run_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim")
+    got = rtl_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim")
     assert np.array_equal(got, expected)
 
 
@@ -142,7 +141,7 @@ def test_shipped_jet_mlp_on_verilator(tmp_path):
         layer.multipliers for layer in q.layers if layer.op == "dense")
     x = edge_vectors(str(q.input_type), q.n_in, 150, seed=11)
     expected = predict_codes(q, x)
-    got = run_sim(outdir, x, simulator="verilator", expected=expected, work_dir=tmp_path / "sim")
+    got = rtl_sim(outdir, x, simulator="verilator", expected=expected, work_dir=tmp_path / "sim")
     assert np.array_equal(got, expected)
 
 
@@ -203,5 +202,5 @@ def test_activation_kinds_rtl_matches_golden(case, simulator, tmp_path):
     assert lint_build(outdir) == []
     x = edge_vectors(cfg["input"], q.n_in, 100, seed=3)
     expected = predict_codes(q, x)
-    got = run_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim", seed=5)
+    got = rtl_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim", seed=5)
     assert np.array_equal(np.asarray(got, dtype=object), np.asarray(expected, dtype=object))

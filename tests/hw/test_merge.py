@@ -10,9 +10,8 @@ import pytest
 
 from helpers.core import run, timed_stream
 from helpers.residual_models import residual_cnn, residual_mlp
-from helpers.sims import on_simulators
+from helpers.sims import on_simulators, rtl_sim
 from rtlgen.flows.lint import lint_build
-from rtlgen.flows.sim import run_sim
 from rtlgen.frontends import load_model
 from rtlgen.golden.network import predict_codes
 from rtlgen.hw.merge import CodeDelay
@@ -94,7 +93,7 @@ def test_residual_rtl_matches_golden(tmp_path, case, simulator):
     assert lint_build(outdir) == []
     x = edge_vectors(cfg["input"], q.n_in, 60 if case == "mlp" else 20, seed=4)
     expected = predict_codes(q, x)
-    got = run_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim", seed=6)
+    got = rtl_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim", seed=6)
     assert np.array_equal(np.asarray(got, dtype=object), np.asarray(expected, dtype=object))
 
 

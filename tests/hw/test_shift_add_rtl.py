@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from rtlgen.flows.lint import lint_build
-from rtlgen.flows.sim import run_sim
 from rtlgen.frontends import load_model
 from rtlgen.frontends.python_api import mlp
 from rtlgen.golden.network import predict_codes
@@ -20,7 +19,7 @@ from rtlgen.ir.config import apply_config
 from rtlgen.kinds import save_build
 
 from helpers.paths import FIXTURES
-from helpers.sims import on_simulators
+from helpers.sims import on_simulators, rtl_sim
 
 
 def _weights(n_in, n_out, seed):
@@ -89,5 +88,5 @@ def test_shift_add_rtl_equals_golden(built, case, simulator, tmp_path):
     assert dense and all(e["arithmetic"] == "shift_add" and e["adders"] >= 0 for e in dense)
     x = _edges(q.input_type, q.n_in, 50, seed=len(case))
     expected = predict_codes(q, x)
-    got = run_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim")
+    got = rtl_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim")
     assert np.array_equal(got, expected)

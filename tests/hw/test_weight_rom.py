@@ -21,7 +21,6 @@ import pytest
 
 from rtlgen.errors import RtlgenError
 from rtlgen.flows.lint import lint_build
-from rtlgen.flows.sim import run_sim
 from rtlgen.frontends import load_model
 from rtlgen.frontends.python_api import mlp
 from rtlgen.golden.network import predict_codes
@@ -34,7 +33,7 @@ from rtlgen.kinds import save_build
 
 from helpers.core import infer, run
 from helpers.paths import FIXTURES
-from helpers.sims import on_simulators
+from helpers.sims import on_simulators, rtl_sim
 
 # the latency checks elaborate networks only to read their figures
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -323,7 +322,7 @@ def test_rom_rtl_equals_golden(built, case, simulator, tmp_path):
     assert manifest["latency"] == Network(q).latency
     x = _vectors(q.input_type, q.n_in, 40, seed=len(case))
     expected = predict_codes(q, x)
-    got = run_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim")
+    got = rtl_sim(outdir, x, simulator=simulator, expected=expected, work_dir=tmp_path / "sim")
     assert np.array_equal(got, expected)
 
 
