@@ -35,8 +35,8 @@ from pathlib import Path
 from rtlgen.errors import RtlgenError
 from rtlgen.procs import signal_children
 
-__all__ = ["JobStopped", "dask_client", "stopping", "stop_jobs", "pack_folder", "unpacked_folder", "job",
-           "gather_as_done"]
+__all__ = ["JobStopped", "dask_client", "stopping", "stop_jobs", "pack_folder", "unpacked_folder", "job_folder",
+           "job", "gather_as_done"]
 
 #: set in a worker process when its jobs are to stop (SIGINT, or :func:`stop_jobs`)
 _STOPPING = threading.Event()
@@ -145,15 +145,20 @@ def dask_client(scheduler: str | None, jobs: int, what: str) -> Iterator[object]
         finally:
             client.close()
         return
-    cluster = LocalCluster(n_workers=max(1, int(jobs)), threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=50, preload=["rtlgen.flows.cluster"],
-                           preload_nanny=["rtlgen.flows.cluster"])
-    client = Client(cluster)
+    scratch = tempfile.mkdtemp(prefix="rtlgen-dask-")    # the cluster's scratch space, removed after
     try:
-        yield client
+        with dask.config.set({"temporary-directory": scratch}):
+            cluster = LocalCluster(n_workers=max(1, int(jobs)), threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=50, local_directory=scratch,
+                                   preload=["rtlgen.flows.cluster"], preload_nanny=["rtlgen.flows.cluster"])
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
     finally:
-        client.close()
-        cluster.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def stop_jobs(client, futures: list, grace: float = 20.0) -> None:
@@ -192,6 +197,20 @@ def pack_folder(folder) -> dict[str, bytes]:
     """The files at the top of a build folder (Verilog, manifest, model), as ``{name: bytes}``."""
     folder = Path(folder)
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@contextlib.contextmanager
+def job_folder(prefix: str = "rtlgen-job-") -> Iterator[Path]:
+    """A temporary folder for a job's files: removed when the job ends, or is stopped by its
+    campaign; kept (for a look: the error names what is in it) when the job fails."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    except BaseException:
+        if stopping():
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ from ..kinds import kind_of, load_build
 from ..numerics.fixed import parse_type
 from .. import progress
 from . import tools
-from .cluster import dask_client, gather_as_done, job, pack_folder, unpacked_folder
+from .cluster import dask_client, gather_as_done, job, job_folder, pack_folder, unpacked_folder
 from .sim import (SIMS_DIR, TIMESCALE, _environ, _one_line, _results_failures, _stop_children_on_exit,
                   _sys_path_first, _tail, read_manifest)
 
@@ -291,8 +291,8 @@ def merge_results(results: list[dict]) -> dict:
 
 @job
 def _bench_job(files: dict, plan: dict, simulator: str, testcase) -> dict:
-    with unpacked_folder(files, prefix="rtlgen-faults-") as outdir:
-        return run_config_bench(outdir, plan, simulator, testcase=testcase)
+    with unpacked_folder(files, prefix="rtlgen-faults-core-") as outdir, job_folder("rtlgen-faults-job-") as work:
+        return run_config_bench(outdir, plan, simulator, work_dir=work, testcase=testcase)
 
 
 def run_campaign(outdir, simulator: str = "icarus", *, n_vectors: int = 24, seed: int = 1,

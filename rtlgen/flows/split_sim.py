@@ -20,7 +20,7 @@ import numpy as np
 from .. import progress
 from ..errors import RtlgenError
 from .batch_sim import _build, _build_icarus, run_batch
-from .cluster import dask_client, gather_as_done, job, pack_folder, unpacked_folder
+from .cluster import dask_client, gather_as_done, job, job_folder, pack_folder, unpacked_folder
 from .sim import _codes_array, read_manifest, run_sim
 
 __all__ = ["SPLIT_MIN_VECTORS", "run_split", "should_split"]
@@ -38,11 +38,12 @@ def should_split(engine: str, n: int, jobs: int, scheduler: str | None) -> bool:
 
 @job
 def _chunk(files: dict, codes: np.ndarray, engine: str, simulator: str, gap: float, seed: int):
-    with unpacked_folder(files, prefix="rtlgen-sim-") as outdir:
+    with unpacked_folder(files, prefix="rtlgen-sim-core-") as outdir, job_folder("rtlgen-sim-job-") as work:
         if engine == "batch":
-            out, figures = run_batch(outdir, codes, None, gap=gap, seed=seed, simulator=simulator)
+            out, figures = run_batch(outdir, codes, None, gap=gap, seed=seed, simulator=simulator,
+                                     work_dir=work)
             return out, figures["cycles"]
-        return run_sim(outdir, codes, simulator=simulator, gap=gap, seed=seed), None
+        return run_sim(outdir, codes, simulator=simulator, gap=gap, seed=seed, work_dir=work), None
 
 
 def run_split(outdir, in_codes, *, engine: str, simulator: str, gap: float, jobs: int = 2,

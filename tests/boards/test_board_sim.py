@@ -4,7 +4,7 @@ simulated board behind a pseudo-terminal.
 
 * frames (``INFO``, windowed ``INFER`` against the golden model, every error answered and the link
   working after it, an overrunning burst, the ``STATUS`` counters) and the power-up self-test, on
-  Icarus Verilog and Verilator: a signed-input MLP (self-test PASS) and an unsigned-input one with
+  Icarus Verilog and Verilator (``make test-long``): a signed-input MLP (self-test PASS) and an unsigned-input one with
   corrupted golden results (FAIL, exact count), their board folders from :func:`board_build` without
   a bitstream (the link's simulation model is the same; test_board_flow.py builds bitstreams);
 * a streamed CNN core (several input words per sample) on Icarus (long: its bitstream takes a minute);
@@ -128,8 +128,8 @@ def check_selftest(report: dict, state: int, mismatches: int) -> None:
     assert st["status"]["selftest_done"] == SELF_TEST
 
 
-@pytest.mark.parametrize("case,simulator", on_simulators(["mlp_signed", "mlp_unsigned_corrupt"],
-                                                        verilator=("mlp_signed",)))
+# the Verilator runs (a C++ build of the cocotb harness each) are in make test-long
+@pytest.mark.parametrize("case,simulator", on_simulators(["mlp_signed", "mlp_unsigned_corrupt"]))
 def test_frames_and_selftest(boards, case, simulator):
     """Every frame check, and the self-test: PASS, or FAIL with the count of corrupted golden results."""
     mismatches = MISMATCHES.get(case, 0)

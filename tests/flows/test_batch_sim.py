@@ -133,14 +133,16 @@ def cores(build_cache):
 @pytest.mark.parametrize("case", sorted(CORES))
 def test_batch_engine_equals_golden_and_the_cocotb_bench(cores, case, simulator, tmp_path):
     outdir, x, expected = cores(case)
+    if simulator == "icarus":       # an event-driven simulator: fewer vectors
+        x, expected = x[:400], expected[:400]
     out, figures = run_batch(outdir, x, expected, gap=0.3, seed=4, simulator=simulator)
     assert np.array_equal(out, expected)
     manifest = json.loads((outdir / "manifest.json").read_text())
     assert figures["wrong_latency"] == 0 and figures["latency_min"] == figures["latency_max"] == manifest["latency"]
     assert figures["min_spacing"] >= manifest.get("ii", 1) and figures["accepted"] == len(x)
-    # the cocotb bench on the other simulator agrees
-    cocotb = run_sim(outdir, x[:60], simulator="icarus", expected=expected[:60], work_dir=tmp_path / "sim")
-    assert np.array_equal(cocotb, out[:60])
+    if simulator == "icarus":   # the cocotb bench agrees (once per core)
+        cocotb = run_sim(outdir, x[:60], simulator="icarus", expected=expected[:60], work_dir=tmp_path / "sim")
+        assert np.array_equal(cocotb, out[:60])
 
 
 @pytest.mark.sim
@@ -165,10 +167,11 @@ def test_icarus_batch_starts_every_process_of_the_core(tmp_path):
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 def test_protocol_errors_and_mismatches_are_named(cores, simulator, tmp_path):
     outdir, x, expected = cores("tmr_mlp")
-    wrong = expected.copy()
+    n = 3000 if simulator == "verilator" else 300
+    wrong = expected[:n].copy()
     wrong[7, 1] += 1
-    with pytest.raises(RtlgenError, match=r"1 of 3000 vectors differ from the golden model; first: vector 7"):
-        run_batch(outdir, x, wrong, simulator=simulator)
+    with pytest.raises(RtlgenError, match=rf"1 of {n} vectors differ from the golden model; first: vector 7"):
+        run_batch(outdir, x[:n], wrong, simulator=simulator)
     # a manifest that promises another latency: every result is late or early
     liar = tmp_path / "liar"
     shutil.copytree(outdir, liar)
@@ -228,11 +231,12 @@ def test_cli_sim_on_the_batch_engine(cores, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "on verilator (batch engine" in res.stdout and "0 mismatches" in res.stdout
     assert np.array_equal(np.load(tmp_path / "y.npy"), expected)
-    res = run_cli("sim", outdir, tmp_path / "x.npy", "--raw", "--engine", "batch", "--simulator", "icarus",
+    np.save(tmp_path / "xi.npy", x[:200])
+    res = run_cli("sim", outdir, tmp_path / "xi.npy", "--raw", "--engine", "batch", "--simulator", "icarus",
                   "-o", tmp_path / "yi.npy")
     assert res.returncode == 0, res.stderr
     assert "on icarus (batch engine" in res.stdout and "0 mismatches" in res.stdout
-    assert np.array_equal(np.load(tmp_path / "yi.npy"), expected)
+    assert np.array_equal(np.load(tmp_path / "yi.npy"), expected[:200])
     res = run_cli("sim", outdir, tmp_path / "x.npy", "--raw", "--engine", "batch", "--gap", "1.5",
                   "-o", tmp_path / "y2.npy")
     assert "--gap must be in [0, 1)" in assert_one_line_error(res)

@@ -225,7 +225,7 @@ def test_brevitas_predict_equals_qonnx_executor(brevitas_builds, tmp_path, name)
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("name,simulator", on_simulators(sorted(BREVITAS), verilator=("mlp",)))
+@pytest.mark.parametrize("name,simulator", on_simulators(sorted(BREVITAS)))   # Verilator: make test-long
 def test_brevitas_rtl_equals_qonnx_executor(brevitas_builds, tmp_path, name, simulator):
     path, build, xfile, ref = brevitas_builds[name]
     res = run_cli("sim", build, xfile, "-o", tmp_path / "y.npy", "--simulator", simulator)

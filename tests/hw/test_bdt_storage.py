@@ -32,7 +32,7 @@ from helpers.bus import AmaranthBus, check_bus_bench, program_and_infer
 from helpers.core import infer, run
 from helpers.forests import full_tree, leaf_tree
 from helpers.i2c import I2CMaster
-from helpers.sims import SIMULATORS
+from helpers.sims import on_simulators
 
 CFG = {"input": "fixed<7,3,RND,SAT>", "score": "fixed<9,3,RND,SAT>", "pipeline": "per_level",
        "class_output": True}
@@ -286,8 +286,7 @@ def sim_built(bus_cores):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("case", list(SIM_CASES))
+@pytest.mark.parametrize("case,simulator", on_simulators(list(SIM_CASES), verilator=("tmr3_both",)))
 def test_forest_config_bus_and_faults_cocotb(sim_built, case, simulator, tmp_path):
     qf, outdir, regmap, plan = sim_built(case)
     assert plan["program"]["expected"] != plan["expected"]       # the reprogramming changes outputs
