@@ -19,11 +19,12 @@ type, reuse factors from 1 to ``full``, ``adder_levels``, ``arithmetic``
 ``register``, ``tmr``); forests: ``pipeline``, ``reuse_factor``,
 ``table_bits``, ``class_output``, stored sets.  Each case is quantized,
 built, simulated on its edge vectors (every input at its lowest and highest
-code, zeros, alternating extremes) and random ones, and compared with the
-golden model.
+code, zeros, alternating extremes) and random ones, on the batch engine or
+the cocotb bench, on Verilator or Icarus, and compared with the golden
+model.
 
-Campaigns run on Dask (:mod:`dask.distributed`): a ``LocalCluster`` with one
-single-threaded worker process per job by default, or the cluster at
+Campaigns run on Dask (:mod:`rtlgen.flows.cluster`): a ``LocalCluster`` with
+one single-threaded worker process per job by default, or the cluster at
 ``scheduler`` (``tcp://HOST:PORT``).  Each finished case is appended to
 ``OUT/results.jsonl`` at once, so an interrupted campaign keeps what finished,
 and running the same command again runs only the cases not in it.  A
