@@ -67,8 +67,9 @@ def run_split(outdir, in_codes, *, engine: str, simulator: str, gap: float, jobs
         pieces = [p for p in np.array_split(np.arange(len(ins)), max(1, min(n_chunks, len(ins)))) if len(p)]
         [shared] = client.scatter([files], broadcast=True)
         t0 = time.perf_counter()
-        futures = [client.submit(_chunk, shared, ins[p], engine, simulator, gap, seed + k, pure=False)
-                   for k, p in enumerate(pieces)]
+        chunks_data = client.scatter([ins[p] for p in pieces])   # sent as data, not in the task graph
+        futures = [client.submit(_chunk, shared, data, engine, simulator, gap, seed + k, pure=False)
+                   for k, data in enumerate(chunks_data)]
         results: list = [None] * len(pieces)
         bar = progress.counter(f"simulating {len(ins):,} vectors on {simulator} ({engine}) in {len(pieces)} chunks "
                                f"on {workers} Dask workers", total=len(ins), unit="vectors")
