@@ -61,7 +61,7 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def sim_engine(engine: str, simulator: str | None, n: int) -> str:
+def sim_engine(engine: str, n: int) -> str:
     """The engine ``rtlgen sim`` runs: ``batch`` (a compiled testbench) or ``cocotb`` (the Python bench)."""
     if engine == "auto":
         engine = "batch" if n >= BATCH_MIN_VECTORS else "cocotb"
@@ -71,7 +71,7 @@ def sim_engine(engine: str, simulator: str | None, n: int) -> str:
 def cmd_sim(args) -> int:
     kind, qmodel, codes = _model_and_codes(args)
     expected = kind.predict_codes(qmodel, codes)
-    engine = sim_engine(args.engine, args.simulator, len(codes))
+    engine = sim_engine(args.engine, len(codes))
     if args.gap is not None and not 0.0 <= args.gap < 1.0:
         raise RtlgenError(f"--gap must be in [0, 1), got {args.gap}")
     gap = args.gap if args.gap is not None else (0.0 if engine == "batch" else 0.3)

@@ -40,7 +40,7 @@ from rtlgen import progress
 from rtlgen.errors import RtlgenError
 from rtlgen.flows import tools
 
-__all__ = ["run_batch", "harness_source", "verilog_harness_source", "pack_words", "unpack_words", "frame_words", "BATCH_MIN_VECTORS",
+__all__ = ["run_batch", "build_testbench", "harness_source", "verilog_harness_source", "pack_words", "unpack_words", "frame_words", "BATCH_MIN_VECTORS",
            "cache_root"]
 
 #: ``rtlgen sim`` takes the batch engine from this many vectors on (with Verilator)
@@ -578,6 +578,15 @@ def _build_icarus(outdir: Path, manifest: dict) -> Path:
             raise _failed_build(work, "Icarus")
 
     return _cached(key, f"{top}-icarus", "sim.vvp", build)
+
+
+def build_testbench(outdir, simulator: str = "verilator") -> Path:
+    """The compiled batch testbench of the core in ``outdir`` on ``simulator`` (from the cache, or built
+    into it): the Verilator executable, or the Icarus ``sim.vvp``."""
+    from rtlgen.flows.sim import read_manifest
+    outdir = Path(outdir).resolve()
+    manifest = read_manifest(outdir)
+    return (_build if simulator == "verilator" else _build_icarus)(outdir, manifest)
 
 
 def _hex_lines(words: np.ndarray, count: int) -> str:

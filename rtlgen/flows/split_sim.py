@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import progress
 from ..errors import RtlgenError
-from .batch_sim import _build, _build_icarus, run_batch
+from .batch_sim import build_testbench, run_batch
 from .cluster import dask_client, gather_as_done, job, job_folder, pack_folder, unpacked_folder
 from .sim import _codes_array, read_manifest, run_sim
 
@@ -59,7 +59,7 @@ def run_split(outdir, in_codes, *, engine: str, simulator: str, gap: float, jobs
     if engine not in SPLIT_MIN_VECTORS:
         raise RtlgenError(f"unknown engine {engine!r}: batch or cocotb")
     if engine == "batch" and not scheduler:     # workers on this machine find it in the cache
-        (_build if simulator == "verilator" else _build_icarus)(outdir, manifest)
+        build_testbench(outdir, simulator)
     files = pack_folder(outdir)
     with dask_client(scheduler, jobs, "rtlgen sim") as client:
         workers = sum(client.nthreads().values()) or 1

@@ -221,7 +221,6 @@ class _Columns:
         self.window = window
         self.count: dict[tuple, int] = {}
         self.work = 0
-        self.heap: list = []
         self.node_cols: dict[int, set] = {}
         count = self.count
         get = count.get
@@ -236,7 +235,7 @@ class _Columns:
                     key = (n1, n2, s2 - s1, g1 * g2)
                     count[key] = get(key, 0) + 1
 
-    def remove(self, c: int, term: tuple, push: list):
+    def remove(self, c: int, term: tuple):
         col = self.cols[c]
         self.work += len(col)
         n0, s0, g0 = term
@@ -265,7 +264,7 @@ class _Columns:
         n0, s0, g0 = term
         old = col.get((n0, s0))
         if old is not None:
-            self.remove(c, (n0, s0, old), push)
+            self.remove(c, (n0, s0, old))
             if old == g0:                     # x + x = x << 1
                 self.insert(c, (n0, s0 + 1, g0), push)
             return                            # x - x = 0
@@ -386,8 +385,8 @@ def _share(g: _Builder, cols: list[dict], constants: list[int]) -> None:
             node = g.add(n1, max(0, -d), n2, max(0, d), sign)
         push: list = []
         for c, s, g1 in matches:
-            state.remove(c, (n1, s, g1), push)
-            state.remove(c, (n2, s + d, g1 * sign), push)
+            state.remove(c, (n1, s, g1))
+            state.remove(c, (n2, s + d, g1 * sign))
             state.insert(c, (node, min(s, s + d), -g1 if flip else g1), push)
         for c in {c for c, _, _ in matches}:
             weight[c] = _weight(g, cols[c], constants[c])

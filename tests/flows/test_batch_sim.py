@@ -198,11 +198,11 @@ def test_a_second_run_reuses_the_compiled_testbench(cores, simulator, product):
 
 
 def test_engine_choice():
-    assert sim_engine("auto", None, BATCH_MIN_VECTORS) == "batch"
-    assert sim_engine("auto", "verilator", BATCH_MIN_VECTORS - 1) == "cocotb"
-    assert sim_engine("auto", "icarus", 10 * BATCH_MIN_VECTORS) == "batch"
-    assert sim_engine("cocotb", None, 10) == "cocotb"
-    assert sim_engine("batch", "icarus", 10) == "batch"
+    assert sim_engine("auto", BATCH_MIN_VECTORS) == "batch"
+    assert sim_engine("auto", BATCH_MIN_VECTORS - 1) == "cocotb"
+    assert sim_engine("auto", 10 * BATCH_MIN_VECTORS) == "batch"
+    assert sim_engine("cocotb", 10) == "cocotb"
+    assert sim_engine("batch", 10) == "batch"
     assert not should_split("batch", SPLIT_MIN_VECTORS["batch"], 1, None)
     assert not should_split("batch", SPLIT_MIN_VECTORS["batch"] - 1, 2, None)
     assert should_split("batch", SPLIT_MIN_VECTORS["batch"], 2, None)
