@@ -510,11 +510,18 @@ def _cached(key: "hashlib._Hash", top: str, product: str, build) -> Path:
     except BaseException:       # Ctrl-C, SIGTERM, anything else: nothing half-built stays
         shutil.rmtree(work, ignore_errors=True)
         raise
+    shutil.rmtree(work / "tmp", ignore_errors=True)
     try:
         work.rename(folder)
     except OSError:             # another process finished the same build first
         shutil.rmtree(work, ignore_errors=True)
     return exe
+
+
+def _tmp(work: Path) -> str:
+    """A ``TMPDIR`` for the build tools inside *work*: what a stopped compiler leaves goes with the folder."""
+    (work / "tmp").mkdir(exist_ok=True)
+    return str(work / "tmp")
 
 
 def _failed_build(work: Path, what: str) -> RtlgenError:
@@ -547,7 +554,7 @@ def _build(outdir: Path, manifest: dict) -> Path:
         with progress.stage(f"building the batch testbench of {top} (Verilator, C++ {' '.join(flags)})"), \
                 open(work / "build.log", "w") as log:
             res = tools.run_group(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT,
-                                  env={**os.environ, **build_env})
+                                  env={**os.environ, **build_env, "TMPDIR": _tmp(work)})
         if res.returncode != 0:
             raise _failed_build(work, "Verilator")
         (work / "obj" / "Vsim").rename(work / "Vsim")
@@ -573,7 +580,8 @@ def _build_icarus(outdir: Path, manifest: dict) -> Path:
         with progress.stage(f"building the batch testbench of {top} (Icarus)"), \
                 open(work / "build.log", "w") as log:
             res = tools.run_group([str(iverilog), "-g2012", "-o", "sim.vvp", "-s", "rtlgen_batch_tb", "tb.v",
-                                   verilog.name], cwd=work, stdout=log, stderr=subprocess.STDOUT)
+                                   verilog.name], cwd=work, stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "TMPDIR": _tmp(work)})
         if res.returncode != 0:
             raise _failed_build(work, "Icarus")
 

@@ -176,7 +176,7 @@ def _bench_in(wdir: Path, outdir: Path, manifest: dict, plan: dict, simulator: s
     env = {"RTLGEN_MANIFEST": str(outdir / "manifest.json"), "RTLGEN_PLAN": str(plan_path),
            "RTLGEN_RESULTS": str(results_path)}
     runner = get_runner(simulator)
-    _stop_children_on_exit(runner)
+    _stop_children_on_exit(runner, wdir / "tmp")
     runner.log.setLevel(logging.WARNING)
     build_env = tools.verilator_build_env() if simulator == "verilator" else {}
     try:

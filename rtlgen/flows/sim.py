@@ -361,24 +361,30 @@ def _one_line(text: str, limit: int = 300) -> str:
     return first
 
 
-def _stop_children_on_exit(runner) -> None:
-    """Make *runner* start each tool in a process group of its own, killed on an exception.
+def _stop_children_on_exit(runner, tmpdir: Path) -> None:
+    """Make *runner* start each tool in a process group of its own, killed on an exception,
+    with ``TMPDIR`` set to *tmpdir*.
 
     cocotb's runner starts iverilog, vvp, verilator, make (and through it
     the C++ compiler) with :func:`subprocess.run`, which on Ctrl-C or
     SIGTERM's :class:`~rtlgen.errors.Terminated` kills only its direct
     child: ``make``'s compilers would keep running.  This replaces the
     runner's command loop (``Runner._execute_cmds`` of cocotb-tools 0.1)
-    with one that uses :func:`rtlgen.flows.tools.run_group`.
+    with one that uses :func:`rtlgen.flows.tools.run_group`.  A tool stopped
+    that way leaves its temporary files (iverilog's preprocessor output, the
+    compiler's) where ``TMPDIR`` says; *tmpdir* is in the work folder, so they
+    go with it.
     """
     if not callable(getattr(runner, "_execute_cmds", None)) or not hasattr(runner, "env"):
         return  # another cocotb-tools: keep its own loop
 
     def _execute_cmds(cmds, cwd, stdout=None):
+        tmpdir.mkdir(parents=True, exist_ok=True)
         for cmd in cmds:
             runner.log.info("Running command %s in directory %s", " ".join(map(str, cmd)), cwd)
             stderr = None if stdout is None else subprocess.STDOUT
-            result = tools.run_group(cmd, cwd=cwd, env=runner.env, stdout=stdout, stderr=stderr)
+            result = tools.run_group(cmd, cwd=cwd, env={**runner.env, "TMPDIR": str(tmpdir)}, stdout=stdout,
+                                     stderr=stderr)
             if result.returncode != 0:
                 raise RuntimeError(f"Command failed with return code: {result.returncode}")
 
@@ -418,7 +424,7 @@ def _run_in(wdir: Path, temporary: bool, outdir: Path, manifest: dict, ins: np.n
     assert set(env) == set(_ENV_KEYS)
 
     runner = get_runner(simulator)
-    _stop_children_on_exit(runner)
+    _stop_children_on_exit(runner, wdir / "tmp")
     if not verbose:
         runner.log.setLevel(logging.WARNING)
     build_args = _verilator_build_args() if simulator == "verilator" else []
