@@ -37,7 +37,7 @@ from rtlgen.errors import RtlgenError, Terminated
 from rtlgen.flows import tools
 from rtlgen.flows.board import load_board_report
 from rtlgen.flows.sim import SIMS_DIR, TIMESCALE, _environ, _one_line, _results_failures, _sys_path_first, _tail, \
-    _verilator_build_args
+    _verilator_build_args, prepare_runner
 
 __all__ = ["BENCH_MODULE", "GROUPS", "run_board_bench", "simulated_board"]
 
@@ -46,30 +46,6 @@ BENCH_MODULE = "test_board_link"
 GROUPS = ("frames", "selftest", "pty")
 #: seconds simulated_board waits for the simulation to come out of reset (a Verilator build included)
 READY_SECONDS = 300.0
-
-
-def _run_tools_in_groups(runner, fds: tuple[int, ...], timeout: float | None) -> None:
-    """Make *runner* start each tool with :func:`rtlgen.flows.tools.run_group` (its own process group,
-    killed on an exception, as ``rtlgen.flows.sim`` does), letting it inherit the descriptors ``fds``
-    and giving it at most ``timeout`` seconds."""
-    if not callable(getattr(runner, "_execute_cmds", None)) or not hasattr(runner, "env"):
-        if fds:
-            raise RtlgenError("this cocotb-tools runner cannot pass a pseudo-terminal to the simulator")
-        return
-
-    def _execute_cmds(cmds, cwd, stdout=None):
-        for cmd in cmds:
-            runner.log.info("Running command %s in directory %s", " ".join(map(str, cmd)), cwd)
-            stderr = None if stdout is None else subprocess.STDOUT
-            try:
-                result = tools.run_group(cmd, cwd=cwd, env=runner.env, stdout=stdout, stderr=stderr,
-                                         pass_fds=fds, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                raise RuntimeError(f"{Path(str(cmd[0])).name} ran longer than {timeout:g} s") from None
-            if result.returncode != 0:
-                raise RuntimeError(f"Command failed with return code: {result.returncode}")
-
-    runner._execute_cmds = _execute_cmds
 
 
 def run_board_bench(board_dir, simulator: str = "icarus", groups: Sequence[str] = ("frames", "selftest"), *,
@@ -143,7 +119,7 @@ def _run_in(wdir: Path, board_dir: Path, verilog: Path, top: str, simulator: str
         "RTLGEN_PTY_READY": None if pty_ready is None else str(pty_ready),
     }
     runner = get_runner(simulator)
-    _run_tools_in_groups(runner, () if pty_fd is None else (int(pty_fd),), timeout)
+    prepare_runner(runner, wdir / "tmp", () if pty_fd is None else (int(pty_fd),), timeout)
     if not verbose:
         runner.log.setLevel(logging.WARNING)
     build_args = _verilator_build_args() if simulator == "verilator" else []

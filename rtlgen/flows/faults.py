@@ -31,7 +31,7 @@ from ..numerics.fixed import parse_type
 from .. import progress
 from . import tools
 from .cluster import dask_client, gather_as_done, job, job_folder, pack_folder, unpacked_folder
-from .sim import (SIMS_DIR, TIMESCALE, _environ, _one_line, _results_failures, _stop_children_on_exit,
+from .sim import (SIMS_DIR, TIMESCALE, _environ, _one_line, _results_failures, prepare_runner,
                   _sys_path_first, _tail, read_manifest)
 
 __all__ = ["BENCH_MODULE", "make_plan", "fault_list", "random_params", "run_config_bench", "summary_lines",
@@ -176,7 +176,7 @@ def _bench_in(wdir: Path, outdir: Path, manifest: dict, plan: dict, simulator: s
     env = {"RTLGEN_MANIFEST": str(outdir / "manifest.json"), "RTLGEN_PLAN": str(plan_path),
            "RTLGEN_RESULTS": str(results_path)}
     runner = get_runner(simulator)
-    _stop_children_on_exit(runner, wdir / "tmp")
+    prepare_runner(runner, wdir / "tmp")
     runner.log.setLevel(logging.WARNING)
     build_env = tools.verilator_build_env() if simulator == "verilator" else {}
     try:

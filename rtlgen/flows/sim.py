@@ -344,7 +344,7 @@ def run_sim(
         raise  # a build or simulation failure: its message names the work dir, kept for a look
     except BaseException:
         # Ctrl-C, SIGTERM (rtlgen.errors.Terminated) or an unexpected error: the
-        # simulator's processes are already stopped (see _stop_children_on_exit)
+        # simulator's processes are already stopped (see prepare_runner)
         if temporary:
             shutil.rmtree(wdir, ignore_errors=True)
         raise
@@ -361,30 +361,47 @@ def _one_line(text: str, limit: int = 300) -> str:
     return first
 
 
-def _stop_children_on_exit(runner, tmpdir: Path) -> None:
-    """Make *runner* start each tool in a process group of its own, killed on an exception,
-    with ``TMPDIR`` set to *tmpdir*.
+#: The files of ``sims/`` whose ``assert`` statements pytest rewrites for
+#: readable failures.  cocotb's default (``*.py``) has pytest rewrite, and
+#: compile from source, every module the bench imports, numpy included, which
+#: costs over a second at each simulator start.
+BENCH_FILES = "test_core.py test_config_bus.py test_board_link.py core_tb.py"
+
+
+def prepare_runner(runner, tmpdir: Path, fds: tuple[int, ...] = (), timeout: float | None = None) -> None:
+    """Make *runner* start each tool in a process group of its own, killed on an exception.
 
     cocotb's runner starts iverilog, vvp, verilator, make (and through it
     the C++ compiler) with :func:`subprocess.run`, which on Ctrl-C or
     SIGTERM's :class:`~rtlgen.errors.Terminated` kills only its direct
     child: ``make``'s compilers would keep running.  This replaces the
     runner's command loop (``Runner._execute_cmds`` of cocotb-tools 0.1)
-    with one that uses :func:`rtlgen.flows.tools.run_group`.  A tool stopped
-    that way leaves its temporary files (iverilog's preprocessor output, the
-    compiler's) where ``TMPDIR`` says; *tmpdir* is in the work folder, so they
-    go with it.
+    with one that uses :func:`rtlgen.flows.tools.run_group`, and
+
+    * sets ``TMPDIR`` to *tmpdir*, a folder in the work folder: a tool stopped
+      that way leaves its temporary files (iverilog's preprocessor output,
+      the compiler's) there, and they go with the work folder;
+    * limits pytest's assertion rewriting to :data:`BENCH_FILES` unless
+      ``COCOTB_REWRITE_ASSERTION_FILES`` is set;
+    * lets the tools inherit the descriptors *fds* and run at most *timeout*
+      seconds each.
     """
     if not callable(getattr(runner, "_execute_cmds", None)) or not hasattr(runner, "env"):
+        if fds:
+            raise RtlgenError("this cocotb-tools runner cannot pass a pseudo-terminal to the simulator")
         return  # another cocotb-tools: keep its own loop
 
     def _execute_cmds(cmds, cwd, stdout=None):
         tmpdir.mkdir(parents=True, exist_ok=True)
+        env = {"COCOTB_REWRITE_ASSERTION_FILES": BENCH_FILES, **runner.env, "TMPDIR": str(tmpdir)}
         for cmd in cmds:
             runner.log.info("Running command %s in directory %s", " ".join(map(str, cmd)), cwd)
             stderr = None if stdout is None else subprocess.STDOUT
-            result = tools.run_group(cmd, cwd=cwd, env={**runner.env, "TMPDIR": str(tmpdir)}, stdout=stdout,
-                                     stderr=stderr)
+            try:
+                result = tools.run_group(cmd, cwd=cwd, env=env, stdout=stdout, stderr=stderr, pass_fds=fds,
+                                         timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"{Path(str(cmd[0])).name} ran longer than {timeout:g} s") from None
             if result.returncode != 0:
                 raise RuntimeError(f"Command failed with return code: {result.returncode}")
 
@@ -424,7 +441,7 @@ def _run_in(wdir: Path, temporary: bool, outdir: Path, manifest: dict, ins: np.n
     assert set(env) == set(_ENV_KEYS)
 
     runner = get_runner(simulator)
-    _stop_children_on_exit(runner, wdir / "tmp")
+    prepare_runner(runner, wdir / "tmp")
     if not verbose:
         runner.log.setLevel(logging.WARNING)
     build_args = _verilator_build_args() if simulator == "verilator" else []
