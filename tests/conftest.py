@@ -17,10 +17,10 @@ from helpers.builds import BuildCache
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _batch_testbench_cache(tmp_path_factory):
-    """The batch engine's compiled testbenches go to one folder per test session, shared by the
-    xdist workers (a build is moved into place whole), not to the user's cache."""
-    os.environ["RTLGEN_CACHE"] = str(tmp_path_factory.getbasetemp().parent / "batch_cache")
+def _session_cache(tmp_path_factory):
+    """rtlgen's disk cache (the batch engine's compiled testbenches, adder graphs) is one folder per
+    test session, shared by the xdist workers (entries are moved into place whole), not the user's."""
+    os.environ["RTLGEN_CACHE"] = str(tmp_path_factory.getbasetemp().parent / "rtlgen_cache")
 
 
 @pytest.fixture(scope="session")

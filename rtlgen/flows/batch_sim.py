@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from rtlgen import progress
+from rtlgen.cache import cache_dir
 from rtlgen.errors import RtlgenError
 from rtlgen.flows import tools
 
@@ -59,9 +60,8 @@ def _opt_flags() -> tuple:
 
 
 def cache_root() -> Path:
-    """Where compiled testbenches are kept: ``$RTLGEN_CACHE`` or ``~/.cache/rtlgen``, then ``batch/``."""
-    base = os.environ.get("RTLGEN_CACHE") or str(Path.home() / ".cache" / "rtlgen")
-    return Path(base) / "batch"
+    """Where compiled testbenches are kept: ``batch/`` in :func:`rtlgen.cache.cache_dir`."""
+    return cache_dir("batch")
 
 
 # ---------------------------------------------------------------------------

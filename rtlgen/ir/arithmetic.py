@@ -12,8 +12,13 @@ so all of them see the same numbers.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 
+from .. import cache
+from ..numerics import adder_graph as adder_graph_module
 from ..numerics.adder_graph import AdderGraph, adder_graph, csd_digits
 from ..numerics.fixed import Quant
 from ..numerics.pipeline import DELAY_MODELS, MARGIN, StagePlan, level_model, plan_stages
@@ -48,12 +53,11 @@ def shift_add_problem(layer) -> str | None:
     return None
 
 
-def _key(layer) -> tuple:
+def _key(layer) -> bytes:
+    """The contents that decide a dense layer's graph (weights, bias and types), as bytes."""
     w = np.asarray(layer.weights)
-    return (w.shape, w.astype(object).tobytes() if w.dtype == object else w.tobytes(),
-            np.asarray(layer.bias).astype(np.int64).tobytes() if np.asarray(layer.bias).dtype != object
-            else tuple(int(v) for v in layer.bias),
-            str(layer.in_type), str(layer.weight_type), str(layer.bias_type))
+    return repr((w.shape, [int(v) for v in w.reshape(-1)], [int(v) for v in np.asarray(layer.bias).reshape(-1)],
+                 str(layer.in_type), str(layer.weight_type), str(layer.bias_type))).encode()
 
 
 def dense_graph(layer) -> AdderGraph:
@@ -66,18 +70,24 @@ def dense_graph(layer) -> AdderGraph:
 
 #: graphs by layer contents (the hardware, the size check and the manifest all ask for them)
 _GRAPHS: dict = {}
+#: the adder-graph code, part of every cache key: a changed search never reads an old graph
+_GRAPH_CODE = hashlib.sha256(Path(adder_graph_module.__file__).read_bytes()).hexdigest()
 
 
-def _cached(key, layer, weight_shift, bias_shift) -> AdderGraph:
-    full = (key, weight_shift, bias_shift)
-    graph = _GRAPHS.get(full)
+def _cached(key: bytes, layer, weight_shift, bias_shift) -> AdderGraph:
+    """The graph of ``layer``: from memory, else from rtlgen's disk cache, else searched and kept in both."""
+    digest = hashlib.sha256(repr((_GRAPH_CODE, weight_shift, bias_shift)).encode() + key).hexdigest()
+    graph = _GRAPHS.get(digest)
     if graph is None:
+        graph = cache.load("adder-graphs", digest)
+        if not isinstance(graph, AdderGraph):
+            t = layer.in_type
+            graph = adder_graph(np.asarray(layer.weights), [(t.min_code, t.max_code)] * layer.n_in,
+                                np.asarray(layer.bias), bias_shift=bias_shift, weight_shift=weight_shift)
+            cache.store("adder-graphs", digest, graph)
         if len(_GRAPHS) > 32:
             _GRAPHS.clear()
-        t = layer.in_type
-        graph = adder_graph(np.asarray(layer.weights), [(t.min_code, t.max_code)] * layer.n_in,
-                            np.asarray(layer.bias), bias_shift=bias_shift, weight_shift=weight_shift)
-        _GRAPHS[full] = graph
+        _GRAPHS[digest] = graph
     return graph
 
 

@@ -111,7 +111,7 @@ CORES = {"tmr_mlp": (_tmr_mlp, predict_codes), "stream_cnn": (_stream_cnn, predi
 def _cache(tmp_path_factory, monkeypatch):
     """Compiled testbenches go to one folder per test session, shared by the xdist workers (a build
     is moved into place whole, so two workers building the same core do not clash)."""
-    monkeypatch.setenv("RTLGEN_CACHE", str(tmp_path_factory.getbasetemp().parent / "batch_cache"))
+    monkeypatch.setenv("RTLGEN_CACHE", str(tmp_path_factory.getbasetemp().parent / "rtlgen_cache"))
 
 
 @pytest.fixture(scope="module")
