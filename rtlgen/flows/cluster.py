@@ -128,7 +128,8 @@ def job(fn):
 def dask_client(scheduler: str | None, jobs: int, what: str) -> Iterator[object]:
     """A ``dask.distributed.Client``: of the scheduler at ``scheduler``, else of a new LocalCluster
     with ``jobs`` single-threaded worker processes (closed on exit).  ``what`` names the command in
-    errors."""
+    errors.  A scheduler that does not answer within Dask's ``rtlgen.scheduler-timeout`` setting
+    (default 10 s; ``DASK_RTLGEN__SCHEDULER_TIMEOUT``) is an error."""
     try:
         import dask
         from dask.distributed import Client, LocalCluster
@@ -137,7 +138,7 @@ def dask_client(scheduler: str | None, jobs: int, what: str) -> Iterator[object]
     scheduler = scheduler or dask.config.get("scheduler-address", None)
     if scheduler:
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout=dask.config.get("rtlgen.scheduler-timeout", "10s"))
         except (OSError, TimeoutError, ValueError) as exc:
             raise RtlgenError(f"{what}: cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         try:

@@ -139,6 +139,12 @@ def _tiny_build(tmp_path, model=None, **default):
     return core
 
 
+@pytest.fixture(scope="module")
+def tiny_core(tmp_path_factory):
+    """One tiny build for the tests that only read it (refusals before any tool runs)."""
+    return _tiny_build(tmp_path_factory.mktemp("tiny"))
+
+
 def test_a_tiny_mlp_bitstream_for_the_icebreaker_with_its_report(tmp_path):
     core = _tiny_build(tmp_path)
     out = tmp_path / "board"
@@ -182,8 +188,8 @@ def test_a_clock_the_core_cannot_meet_is_refused(tmp_path):
     assert not out.exists()
 
 
-def test_a_folder_rtlgen_did_not_write_is_refused(tmp_path):
-    core = _tiny_build(tmp_path)
+def test_a_folder_rtlgen_did_not_write_is_refused(tmp_path, tiny_core):
+    core = tiny_core
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("keep me")
@@ -198,9 +204,8 @@ def test_a_folder_rtlgen_did_not_write_is_refused(tmp_path):
     (["--board", "icebreaker", "--clock-mhz", "900"], "16 to 275 MHz"),
     (["--board", "icebreaker", "--self-test", "100000"], "0 to 4096"),
 ])
-def test_bad_board_arguments_are_one_line(tmp_path, args, words):
-    core = _tiny_build(tmp_path)
-    line = one_error_line(run_cli("board", "build", core, *args, "-o", tmp_path / "b"))
+def test_bad_board_arguments_are_one_line(tmp_path, tiny_core, args, words):
+    line = one_error_line(run_cli("board", "build", tiny_core, *args, "-o", tmp_path / "b"))
     assert words in line
 
 

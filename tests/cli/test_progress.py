@@ -180,6 +180,7 @@ def _dense_model(n_in: int, n_out: int, reuse=1, arithmetic="multipliers"):
     return apply_config(mlp([w], [np.zeros(n_out)], name="big"), cfg)
 
 
+@pytest.mark.long     # searches the adder graph of every shipped model's layers
 def test_shipped_models_are_small_and_fit(monkeypatch):
     from rtlgen.frontends import load_model
     from rtlgen.ir.config import load_config

@@ -4,6 +4,7 @@ scheduler given by address), resuming, and the reproducer of a failing case."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -75,7 +76,8 @@ def test_a_campaign_on_a_scheduler_given_by_address(tmp_path):
 
 
 def test_an_unreachable_scheduler_and_a_foreign_folder_are_one_line_errors(tmp_path):
-    res = run_cli("regress", "-o", tmp_path / "c", "--models", "1", "--scheduler", "tcp://127.0.0.1:9")
+    res = run_cli("regress", "-o", tmp_path / "c", "--models", "1", "--scheduler", "tcp://127.0.0.1:9",
+                  env={**os.environ, "DASK_RTLGEN__SCHEDULER_TIMEOUT": "2s"})
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in assert_one_line_error(res)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")

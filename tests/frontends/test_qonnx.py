@@ -168,6 +168,9 @@ def test_unquantized_bias_and_unquantized_input(tmp_path):
 # -- Brevitas models, trained briefly here, through the CLI and the RTL -------------------------
 
 BREVITAS = {"mlp": (brevitas_mlp, (8,)), "cnn": (brevitas_cnn, (2, 6, 6)), "residual": (brevitas_residual, (8,))}
+#: exported and trained in make test-long only (half a minute each); the CNN and residual QONNX paths
+#: are in make test through the shipped cicada model and the QONNX residual graphs of test_residual.py
+BREVITAS_LONG = ("cnn", "residual")
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +219,8 @@ def _make_brevitas_build(root, name):
     np.save(root / f"{name}_ref.npy", qonnx_reference(path, x))
 
 
-@pytest.mark.parametrize("name", sorted(BREVITAS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.long] if n in BREVITAS_LONG else [])
+                                  for n in sorted(BREVITAS)])
 def test_brevitas_predict_equals_qonnx_executor(brevitas_builds, tmp_path, name):
     path, build, xfile, ref = brevitas_builds[name]
     res = run_cli("predict", build, xfile, "-o", tmp_path / "y.npy")
@@ -225,7 +229,7 @@ def test_brevitas_predict_equals_qonnx_executor(brevitas_builds, tmp_path, name)
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("name,simulator", on_simulators(sorted(BREVITAS)))   # Verilator: make test-long
+@pytest.mark.parametrize("name,simulator", on_simulators(sorted(BREVITAS), long=BREVITAS_LONG))
 def test_brevitas_rtl_equals_qonnx_executor(brevitas_builds, tmp_path, name, simulator):
     path, build, xfile, ref = brevitas_builds[name]
     res = run_cli("sim", build, xfile, "-o", tmp_path / "y.npy", "--simulator", simulator)
@@ -343,6 +347,7 @@ def test_shipped_cicada_rtl(tmp_path, simulator):
     assert res.returncode == 0 and "0 mismatches" in res.stdout + res.stderr, res.stdout + res.stderr
 
 
+@pytest.mark.long     # the Brevitas residual model is made in make test-long only (BREVITAS_LONG)
 def test_brevitas_residual_reads_as_a_dag(brevitas_builds):
     """The Brevitas residual block: an add of the block and its (quantized) input, a concatenation,
     and every type from the model's quantizers (golden/RTL against the executor above)."""

@@ -1,10 +1,12 @@
 """Which simulator runs which case: ``make test`` and ``make test-long``; and how.
 
-``make test`` runs every RTL case on Icarus Verilog and a few on Verilator:
+``make test`` runs the RTL cases on Icarus Verilog and a few on Verilator:
 enough that each kind of core (MLP, CNN, streamed CNN, forest, stored
 parameters) and each arithmetic feature meets both simulators.  The other
-Verilator runs of the same cases, each of which compiles a C++ model, carry
-the ``long`` mark and run in ``make test-long``.
+Verilator runs of the same cases, each of which compiles a C++ model, and
+the slowest cases of a family (a larger core or longer frames of a feature
+that a smaller case of the family also has) carry the ``long`` mark and run
+in ``make test-long``.
 
 :func:`rtl_sim` runs a differential case: on Icarus in the cocotb bench
 (``sims/``), on Verilator in the batch engine's compiled testbench (same
@@ -24,16 +26,17 @@ __all__ = ["SIMULATORS", "on_simulators", "rtl_sim"]
 SIMULATORS = ("icarus", "verilator")
 
 
-def on_simulators(cases, verilator: tuple = (), order: str = "case,simulator") -> list:
+def on_simulators(cases, verilator: tuple = (), order: str = "case,simulator", long: tuple = ()) -> list:
     """``pytest.param`` sets for ``cases`` on both simulators: Verilator runs of cases not in
-    ``verilator`` are marked ``long``.  ``order`` names the parameters ("case,simulator" or
-    "simulator,case")."""
-    unknown = set(verilator) - set(cases)
+    ``verilator``, and both runs of the (slow) cases in ``long``, are marked ``long``.  ``order``
+    names the parameters ("case,simulator" or "simulator,case")."""
+    unknown = (set(verilator) | set(long)) - set(cases)
     assert not unknown, f"not cases: {sorted(unknown)}"
     out = []
     for case in cases:
         for sim in SIMULATORS:
-            marks = [pytest.mark.long] if sim == "verilator" and case not in verilator else []
+            slow = case in long or (sim == "verilator" and case not in verilator)
+            marks = [pytest.mark.long] if slow else []
             values = (case, sim) if order == "case,simulator" else (sim, case)
             out.append(pytest.param(*values, marks=marks))
     return out

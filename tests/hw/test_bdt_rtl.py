@@ -125,7 +125,9 @@ def built(build_cache):
     ("icarus", "xgb_binary"), pytest.param("verilator", "xgb_binary", marks=pytest.mark.long),
     ("icarus", "gb_multiclass"), pytest.param("verilator", "gb_multiclass", marks=pytest.mark.long),
     ("icarus", "lgb_regression"), ("verilator", "lgb_regression"),
-    ("icarus", "rf_wine"), ("icarus", "xgb_large"), pytest.param("verilator", "xgb_large", marks=pytest.mark.long),
+    ("icarus", "rf_wine"),
+    pytest.param("icarus", "xgb_large", marks=pytest.mark.long),
+    pytest.param("verilator", "xgb_large", marks=pytest.mark.long),
     ("icarus", "xgb_reuse"), ("verilator", "xgb_reuse"),
     ("icarus", "xgb_mux"), ("verilator", "handmade"), ("icarus", "handmade_reuse"),
 ])

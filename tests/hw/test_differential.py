@@ -180,7 +180,7 @@ ACTIVATION_CASES = {
 
 @pytest.mark.sim
 @pytest.mark.parametrize("case,simulator", on_simulators(sorted(ACTIVATION_CASES),
-                                                       verilator=("sigmoid", "prelu")))
+                                                       verilator=("sigmoid", "prelu"), long=("prelu_stream",)))
 def test_activation_kinds_rtl_matches_golden(case, simulator, tmp_path):
     """Every activation kind between two layers (shift-and-add and multiplier layers before it, and a
     streamed convolution), on edge and random codes, with random in_valid gaps."""

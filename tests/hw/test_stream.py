@@ -145,13 +145,17 @@ def _vectors(q, n, seed):
 ICARUS_CASES = ["k3_same_c2", "econt_like", "two_convs", "asym_k2x3_full", "k1_then_parallel",
                 "conv1d_pool", "maxpool_first", "unused_tail", "avg_border", "three_stages",
                 "reuse_then_slow_dense"]
+#: RTL runs left to make test-long (their window and timing features are checked in make test by
+#: the Amaranth-simulator timing tests below, and their RTL by the cases kept)
+LONG_CASES = ["asym_k2x3_full", "conv1d_pool", "avg_border", "three_stages", "reuse_then_slow_dense"]
 VERILATOR_CASES = ["k3_same_c2", "two_convs", "unused_tail"]
 #: the matrix above plus timing corner cases
 TIMING_CASES = ICARUS_CASES + ["stride_over_kernel", "conv1d_avg_border", "tail_in_second_stage"]
 
 
 @pytest.mark.parametrize("simulator,case",
-                         [("icarus", c) for c in ICARUS_CASES] + [("verilator", "unused_tail")]
+                         [pytest.param("icarus", c, marks=[pytest.mark.long] if c in LONG_CASES else [])
+                          for c in ICARUS_CASES] + [("verilator", "unused_tail")]
                          + [pytest.param("verilator", c, marks=pytest.mark.long)
                             for c in VERILATOR_CASES if c != "unused_tail"])
 def test_stream_rtl_equals_golden(simulator, case, tmp_path):
@@ -179,6 +183,7 @@ def test_stream_rtl_equals_golden(simulator, case, tmp_path):
         assert lint_build(tmp_path / "core") == []
 
 
+@pytest.mark.long
 def test_stream_matches_parallel_build_of_the_same_model(tmp_path):
     """Streaming changes the timing only: the same model, parallel, gives the same codes."""
     q = _quantized("two_convs")

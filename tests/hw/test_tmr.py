@@ -314,7 +314,8 @@ def test_cli_build_writes_regmap_and_bad_storage_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "/dense/Gemm" in err and "storage must be one of" in err
     cfg.write_text((root / "models" / "econt_encoder.yaml").read_text().replace(
-        "layers: {}", 'layers: {"/conv/Conv": {storage: tmr, tmr_bits: 3}}'))
+        "layers: {}", 'layers: {"/conv/Conv": {storage: tmr, tmr_bits: 3},'
+                      ' "/dense/Gemm": {arithmetic: multipliers, reuse_factor: 16}}'))
     rc = cli_main(["build", str(root / "models" / "econt_encoder.onnx"), "-c", str(cfg), "-o", str(out)])
     assert rc == 0
     manifest = json.loads((out / "manifest.json").read_text())

@@ -314,7 +314,8 @@ def built(build_cache):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("case,simulator", on_simulators(list(RTL_CASES), verilator=("mlp_r4",)))
+@pytest.mark.parametrize("case,simulator", on_simulators(list(RTL_CASES), verilator=("mlp_r4",),
+                                                         long=("cnn_parallel_r4",)))
 def test_rom_rtl_equals_golden(built, case, simulator, tmp_path):
     q, outdir, manifest = built(case)
     trained = [e for e in manifest["layers"] if e.get("op") in ("dense", "conv", "avgpool")]
