@@ -150,12 +150,14 @@ def tiny_core(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupted_sim_cleans_up(tmp_path, tiny_core, sig):
+@pytest.mark.parametrize("sig,jobs", [(signal.SIGINT, "2"), (signal.SIGTERM, "1")],
+                         ids=["SIGINT-split", "SIGTERM-one-process"])
+def test_interrupted_sim_cleans_up(tmp_path, tiny_core, sig, jobs):
+    """30,000 vectors on cocotb: split over a local Dask cluster at --jobs 2, one simulator at 1."""
     core, vectors = tiny_core
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
-    run = Running(["sim", core, vectors, "-o", tmp_path / "out.npy", "--engine", "cocotb"],
+    run = Running(["sim", core, vectors, "-o", tmp_path / "out.npy", "--engine", "cocotb", "--jobs", jobs],
                   env=dict(os.environ, TMPDIR=str(tmpdir)))
     # the simulation has started: vvp runs in the work dir
     run.wait_for(lambda: list(tmpdir.glob("rtlgen-sim-*/sim_icarus.log")), "the simulation to start")
