@@ -15,7 +15,7 @@ JOBS ?= 2
 help:
 	@echo "make setup      create $(VENV) with rtlgen and its pinned dependencies, install Icarus Verilog"
 	@echo "make test       run the test suite ($(JOBS) workers; the slow Verilator runs are in test-long)"
-	@echo "make test-long  the further Verilator runs (shipped and Brevitas models, RTL cases, the board link)"
+	@echo "make test-long  the further Verilator runs (shipped and Brevitas models, RTL cases, the board link) and the slowest cases"
 	@echo "make demo       run scripts/demo.py"
 	@echo "make bench      run bench/run.py"
 	@echo "make bench-sim    vectors/minute of the cocotb bench and the batch engine (jet MLP, ECON-T, 100-tree forest)"
