@@ -9,9 +9,12 @@ temporary folders is a fixture here.
 
 from __future__ import annotations
 
+import gc
 import os
+import warnings
 
 import pytest
+from amaranth.hdl import UnusedElaboratable
 
 from helpers.builds import BuildCache
 
@@ -46,3 +49,14 @@ def bus_cores(build_cache):
     def new(cases, save, vectors=None) -> BuildCache:
         return build_cache(bus_core_maker(cases, save, vectors))
     return new
+
+
+@pytest.fixture(scope="module")
+def collect_unelaborated():
+    """For modules that make components only to read their figures (and filter UnusedElaboratable):
+    the leftovers are collected at the module's end, under the same filter, rather than warned about
+    in whichever test the garbage collector next runs in."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        gc.collect()

@@ -28,7 +28,8 @@ OTHER = 0x17
 CLK_HZ = 4e6
 
 # constructors that raise leave an unused elaboratable behind
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+pytestmark = [pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable"),
+              pytest.mark.usefixtures("collect_unelaborated")]
 
 
 def word_init(addr: int, width: int) -> int:

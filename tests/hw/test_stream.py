@@ -19,15 +19,12 @@
 
 from __future__ import annotations
 
-import gc
 import json
-import warnings
 from math import prod
 
 import numpy as np
 import pytest
 import yaml
-from amaranth.hdl import UnusedElaboratable
 
 from rtlgen.cli import main
 from rtlgen.kinds import save_build
@@ -42,6 +39,8 @@ from rtlgen.ir.model import Activation, Dense, FloatModel, QModel
 
 from helpers.paths import ROOT
 from helpers.stream_timing import measure_timing, single_stage_timing
+
+pytestmark = pytest.mark.usefixtures("collect_unelaborated")   # timing-only cores are never elaborated
 
 TYPES = {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<8,4,RND,SAT>",
          "result": "fixed<9,4,RND_CONV,SAT>"}
@@ -260,16 +259,6 @@ def _random_section(seed: int):
 
 
 SWEEP_SEEDS = range(40)
-
-
-@pytest.fixture(autouse=True)
-def _collect_unelaborated_cores():
-    """Cores made only for their timing are never elaborated: they are collected here, where their
-    UnusedElaboratable warnings are expected, not in whichever test runs next."""
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        gc.collect()
 
 
 def _check_timing(q):

@@ -36,7 +36,8 @@ from helpers.paths import FIXTURES
 from helpers.sims import on_simulators, rtl_sim
 
 # the latency checks elaborate networks only to read their figures
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+pytestmark = [pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable"),
+              pytest.mark.usefixtures("collect_unelaborated")]
 
 DENSE = {"weight": "fixed<7,3,RND,SAT>", "bias": "fixed<7,3,RND,SAT>", "result": "fixed<12,5,RND,SAT>"}
 
