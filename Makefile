@@ -20,7 +20,7 @@ help:
 	@echo "make bench      run bench/run.py"
 	@echo "make bench-sim    vectors/minute of the cocotb bench and the batch engine (jet MLP, ECON-T, 100-tree forest)"
 	@echo "make bench-arith  shift-and-add layers against da4ml on the same weights under the same Yosys (long)"
-	@echo "make bench-boards  bitstreams of the shipped board models: utilization, Fmax, link and self-test rates (long; BOARDS=all adds hours)"
+	@echo "make bench-boards  bitstreams of the shipped board models: utilization, Fmax, link and self-test rates (long; BOARDS=all adds the shift-and-add encoders, over an hour each)"
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
 	@echo "make bench-synth-econt  Yosys figures of the ECON-T encoder on xilinx, ecp5, ice40 (long)"
 	@echo "make bench-tmr  register/TMR weight storage: Yosys overhead and fault campaign (TMR_MODEL=small|econt|jet)"
@@ -93,7 +93,8 @@ bench-arith: setup
 	$(VPY) -m pip install --quiet -e '.[test,bench]'
 	$(VPY) bench/arith.py --json build/bench_arith.json
 
-# the all-shift-and-add encoders (axol1tl-sa, econt) take hours of YoWASP place and route: BOARDS=all
+# the all-shift-and-add encoders (axol1tl-sa, econt) take over an hour of YoWASP place and route each
+# (axol1tl-sa had not finished routing after one): BOARDS=all
 BOARDS ?= jet-6bit,axol1tl
 bench-boards: setup
 	$(VPY) bench/boards.py $(if $(filter all,$(BOARDS)),,--only $(BOARDS)) --json build/bench_boards.json

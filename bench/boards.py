@@ -37,7 +37,8 @@ CASES = [
     # name, model, config, board, core clock MHz (None: the board's oscillator), self-test vectors
     ("jet-6bit", "jet_mlp.onnx", "jet_mlp_icebreaker.yaml", "icebreaker", None, 32),
     ("axol1tl", "axol1tl_encoder.onnx", "axol1tl_encoder_ulx3s.yaml", "ulx3s-85f", None, 32),
-    # all shift-and-add: YoWASP nextpnr-ecp5 had not finished routing these after an hour
+    # all shift-and-add: YoWASP nextpnr-ecp5 had not finished routing axol1tl-sa after an hour;
+    # econt is larger (2,505 adders)
     ("axol1tl-sa", "axol1tl_encoder.onnx", "axol1tl_encoder.yaml", "ulx3s-85f", 50.0, 32),
     ("econt", "econt_encoder.onnx", "econt_encoder.yaml", "ulx3s-85f", None, 32),
 ]

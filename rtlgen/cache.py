@@ -31,9 +31,7 @@ def load(kind: str, key: str):
     try:
         with open(cache_dir(kind) / f"{key}.pickle", "rb") as f:
             return pickle.load(f)
-    except FileNotFoundError:
-        return None
-    except Exception:       # damaged or from an incompatible version: compute it again
+    except Exception:       # missing, damaged or from an incompatible version: computed again
         return None
 
 

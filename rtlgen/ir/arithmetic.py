@@ -53,19 +53,12 @@ def shift_add_problem(layer) -> str | None:
     return None
 
 
-def _key(layer) -> bytes:
-    """The contents that decide a dense layer's graph (weights, bias and types), as bytes."""
-    w = np.asarray(layer.weights)
-    return repr((w.shape, [int(v) for v in w.reshape(-1)], [int(v) for v in np.asarray(layer.bias).reshape(-1)],
-                 str(layer.in_type), str(layer.weight_type), str(layer.bias_type))).encode()
-
-
 def dense_graph(layer) -> AdderGraph:
     """The shift-and-add graph of a constant dense layer, at its sum's fractional bits."""
     frac = sum_frac(layer)
     weight_shift = frac - (layer.in_type.frac + layer.weight_type.frac)
     bias_shift = frac - layer.bias_type.frac
-    return _cached(_key(layer), layer, weight_shift, bias_shift)
+    return _cached(layer, weight_shift, bias_shift)
 
 
 #: graphs by layer contents (the hardware, the size check and the manifest all ask for them)
@@ -74,9 +67,14 @@ _GRAPHS: dict = {}
 _GRAPH_CODE = hashlib.sha256(Path(adder_graph_module.__file__).read_bytes()).hexdigest()
 
 
-def _cached(key: bytes, layer, weight_shift, bias_shift) -> AdderGraph:
-    """The graph of ``layer``: from memory, else from rtlgen's disk cache, else searched and kept in both."""
-    digest = hashlib.sha256(repr((_GRAPH_CODE, weight_shift, bias_shift)).encode() + key).hexdigest()
+def _cached(layer, weight_shift, bias_shift) -> AdderGraph:
+    """The graph of ``layer``: from memory, else from rtlgen's disk cache, else searched and kept in both.
+    Both are keyed by a hash of what decides the graph: the weights, bias, types, shifts and code."""
+    w = np.asarray(layer.weights)
+    contents = (_GRAPH_CODE, weight_shift, bias_shift, w.shape, [int(v) for v in w.reshape(-1)],
+                [int(v) for v in np.asarray(layer.bias).reshape(-1)],
+                str(layer.in_type), str(layer.weight_type), str(layer.bias_type))
+    digest = hashlib.sha256(repr(contents).encode()).hexdigest()
     graph = _GRAPHS.get(digest)
     if graph is None:
         graph = cache.load("adder-graphs", digest)

@@ -189,11 +189,10 @@ def test_a_clock_the_core_cannot_meet_is_refused(tmp_path):
 
 
 def test_a_folder_rtlgen_did_not_write_is_refused(tmp_path, tiny_core):
-    core = tiny_core
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("keep me")
-    line = one_error_line(run_cli("board", "build", core, "--board", "icebreaker", "-o", out, timeout=600))
+    line = one_error_line(run_cli("board", "build", tiny_core, "--board", "icebreaker", "-o", out, timeout=600))
     assert "not an rtlgen build folder" in line
     assert (out / "thesis.tex").read_text() == "keep me"
 

@@ -12,7 +12,7 @@ import yaml
 
 from helpers.cli import assert_one_line_error, run_cli
 from helpers.qonnx_models import QonnxGraph, brevitas_cnn, brevitas_mlp, brevitas_residual, qonnx_reference
-from helpers.sims import on_simulators
+from helpers.sims import long_marked, on_simulators
 from rtlgen.errors import RtlgenError
 from rtlgen.frontends import load_model
 from rtlgen.golden.network import predict_codes, quantize_inputs
@@ -219,8 +219,7 @@ def _make_brevitas_build(root, name):
     np.save(root / f"{name}_ref.npy", qonnx_reference(path, x))
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.long] if n in BREVITAS_LONG else [])
-                                  for n in sorted(BREVITAS)])
+@pytest.mark.parametrize("name", long_marked(sorted(BREVITAS), BREVITAS_LONG))
 def test_brevitas_predict_equals_qonnx_executor(brevitas_builds, tmp_path, name):
     path, build, xfile, ref = brevitas_builds[name]
     res = run_cli("predict", build, xfile, "-o", tmp_path / "y.npy")

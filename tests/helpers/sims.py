@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pytest
 
-__all__ = ["SIMULATORS", "on_simulators", "rtl_sim"]
+__all__ = ["SIMULATORS", "long_marked", "on_simulators", "rtl_sim"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -42,6 +42,13 @@ def on_simulators(cases, verilator: tuple = (), order: str = "case,simulator", l
     return out
 
 
+def long_marked(cases, long: tuple) -> list:
+    """``pytest.param`` for each of ``cases``, those in ``long`` marked ``long``."""
+    unknown = set(long) - set(cases)
+    assert not unknown, f"not cases: {sorted(unknown)}"
+    return [pytest.param(case, marks=[pytest.mark.long] if case in long else []) for case in cases]
+
+
 def rtl_sim(outdir, in_codes, simulator: str = "icarus", expected=None, work_dir=None, seed: int = 1,
             gap: float = 0.3):
     """The output codes of the core in ``outdir`` on ``simulator`` (see the module docstring); a
@@ -51,6 +58,6 @@ def rtl_sim(outdir, in_codes, simulator: str = "icarus", expected=None, work_dir
     manifest = read_manifest(outdir)
     narrow = all(int(manifest[side]["width"]) <= 64 for side in ("input", "output"))
     if simulator == "verilator" and narrow:
-        out, _ = run_batch(outdir, in_codes, expected, seed=seed, gap=gap)
+        out, _ = run_batch(outdir, in_codes, expected, seed=seed, gap=gap, work_dir=work_dir)
         return out
     return run_sim(outdir, in_codes, simulator=simulator, expected=expected, work_dir=work_dir, seed=seed, gap=gap)

@@ -38,9 +38,12 @@ from rtlgen.ir.conv import Conv, Pool, QConv, window_taps
 from rtlgen.ir.model import Activation, Dense, FloatModel, QModel
 
 from helpers.paths import ROOT
+from helpers.sims import on_simulators
 from helpers.stream_timing import measure_timing, single_stage_timing
 
-pytestmark = pytest.mark.usefixtures("collect_unelaborated")   # timing-only cores are never elaborated
+# timing-only cores are never elaborated: no warning for them, here or in the next module's tests
+pytestmark = [pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable"),
+              pytest.mark.usefixtures("collect_unelaborated")]
 
 TYPES = {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<8,4,RND,SAT>",
          "result": "fixed<9,4,RND_CONV,SAT>"}
@@ -144,22 +147,18 @@ def _vectors(q, n, seed):
     return x
 
 
-ICARUS_CASES = ["k3_same_c2", "econt_like", "two_convs", "asym_k2x3_full", "k1_then_parallel",
-                "conv1d_pool", "maxpool_first", "unused_tail", "avg_border", "three_stages",
-                "reuse_then_slow_dense"]
+RTL_CASES = ["k3_same_c2", "econt_like", "two_convs", "asym_k2x3_full", "k1_then_parallel",
+             "conv1d_pool", "maxpool_first", "unused_tail", "avg_border", "three_stages",
+             "reuse_then_slow_dense"]
 #: RTL runs left to make test-long (their window and timing features are checked in make test by
 #: the Amaranth-simulator timing tests below, and their RTL by the cases kept)
-LONG_CASES = ["asym_k2x3_full", "conv1d_pool", "avg_border", "three_stages", "reuse_then_slow_dense"]
-VERILATOR_CASES = ["k3_same_c2", "two_convs", "unused_tail"]
+LONG_CASES = ("asym_k2x3_full", "conv1d_pool", "avg_border", "three_stages", "reuse_then_slow_dense")
 #: the matrix above plus timing corner cases
-TIMING_CASES = ICARUS_CASES + ["stride_over_kernel", "conv1d_avg_border", "tail_in_second_stage"]
+TIMING_CASES = RTL_CASES + ["stride_over_kernel", "conv1d_avg_border", "tail_in_second_stage"]
 
 
-@pytest.mark.parametrize("simulator,case",
-                         [pytest.param("icarus", c, marks=[pytest.mark.long] if c in LONG_CASES else [])
-                          for c in ICARUS_CASES] + [("verilator", "unused_tail")]
-                         + [pytest.param("verilator", c, marks=pytest.mark.long)
-                            for c in VERILATOR_CASES if c != "unused_tail"])
+@pytest.mark.parametrize("simulator,case", on_simulators(RTL_CASES, verilator=("unused_tail",),
+                                                         order="simulator,case", long=LONG_CASES))
 def test_stream_rtl_equals_golden(simulator, case, tmp_path):
     q = _quantized(case)
     manifest = save_build(q, tmp_path / "core")
@@ -199,7 +198,7 @@ def test_stream_matches_parallel_build_of_the_same_model(tmp_path):
         [getattr(layer, "io", None) for layer in q.layers]
 
 
-@pytest.mark.parametrize("case", ICARUS_CASES)
+@pytest.mark.parametrize("case", RTL_CASES)
 def test_window_corners_equal_direct_enumeration(case):
     """The walker's corner masks name exactly the windows the layer has."""
     q = _quantized(case)
@@ -276,20 +275,17 @@ def _check_timing(q):
     return core
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 @pytest.mark.parametrize("case", TIMING_CASES)
 def test_derived_timing_equals_measured(case):
     """The latency and II in the manifest come from the schedule; the hardware agrees."""
     _check_timing(_quantized(case))
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 @pytest.mark.parametrize("seed", SWEEP_SEEDS)
 def test_derived_timing_equals_measured_on_random_sections(seed):
     _check_timing(_random_section(seed))
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_random_sections_cover_the_timing_features():
     """The sweep reaches what the timing model must get right."""
     cores = [StreamNetwork(_random_section(seed)) for seed in SWEEP_SEEDS]
@@ -305,7 +301,6 @@ def test_random_sections_cover_the_timing_features():
                for core in cores)
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_timing_model_is_the_hardware_schedule():
     """A stage's delay is its window register, compute and activations, from the components."""
     q = _quantized("three_stages")
