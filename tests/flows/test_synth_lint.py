@@ -374,7 +374,7 @@ def test_missing_tool(small_core, monkeypatch):
 
 
 def test_does_not_fit_keeps_synthesis(tmp_path):
-    core = _build(tmp_path, "big", _cfg(arithmetic="multipliers"), _model((10, 8, 3), seed=5))
+    core = _build(tmp_path, "big", _cfg(arithmetic="multipliers"), _model((6, 6, 3), seed=5))
     with pytest.raises(RtlgenError, match="does not fit the ice40 up3k"):
         synth(core, "ice40", pnr=True, device="up3k")
     rep = json.loads((core / "synth" / "ice40" / "report.json").read_text())
