@@ -19,6 +19,28 @@ from amaranth.hdl import UnusedElaboratable
 from helpers.builds import BuildCache
 
 
+#: test modules holding the longest tests (bitstreams, Dask clusters, first Verilator builds), run
+#: first: pytest-xdist hands tests out in collection order, so the two workers then end on short
+#: tests together rather than one waiting for the other's long last test
+LONGEST_FIRST = (
+    "tests/test_readme.py",
+    "tests/boards/test_board_flow.py",
+    "tests/flows/test_batch_sim.py",
+    "tests/flows/test_regress.py",
+    "tests/flows/test_dask_flows.py",
+    "tests/flows/test_synth_lint.py",
+    "tests/boards/test_board_sim.py",
+    "tests/hw/test_merge.py",
+    "tests/hw/test_tmr.py",
+    "tests/flows/test_sim_flow.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {module: k for k, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))    # stable: modules keep their order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory):
     """rtlgen's disk cache (the batch engine's compiled testbenches, adder graphs) is one folder per

@@ -207,12 +207,18 @@ def test_engine_choice():
 
 @pytest.mark.sim
 def test_a_run_split_over_dask_equals_one_run(cores):
-    """Chunks on a local cluster (batch, Verilator) and on a scheduler given by address (the cocotb
-    bench on Icarus) come back in order, equal to the golden model."""
-    from dask.distributed import LocalCluster
+    """Chunks on a local cluster (batch, Verilator) come back in order, equal to the golden model."""
     outdir, x, expected = cores("stream_cnn")
     out, figures = run_split(outdir, x, engine="batch", simulator="verilator", gap=0.2, jobs=2, chunks=5)
     assert np.array_equal(out, expected) and figures["chunks"] == 5 and figures["workers"] == 2
+
+
+@pytest.mark.sim
+@pytest.mark.long   # a scheduler given by address also runs rtlgen faults and sweep in test_dask_flows
+def test_cocotb_chunks_on_a_scheduler_given_by_address_equal_one_run(cores):
+    """Chunks of the cocotb bench on Icarus, on a scheduler given by address, come back in order."""
+    from dask.distributed import LocalCluster
+    outdir, x, expected = cores("stream_cnn")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         out, figures = run_split(outdir, x[:90], engine="cocotb", simulator="icarus", gap=0.3,
                                  scheduler=cluster.scheduler_address)

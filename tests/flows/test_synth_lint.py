@@ -150,7 +150,7 @@ def test_synth_targets(small_core, target):
 
 
 def test_full_reuse_needs_fewer_dsp_and_shift_add_none(tmp_path):
-    model = _model((6, 5, 3), seed=5)
+    model = _model((4, 3, 2), seed=5)
     r1 = _build(tmp_path, "r1", _cfg(arithmetic="multipliers"), model)
     rf = _build(tmp_path, "rfull", _cfg(reuse_factor="full"), model)
     sa = _build(tmp_path, "sa", _cfg(arithmetic="shift_add"), model)

@@ -343,7 +343,9 @@ def sim_built(bus_cores):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("case,simulator", on_simulators(list(SIM_CASES), verilator=("mlp_tmr4",)))
+# the fault campaign meets Verilator in test_bdt_storage (a forest's TMR words), the MLP's bus in
+# test_generic_bench_runs_a_core_with_a_bus; the MLP's Verilator campaign is in make test-long
+@pytest.mark.parametrize("case,simulator", on_simulators(list(SIM_CASES)))
 def test_config_bus_and_faults_cocotb(sim_built, case, simulator, tmp_path):
     q, outdir, regmap, plan = sim_built(case)
     res = run_config_bench(outdir, plan, simulator, work_dir=tmp_path / "sim")
