@@ -122,7 +122,7 @@ def test_concurrent_builds_to_one_folder_all_finish_and_leave_nothing(tmp_path, 
     out = tmp_path / "same"
     procs = [subprocess.Popen([sys.executable, "-m", "rtlgen.cli", "-q", "build", str(TINY), "--config",
                                str(cfg), "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(6)]
+                              text=True) for _ in range(4)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     for p in procs:
         p.stdout.close()

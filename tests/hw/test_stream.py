@@ -358,6 +358,9 @@ def test_padded_average_pool_with_varying_divisor_limits():
                                                       "reuse_factor": 2}}})
 
 
+@pytest.mark.sim
+@pytest.mark.long   # the largest streamed core: make test simulates six smaller streamed geometries, and
+#                     test_batch_sim runs 'rtlgen sim' on a streamed CNN
 def test_cli_stream_build_and_sim_of_the_econt_model(tmp_path, capsys):
     """The shipped ECON-T-style encoder, streamed, through the CLI on Icarus."""
     root = ROOT
