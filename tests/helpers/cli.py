@@ -17,18 +17,18 @@ def cli_argv(*args) -> list[str]:
     return [sys.executable, "-m", "rtlgen.cli", *map(str, args)]
 
 
-def run_cli(*args, env=None, cwd=None, timeout=None, process=False, **kw) -> subprocess.CompletedProcess:
+def run_cli(*args, env=None, cwd=None, timeout=None, **kw) -> subprocess.CompletedProcess:
     """Run ``rtlgen *args`` (paths allowed) and capture its text output.
 
-    By default the command runs in this process (``rtlgen.cli.main``, as the
-    console script calls it, with ``sys.stdout``/``sys.stderr`` captured),
-    which spares the interpreter start and rtlgen's imports (about 1.2 s a
-    command).  It runs as a subprocess of its own with ``process=True``, or
-    when *env* (which then replaces the whole environment), *timeout* or
-    further ``subprocess.run`` arguments are given.  The console script itself
-    is run by tests/test_readme.py and the signal and concurrency tests.
+    The command runs in this process (``rtlgen.cli.main``, as the console
+    script calls it, with ``sys.stdout``/``sys.stderr`` captured), which spares
+    the interpreter start and rtlgen's imports (about 1.2 s a command), unless
+    *env* (which then replaces the whole environment), *timeout* or further
+    ``subprocess.run`` arguments are given: then it is a subprocess.
+    tests/test_readme.py and the signal, umask and concurrency tests run
+    ``rtlgen`` as a process of its own too.
     """
-    if process or env is not None or timeout is not None or kw:
+    if env is not None or timeout is not None or kw:
         return subprocess.run(cli_argv(*args), capture_output=True, text=True, env=env, cwd=cwd,
                               timeout=timeout, **kw)
     return _run_in_process([str(a) for a in args], cwd)
