@@ -149,8 +149,10 @@ def dask_client(scheduler: str | None, jobs: int, what: str) -> Iterator[object]
     scratch = tempfile.mkdtemp(prefix="rtlgen-dask-")    # the cluster's scratch space, removed after
     try:
         with dask.config.set({"temporary-directory": scratch}):
+            # the scheduler's HTTP server on a free local port: with no address it takes 8787, and a
+            # second campaign on the machine would warn that the port is in use
             cluster = LocalCluster(n_workers=max(1, int(jobs)), threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=50, local_directory=scratch,
+                                   dashboard_address="127.0.0.1:0", silence_logs=50, local_directory=scratch,
                                    preload=["rtlgen.flows.cluster"], preload_nanny=["rtlgen.flows.cluster"])
         client = Client(cluster)
         try:

@@ -219,7 +219,7 @@ def test_cocotb_chunks_on_a_scheduler_given_by_address_equal_one_run(cores):
     """Chunks of the cocotb bench on Icarus, on a scheduler given by address, come back in order."""
     from dask.distributed import LocalCluster
     outdir, x, expected = cores("stream_cnn")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
         out, figures = run_split(outdir, x[:90], engine="cocotb", simulator="icarus", gap=0.3,
                                  scheduler=cluster.scheduler_address)
     assert np.array_equal(out, expected[:90]) and figures["chunks"] == 2

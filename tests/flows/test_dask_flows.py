@@ -88,7 +88,7 @@ def test_cli_faults_and_sweep_on_a_scheduler_given_by_address(tmp_path):
     cfg = write_config(tmp_path / "small.yaml", {
         "input": "fixed<5,2,RND,SAT>",
         "default": {"weight": "fixed<4,1,RND,SAT>", "bias": "fixed<4,1,RND,SAT>", "result": "fixed<6,3,RND,SAT>"}})
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
         res = run_cli("faults", tmp_path / "core", "--scheduler", cluster.scheduler_address)
         assert res.returncode == 0, res.stderr
         sweep = run_cli("sweep", model, "-c", cfg, "--reuse", "1,2", "-o", tmp_path / "sw",

@@ -67,7 +67,7 @@ def test_a_small_campaign_on_a_local_dask_cluster_resumes(tmp_path):
 @pytest.mark.sim
 def test_a_campaign_on_a_scheduler_given_by_address(tmp_path):
     from dask.distributed import LocalCluster
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
         res = run_cli("regress", "-o", tmp_path / "c", "--models", "2", "--start", "20", "--vectors", "40",
                       "--simulator", "icarus", "--scheduler", cluster.scheduler_address)
     assert res.returncode == 0, res.stderr
