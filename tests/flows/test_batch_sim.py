@@ -124,8 +124,7 @@ def cores(build_cache):
 
 @pytest.mark.sim
 # the streamed CNN on the Verilator batch engine also runs in test_stream's Verilator case
-@pytest.mark.parametrize("case,simulator", on_simulators(sorted(CORES), verilator=("forest", "tmr_mlp"),
-                                                       order="case,simulator"))
+@pytest.mark.parametrize("case,simulator", on_simulators(sorted(CORES), verilator=("forest", "tmr_mlp")))
 def test_batch_engine_equals_golden_and_the_cocotb_bench(cores, case, simulator, tmp_path):
     outdir, x, expected = cores(case)
     if simulator == "icarus":       # an event-driven simulator: fewer vectors (a streamed frame is 16 cycles)

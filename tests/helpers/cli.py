@@ -17,32 +17,27 @@ def cli_argv(*args) -> list[str]:
     return [sys.executable, "-m", "rtlgen.cli", *map(str, args)]
 
 
-def run_cli(*args, env=None, cwd=None, timeout=None, **kw) -> subprocess.CompletedProcess:
+def run_cli(*args, env=None, timeout=None, **kw) -> subprocess.CompletedProcess:
     """Run ``rtlgen *args`` (paths allowed) and capture its text output.
 
     The command runs in this process (``rtlgen.cli.main``, as the console
     script calls it, with ``sys.stdout``/``sys.stderr`` captured), which spares
     the interpreter start and rtlgen's imports (about 1.2 s a command), unless
     *env* (which then replaces the whole environment), *timeout* or further
-    ``subprocess.run`` arguments are given: then it is a subprocess.
+    ``subprocess.run`` arguments (``cwd``...) are given: then it is a subprocess.
     tests/test_readme.py and the signal, umask and concurrency tests run
     ``rtlgen`` as a process of its own too.
     """
     if env is not None or timeout is not None or kw:
-        return subprocess.run(cli_argv(*args), capture_output=True, text=True, env=env, cwd=cwd,
-                              timeout=timeout, **kw)
-    return _run_in_process([str(a) for a in args], cwd)
+        return subprocess.run(cli_argv(*args), capture_output=True, text=True, env=env, timeout=timeout, **kw)
+    return _run_in_process([str(a) for a in args])
 
 
-def _run_in_process(argv: list[str], cwd) -> subprocess.CompletedProcess:
+def _run_in_process(argv: list[str]) -> subprocess.CompletedProcess:
     """``rtlgen argv`` through ``rtlgen.cli.main`` with its exit status and text output."""
     from rtlgen import cli
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.ExitStack() as stack:
-        if cwd is not None:
-            stack.enter_context(contextlib.chdir(cwd))
-        stack.enter_context(contextlib.redirect_stdout(out))
-        stack.enter_context(contextlib.redirect_stderr(err))
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = cli.main(argv)
         except SystemExit as exc:           # argparse: --help, --version, usage errors
