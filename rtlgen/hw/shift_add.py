@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 
 from ..ir.arithmetic import dense_graph, dense_plan, shift_add_figures, shift_add_problem, sum_frac
@@ -12,6 +12,65 @@ from .arith import Operand, cast_operand, range_shape
 from .ports import layer_members
 
 __all__ = ["ShiftAddDense", "FusedActivation"]
+
+
+def _extend(v: Value, width: int) -> Value:
+    """The low ``width`` bits of ``v`` extended with its sign, as an unsigned value."""
+    v = Value.cast(v)
+    if len(v) >= width:
+        return v[:width]
+    fill = v[-1].replicate(width - len(v)) if v.shape().signed else Const(0, width - len(v))
+    return Cat(v, fill)
+
+
+def adder_offset(node) -> int:
+    """The low bits of an add node that pass through from one operand: its adder starts above them.
+
+    ``(a << s) + b`` and ``a - (b << s)`` take their low ``s`` bits from the
+    other operand unchanged (the shifted operand's are zeros, so no carry or
+    borrow comes out of them); ``(a << s) - b`` has no bit to pass through.
+    """
+    return node.b_shift if node.sign < 0 else max(node.a_shift, node.b_shift)
+
+
+def shift_adder(a: Value, a_shift: int, a_offset: int | None, b: Value, b_shift: int, b_offset: int | None,
+                subtract: bool, width: int) -> Value:
+    """The low ``width`` bits of ``(a << a_shift) +/- (b << b_shift)``, as one ripple adder.
+
+    The node's exact range fits ``width`` bits, so the sum is computed modulo
+    ``2**width`` on operands extended by hand, in unsigned arithmetic.  The
+    low bits given by :func:`adder_offset` are wired through from the other
+    operand; the adder covers only the bits above them.
+
+    ``a_offset``/``b_offset`` is the operand's own :func:`adder_offset` when it
+    is the sum of another adder of the same pipeline stage (None otherwise).
+    Synthesis (Yosys ``alumacc``) merges an adder into its consumer when the
+    consumer's operand is exactly that adder's result and nothing else reads
+    it, and builds the merged sum as a carry-save tree: more LUTs than two
+    carry chains, and not the ripple timing the pipeline planner assumes.
+    When an operand would be exactly another adder's result, bit 0 of the two
+    operands is recoded (``p + q == a0 + b0``, or ``p - q == a0 - b0``), so
+    no operand is ever a whole other adder and every node keeps its own chain.
+    """
+    if not subtract and a_shift > b_shift:
+        a, a_shift, a_offset, b, b_shift, b_offset = b, b_shift, b_offset, a, a_shift, a_offset
+    if a_shift >= width:
+        wide_a = Const(0, width)
+    else:
+        wide_a = Cat(Const(0, a_shift), _extend(a, width - a_shift)) if a_shift else _extend(a, width)
+    k = b_shift
+    if k >= width:
+        return wide_a
+    n = width - k
+    upper_a, upper_b = wide_a[k:], _extend(b, n)
+    a_whole = a_shift == 0 and a_offset == k and len(a) >= width
+    b_whole = b_offset == 0 and len(b) >= n
+    if a_whole or b_whole:
+        a0, b0 = upper_a[0], upper_b[0]
+        p, q = (a0 & ~b0, ~a0 & b0) if subtract else (a0 & b0, a0 | b0)
+        upper_a, upper_b = Cat(p, upper_a[1:]), Cat(q, upper_b[1:])
+    upper = (upper_a - upper_b) if subtract else (upper_a + upper_b)
+    return Cat(wide_a[:k], upper[:n]) if k else upper[:n]
 
 
 class ShiftAddDense(wiring.Component):
@@ -91,15 +150,20 @@ class ShiftAddDense(wiring.Component):
                 staged[key] = reg
             return staged[key]
 
+        def offset(k: int, stage: int) -> int | None:
+            """Node ``k``'s adder offset when ``stage`` reads it straight from its adder."""
+            node = graph.nodes[k]
+            return adder_offset(node) if node.kind == "add" and plan.stage[k] == stage else None
+
         for k, node in enumerate(graph.nodes):
             if node.kind == "input":
                 node_value[k] = self.i.payload[node.index]
             elif node.kind == "add":
                 s = plan.stage[k]
-                a = at(node.a, s) << node.a_shift
-                b = at(node.b, s) << node.b_shift
                 sig = Signal(range_shape(node.lo, node.hi), name=f"n{k}")
-                m.d.comb += sig.eq(a + b if node.sign > 0 else a - b)
+                m.d.comb += sig.eq(shift_adder(at(node.a, s), node.a_shift, offset(node.a, s),
+                                               at(node.b, s), node.b_shift, offset(node.b, s),
+                                               node.sign < 0, len(sig)))
                 node_value[k] = sig
 
         valid = self.i.valid
