@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 
@@ -33,44 +35,66 @@ def adder_offset(node) -> int:
     return node.b_shift if node.sign < 0 else max(node.a_shift, node.b_shift)
 
 
-def shift_adder(a: Value, a_shift: int, a_offset: int | None, b: Value, b_shift: int, b_offset: int | None,
-                subtract: bool, width: int) -> Value:
-    """The low ``width`` bits of ``(a << a_shift) +/- (b << b_shift)``, as one ripple adder.
+@dataclass(frozen=True)
+class AdderInput:
+    """One operand of :func:`shift_adder`: ``value << shift``.
+
+    ``offset``: the operand's own :func:`adder_offset` when it is the sum of
+    another adder of the same pipeline stage (None otherwise); ``low``: the
+    lowest bit of ``value`` that can vary (None for a constant).
+    """
+    value: Value
+    shift: int = 0
+    offset: int | None = None
+    low: int | None = 0
+
+
+def shift_adder(a: AdderInput, b: AdderInput, subtract: bool, width: int) -> Value:
+    """The low ``width`` bits of ``a +/- b``, as one ripple adder.
 
     The node's exact range fits ``width`` bits, so the sum is computed modulo
     ``2**width`` on operands extended by hand, in unsigned arithmetic.  The
     low bits given by :func:`adder_offset` are wired through from the other
     operand; the adder covers only the bits above them.
 
-    ``a_offset``/``b_offset`` is the operand's own :func:`adder_offset` when it
-    is the sum of another adder of the same pipeline stage (None otherwise).
     Synthesis (Yosys ``alumacc``) merges an adder into its consumer when the
     consumer's operand is exactly that adder's result and nothing else reads
     it, and builds the merged sum as a carry-save tree: more LUTs than two
     carry chains, and not the ripple timing the pipeline planner assumes.
-    When an operand would be exactly another adder's result, bit 0 of the two
-    operands is recoded (``p + q == a0 + b0``, or ``p - q == a0 - b0``), so
-    no operand is ever a whole other adder and every node keeps its own chain.
+    When an operand would be exactly another adder's result, one bit ``j`` of
+    the two operands is recoded (``p + q == a_j + b_j``, or ``p - q == a_j -
+    b_j``) at the lowest bit where both can vary, so that neither operand is a
+    whole other adder and every node keeps its own chain.
     """
-    if not subtract and a_shift > b_shift:
-        a, a_shift, a_offset, b, b_shift, b_offset = b, b_shift, b_offset, a, a_shift, a_offset
-    if a_shift >= width:
+    if not subtract and a.shift > b.shift:
+        a, b = b, a
+    if a.shift >= width:
         wide_a = Const(0, width)
     else:
-        wide_a = Cat(Const(0, a_shift), _extend(a, width - a_shift)) if a_shift else _extend(a, width)
-    k = b_shift
+        wide_a = Cat(Const(0, a.shift), _extend(a.value, width - a.shift)) if a.shift else _extend(a.value, width)
+    k = b.shift
     if k >= width:
         return wide_a
     n = width - k
-    upper_a, upper_b = wide_a[k:], _extend(b, n)
-    a_whole = a_shift == 0 and a_offset == k and len(a) >= width
-    b_whole = b_offset == 0 and len(b) >= n
-    if a_whole or b_whole:
-        a0, b0 = upper_a[0], upper_b[0]
-        p, q = (a0 & ~b0, ~a0 & b0) if subtract else (a0 & b0, a0 | b0)
-        upper_a, upper_b = Cat(p, upper_a[1:]), Cat(q, upper_b[1:])
+    upper_a, upper_b = wide_a[k:], _extend(b.value, n)
+    a_whole = a.shift == 0 and a.offset == k and len(a.value) >= width
+    b_whole = b.offset == 0 and len(b.value) >= n
+    if (a_whole or b_whole) and a.low is not None and b.low is not None:
+        j = max(0, a.low + a.shift - k, b.low)
+        if j < n:
+            aj, bj = upper_a[j], upper_b[j]
+            p, q = (aj & ~bj, ~aj & bj) if subtract else (aj & bj, aj | bj)
+            upper_a = Cat(upper_a[:j], p, upper_a[j + 1:])
+            upper_b = Cat(upper_b[:j], q, upper_b[j + 1:])
     upper = (upper_a - upper_b) if subtract else (upper_a + upper_b)
     return Cat(wide_a[:k], upper[:n]) if k else upper[:n]
+
+
+def lowest_varying_bit(coefficients: dict) -> int | None:
+    """The lowest bit of ``sum(c * x_i) + constant`` that can vary (None for a constant):
+    the fewest trailing zeros of an input coefficient."""
+    zeros = [(c & -c).bit_length() - 1 for i, c in coefficients.items() if i is not None and c]
+    return min(zeros) if zeros else None
 
 
 class ShiftAddDense(wiring.Component):
@@ -150,10 +174,12 @@ class ShiftAddDense(wiring.Component):
                 staged[key] = reg
             return staged[key]
 
-        def offset(k: int, stage: int) -> int | None:
-            """Node ``k``'s adder offset when ``stage`` reads it straight from its adder."""
+        def operand(k: int, shift: int, stage: int) -> AdderInput:
+            """Node ``k`` as an adder input in ``stage``."""
             node = graph.nodes[k]
-            return adder_offset(node) if node.kind == "add" and plan.stage[k] == stage else None
+            same = node.kind == "add" and plan.stage[k] == stage
+            return AdderInput(at(k, stage), shift, adder_offset(node) if same else None,
+                              lowest_varying_bit(graph.coefficients[k]))
 
         for k, node in enumerate(graph.nodes):
             if node.kind == "input":
@@ -161,8 +187,7 @@ class ShiftAddDense(wiring.Component):
             elif node.kind == "add":
                 s = plan.stage[k]
                 sig = Signal(range_shape(node.lo, node.hi), name=f"n{k}")
-                m.d.comb += sig.eq(shift_adder(at(node.a, s), node.a_shift, offset(node.a, s),
-                                               at(node.b, s), node.b_shift, offset(node.b, s),
+                m.d.comb += sig.eq(shift_adder(operand(node.a, node.a_shift, s), operand(node.b, node.b_shift, s),
                                                node.sign < 0, len(sig)))
                 node_value[k] = sig
 
