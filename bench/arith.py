@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -359,10 +360,15 @@ def da4ml_build(model_json: Path, cutoff: float, out: Path, name: str) -> dict:
     vm.write()
     meta = json.loads((out / "metadata.json").read_text())
     src = out / "src"
+    # da4ml's metadata counts the stages after its input register; rtlgen's latency counts every
+    # register from the input port to the output port (its input register included), so the
+    # table counts the register ranks of da4ml's top module the same way
+    top_text = (src / f"{name}.v").read_text()
+    ranks = len(re.findall(r"^\s*\w+\s*<=", top_text, re.M))
     files = sorted(p for p in src.glob("*.v") if not p.name.endswith("_wrapper.v"))
     files += sorted(p for p in (src / "static").glob("*.v") if p.name != "lookup_table.v")
     return {"dir": str(out), "files": [str(p) for p in files], "top": name,
-            "latency": meta.get("latency", 0), "adder_depth": adder_depth(comb),
+            "latency": ranks, "da4ml_latency": meta.get("latency", 0), "adder_depth": adder_depth(comb),
             "adders": sum(1 for op in comb.ops if op.opcode in (0, 1)),
             "est_luts": round(float(comb.cost)), "reg_bits": meta.get("reg_bits"),
             "build_s": round(time.perf_counter() - t0, 1), "trace_s": round(t_trace, 1),
@@ -533,7 +539,8 @@ def footer(rows: list[dict]) -> str:
                    + "; ".join(f"{c}: {v}" for c, v in compared.items()))
     out.append("\nLUTs exclude carry cells; LUT-eq adds the two LUT4s inside every ECP5 CCU2C (= LUTs on xilinx, whose "
                "CARRY4 holds no LUT). LUT ratio: rtlgen row / first da4ml row of the same case and target. "
-               "latency: cycles from the edge that takes the input to the output. adders: add/sub nodes of "
+               "latency: register ranks from the input port to the output port, the input register included "
+               "(da4ml's own metadata counts one less). adders: add/sub nodes of "
                "the adder graph; adder depth: longest adder chain (summed over layers for rtlgen). "
                "same function: rtlgen predict --raw vs da4ml CombLogic.predict on "
                f"{N_CHECK} random input vectors.")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 
-from ..ir.arithmetic import dense_graph, dense_plan, shift_add_figures, shift_add_problem, sum_frac
+from ..ir.arithmetic import (dense_graph, dense_plan, output_cast_type, shift_add_figures, shift_add_problem,
+                             sum_frac)
 from ..ir.model import QActivation, QDense
 from .activation import fused_activation
 from .arith import Operand, cast_operand, range_shape
@@ -198,14 +199,14 @@ class ShiftAddDense(wiring.Component):
             valid = nxt
 
         layer, act = self.layer, self.activation
-        frac = sum_frac(layer)
+        frac, cast_type = sum_frac(layer), output_cast_type(layer)
         # (the registers that bring every output to the last stage are made here, outside the If)
         totals = [Operand(at(k, plan.ranks), graph.nodes[k].lo, graph.nodes[k].hi).shifted(shift)
                   for k, shift in graph.outputs]
         m.d.sync += self.o.valid.eq(valid)
         with m.If(valid):
             for j, total in enumerate(totals):
-                y = cast_operand(total, frac, layer.result_type)
+                y = cast_operand(total, frac, cast_type)
                 if act is not None:
                     y = fused_activation(y, layer.result_type.frac, act)
                 m.d.sync += self.o.payload[j].eq(y.value)

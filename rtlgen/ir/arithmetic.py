@@ -13,6 +13,7 @@ so all of them see the same numbers.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,11 @@ import numpy as np
 from .. import cache
 from ..numerics import adder_graph as adder_graph_module
 from ..numerics.adder_graph import AdderGraph, adder_graph, csd_digits
-from ..numerics.fixed import Quant
+from ..numerics.fixed import FixedType, Quant, rounding_offset
 from ..numerics.pipeline import DELAY_MODELS, MARGIN, StagePlan, level_model, plan_stages
 
 __all__ = ["ARITHMETICS", "shift_add_problem", "choose", "dense_graph", "dense_plan", "sum_frac",
+           "folded_rounding", "output_cast_type",
            "shift_add_figures", "signed_digits", "adder_estimate"]
 
 ARITHMETICS = ("multipliers", "shift_add", "auto")
@@ -53,12 +55,32 @@ def shift_add_problem(layer) -> str | None:
     return None
 
 
+def folded_rounding(layer) -> int | None:
+    """The rounding constant of the output cast that a shift-and-add layer adds with its bias
+    (:func:`rtlgen.numerics.fixed.rounding_offset`: 0 when the cast drops no bits or
+    truncates), or None when the cast rounds on its own (a mode that looks at the value)."""
+    return rounding_offset(layer.result_type.quant, sum_frac(layer) - layer.result_type.frac)
+
+
+def output_cast_type(layer) -> FixedType:
+    """The type a shift-and-add layer's sums are cast to: the result type, truncating when
+    the graph has added the rounding constant already."""
+    if folded_rounding(layer) is None:
+        return layer.result_type
+    return replace(layer.result_type, quant=Quant.TRN)
+
+
 def dense_graph(layer) -> AdderGraph:
-    """The shift-and-add graph of a constant dense layer, at its sum's fractional bits."""
+    """The shift-and-add graph of a constant dense layer, at its sum's fractional bits.
+
+    Each output's constant is its bias plus the output cast's rounding constant when that
+    is a constant (:func:`folded_rounding`), so the cast after the graph only truncates."""
     frac = sum_frac(layer)
     weight_shift = frac - (layer.in_type.frac + layer.weight_type.frac)
     bias_shift = frac - layer.bias_type.frac
-    return _cached(layer, weight_shift, bias_shift)
+    offset = folded_rounding(layer) or 0
+    constants = [(int(b) << bias_shift) + offset for b in np.asarray(layer.bias).reshape(-1)]
+    return _cached(layer, weight_shift, constants)
 
 
 #: graphs by layer contents (the hardware, the size check and the manifest all ask for them)
@@ -67,13 +89,12 @@ _GRAPHS: dict = {}
 _GRAPH_CODE = hashlib.sha256(Path(adder_graph_module.__file__).read_bytes()).hexdigest()
 
 
-def _cached(layer, weight_shift, bias_shift) -> AdderGraph:
+def _cached(layer, weight_shift: int, constants: list[int]) -> AdderGraph:
     """The graph of ``layer``: from memory, else from rtlgen's disk cache, else searched and kept in both.
-    Both are keyed by a hash of what decides the graph: the weights, bias, types, shifts and code."""
+    Both are keyed by a hash of what decides the graph: the weights, constants, types, shift and code."""
     w = np.asarray(layer.weights)
-    contents = (_GRAPH_CODE, weight_shift, bias_shift, w.shape, [int(v) for v in w.reshape(-1)],
-                [int(v) for v in np.asarray(layer.bias).reshape(-1)],
-                str(layer.in_type), str(layer.weight_type), str(layer.bias_type))
+    contents = (_GRAPH_CODE, weight_shift, w.shape, [int(v) for v in w.reshape(-1)], constants,
+                str(layer.in_type), str(layer.weight_type))
     digest = hashlib.sha256(repr(contents).encode()).hexdigest()
     graph = _GRAPHS.get(digest)
     if graph is None:
@@ -81,7 +102,7 @@ def _cached(layer, weight_shift, bias_shift) -> AdderGraph:
         if not isinstance(graph, AdderGraph):
             t = layer.in_type
             graph = adder_graph(np.asarray(layer.weights), [(t.min_code, t.max_code)] * layer.n_in,
-                                np.asarray(layer.bias), bias_shift=bias_shift, weight_shift=weight_shift)
+                                np.array(constants, dtype=object), weight_shift=weight_shift)
             cache.store("adder-graphs", digest, graph)
         if len(_GRAPHS) > 32:
             _GRAPHS.clear()
@@ -89,9 +110,9 @@ def _cached(layer, weight_shift, bias_shift) -> AdderGraph:
     return graph
 
 
-def cast_rounds(src_frac: int, dst) -> bool:
-    """True when a cast from ``src_frac`` fractional bits to ``dst`` needs a rounding adder."""
-    return src_frac > dst.frac and dst.quant not in (Quant.TRN,)
+def _output_cast_rounds(layer) -> bool:
+    """True when the output cast after the graph needs a rounding adder of its own."""
+    return sum_frac(layer) > layer.result_type.frac and output_cast_type(layer).quant is not Quant.TRN
 
 
 def dense_plan(layer, fused_activation: bool = False) -> StagePlan:
@@ -100,7 +121,7 @@ def dense_plan(layer, fused_activation: bool = False) -> StagePlan:
     if layer.clock_mhz is None:
         return plan_stages(graph, level_model(), float(layer.adder_levels))
     model = DELAY_MODELS[layer.timing_target]
-    cast = model.cast(layer.result_type.width, cast_rounds(sum_frac(layer), layer.result_type))
+    cast = model.cast(layer.result_type.width, _output_cast_rounds(layer))
     if fused_activation:
         cast += model.t_level
     return plan_stages(graph, model, 1000.0 / layer.clock_mhz * (1.0 - MARGIN), cast)

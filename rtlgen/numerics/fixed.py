@@ -52,7 +52,7 @@ from ..errors import RtlgenError
 
 __all__ = [
     "Quant", "Overflow", "FixedType", "parse_type", "as_type",
-    "quantize", "requantize", "to_float", "round_shift", "overflow",
+    "quantize", "requantize", "to_float", "rounding_offset", "round_shift", "overflow",
     "bits_for_range", "product_range", "ZERO_FRAC",
     "QONNX_ROUNDING", "power_of_two_exponent", "quantizer_type", "exact_type",
 ]
@@ -205,6 +205,22 @@ def as_type(spec) -> FixedType:
 # hardware go through these functions, so they cannot disagree.
 # ---------------------------------------------------------------------------
 
+def rounding_offset(quant: Quant, shift: int) -> int | None:
+    """The constant :func:`round_shift` adds before its arithmetic shift, when it does not
+    depend on ``x`` (None for the modes that look at the sign or at the kept bits).
+
+    A sum that adds this constant itself is then cast with ``TRN``: an adder graph
+    folds it into its bias instead of adding it after the sum.
+    """
+    if shift <= 0 or quant is Quant.TRN:
+        return 0
+    if quant is Quant.RND:
+        return 1 << (shift - 1)
+    if quant is Quant.RND_MIN_INF:
+        return (1 << (shift - 1)) - 1
+    return None
+
+
 def round_shift(x, shift: int, quant: Quant, where):
     """Drop ``shift`` low bits of the integer ``x`` with rounding ``quant``.
 
@@ -216,14 +232,11 @@ def round_shift(x, shift: int, quant: Quant, where):
         return x << (-shift)
     half = 1 << (shift - 1)
     one_less = (1 << shift) - 1
-    if quant is Quant.TRN:
-        return x >> shift
+    offset = rounding_offset(quant, shift)
+    if offset is not None:             # TRN, RND, RND_MIN_INF
+        return (x + offset) >> shift if offset else x >> shift
     if quant is Quant.TRN_ZERO:
         return (x + where(x < 0, one_less, 0)) >> shift
-    if quant is Quant.RND:
-        return (x + half) >> shift
-    if quant is Quant.RND_MIN_INF:
-        return (x + (half - 1)) >> shift
     if quant is Quant.RND_ZERO:
         return (x + where(x < 0, half, half - 1)) >> shift
     if quant is Quant.RND_INF:

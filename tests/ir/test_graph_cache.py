@@ -54,7 +54,9 @@ def test_other_weights_get_their_own_graph(fresh_cache):
     frac = arithmetic.sum_frac(layer)
     w = np.asarray(layer.weights, dtype=object) << (frac - layer.in_type.frac - layer.weight_type.frac)
     bias = np.asarray(layer.bias, dtype=object) << (frac - layer.bias_type.frac)
-    assert np.array_equal(b.evaluate(x), x.astype(object) @ w + bias)
+    rounding = arithmetic.folded_rounding(layer)          # RND: half of the dropped LSB
+    assert rounding == 1 << (frac - layer.result_type.frac - 1)
+    assert np.array_equal(b.evaluate(x), x.astype(object) @ w + bias + rounding)
 
 
 def test_a_damaged_entry_is_searched_again(fresh_cache, monkeypatch):

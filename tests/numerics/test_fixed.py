@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from rtlgen.errors import RtlgenError
 from rtlgen.numerics.fixed import (
-    FixedType, Overflow, Quant, parse_type, quantize, requantize, to_float, bits_for_range)
+    FixedType, Overflow, Quant, parse_type, quantize, requantize, rounding_offset, to_float, bits_for_range)
 
 
 def ref_round(value: Fraction, quant: Quant) -> int:
@@ -154,3 +154,12 @@ def test_values_that_underflow_the_scaling_round_correctly(quant):
     t = FixedType(2, 55, False, quant, Overflow.WRAP)   # 2**53 per code step
     vals = [-2.2250738585072014e-308, 5e-324, -5e-324]
     assert [int(c) for c in quantize(np.array(vals), t)] == [ref_cast(Fraction(v), t) for v in vals]
+
+
+@given(st.integers(-100_000, 100_000), st.integers(0, 12), st.sampled_from(list(Quant)))
+def test_a_sum_that_adds_the_rounding_offset_only_truncates(x, shift, quant):
+    offset = rounding_offset(quant, shift)
+    if offset is None:
+        assert shift > 0 and quant in (Quant.TRN_ZERO, Quant.RND_ZERO, Quant.RND_INF, Quant.RND_CONV)
+        return
+    assert (x + offset) >> shift == ref_round(Fraction(x, 1 << shift), quant)
