@@ -78,8 +78,10 @@ def shift_adder(a: AdderInput, b: AdderInput, subtract: bool, width: int) -> Val
         return wide_a
     n = width - k
     upper_a, upper_b = wide_a[k:], _extend(b.value, n)
-    a_whole = a.shift == 0 and a.offset == k and len(a.value) >= width
-    b_whole = b.offset == 0 and len(b.value) >= n
+    # synthesis trims the zeros that extend an unsigned operand, never a sign: a signed operand
+    # narrower than the adder is never a whole other adder's result
+    a_whole = a.shift == 0 and a.offset == k and (len(a.value) >= width or not a.value.shape().signed)
+    b_whole = b.offset == 0 and (len(b.value) >= n or not b.value.shape().signed)
     if (a_whole or b_whole) and a.low is not None and b.low is not None:
         j = max(0, a.low + a.shift - k, b.low)
         if j < n:

@@ -91,17 +91,17 @@ _GRAPH_CODE = hashlib.sha256(Path(adder_graph_module.__file__).read_bytes()).hex
 
 def _cached(layer, weight_shift: int, constants: list[int]) -> AdderGraph:
     """The graph of ``layer``: from memory, else from rtlgen's disk cache, else searched and kept in both.
-    Both are keyed by a hash of what decides the graph: the weights, constants, types, shift and code."""
+    Both are keyed by a hash of what decides the graph: the weights, constants, input range, shift and
+    code."""
     w = np.asarray(layer.weights)
     contents = (_GRAPH_CODE, weight_shift, w.shape, [int(v) for v in w.reshape(-1)], constants,
-                str(layer.in_type), str(layer.weight_type))
+                layer.in_range, str(layer.weight_type))
     digest = hashlib.sha256(repr(contents).encode()).hexdigest()
     graph = _GRAPHS.get(digest)
     if graph is None:
         graph = cache.load("adder-graphs", digest)
         if not isinstance(graph, AdderGraph):
-            t = layer.in_type
-            graph = adder_graph(np.asarray(layer.weights), [(t.min_code, t.max_code)] * layer.n_in,
+            graph = adder_graph(np.asarray(layer.weights), [layer.in_range] * layer.n_in,
                                 np.array(constants, dtype=object), weight_shift=weight_shift)
             cache.store("adder-graphs", digest, graph)
         if len(_GRAPHS) > 32:

@@ -298,6 +298,16 @@ def _quantize_param(values: np.ndarray, typ, where: str) -> np.ndarray:
     return quantize(values, typ)
 
 
+def _nonnegative_input(layers: list, sources: tuple) -> int | None:
+    """0 when a layer reads a ReLU whose signed result cannot wrap below zero (its input codes are
+    then 0 and up, narrower than its type's), else None."""
+    src = sources[0]
+    if src < 0 or not isinstance(layers[src], QActivation) or layers[src].kind != "relu":
+        return None
+    t = layers[src].result_type
+    return 0 if t.signed and t.overflow is not Overflow.WRAP else None
+
+
 def _timing(cfg: dict):
     """The top-level clock target: (clock_mhz or None, delay-model target)."""
     clock = cfg.get("clock_mhz")
@@ -667,7 +677,8 @@ def apply_config(model: FloatModel, config=None) -> QModel:
                           count_include_pad=layer.count_include_pad, op="avgpool", io=io)
             else:
                 q = QDense(**common)
-            q = replace(q, arithmetic=_arithmetic(q, merged, where), clock_mhz=clock_mhz, timing_target=target)
+            q = replace(q, arithmetic=_arithmetic(q, merged, where), clock_mhz=clock_mhz, timing_target=target,
+                        in_lo=_nonnegative_input(layers, sources))
             q = replace(q, weight_rom=_weight_rom(q, merged, where))
         elif isinstance(layer, Activation):
             q = _activation(layer, merged, own, size, in_type, result_type, where)

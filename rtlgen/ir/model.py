@@ -220,6 +220,9 @@ class QDense:
     clock_mhz: Optional[float] = None
     #: the delay model of that target (:data:`rtlgen.numerics.pipeline.DELAY_MODELS`)
     timing_target: str = "ecp5"
+    #: the lowest input code the layer can see when it is above ``in_type``'s (0 after a
+    #: ReLU whose result cannot wrap negative); None: ``in_type.min_code``
+    in_lo: Optional[int] = None
 
     @property
     def n_in(self) -> int:
@@ -307,7 +310,15 @@ class QDense:
             out["weight_rom"] = self.weight_rom
         if self.clock_mhz is not None:
             out.update({"clock_mhz": self.clock_mhz, "timing_target": self.timing_target})
+        if self.in_lo is not None:
+            out["in_lo"] = self.in_lo
         return out
+
+    @property
+    def in_range(self) -> tuple[int, int]:
+        """The codes the layer's inputs can take: ``in_type``'s, from ``in_lo`` when it is set."""
+        lo = self.in_type.min_code if self.in_lo is None else self.in_lo
+        return lo, self.in_type.max_code
 
     @classmethod
     def from_dict(cls, d: dict) -> "QDense":
@@ -580,6 +591,7 @@ def dense_fields(ld: dict) -> dict:
         weight_rom=str(ld.get("weight_rom", "lut")),
         clock_mhz=float(ld["clock_mhz"]) if ld.get("clock_mhz") is not None else None,
         timing_target=str(ld.get("timing_target", "ecp5")),
+        in_lo=int(ld["in_lo"]) if ld.get("in_lo") is not None else None,
         **_storage_fields(ld))
 
 

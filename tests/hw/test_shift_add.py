@@ -15,8 +15,10 @@ from rtlgen.frontends.python_api import mlp
 from rtlgen.golden.network import predict_codes
 from rtlgen.hw.network import Network
 from rtlgen.hw.shift_add import FusedActivation, ShiftAddDense
-from rtlgen.ir.arithmetic import dense_plan
+from rtlgen.ir.arithmetic import dense_graph, dense_plan
 from rtlgen.ir.config import apply_config
+from rtlgen.ir.model import QModel
+from rtlgen.numerics.adder_graph import adder_graph
 
 from helpers.core import infer, run
 
@@ -178,8 +180,39 @@ def test_bad_arithmetic_name():
 
 
 def test_model_json_round_trip_keeps_the_arithmetic():
-    from rtlgen.ir.model import QModel
     q = apply_config(_model(), {**_cfg(), "clock_mhz": 125, "target": "ice40-up5k"})
     back = QModel.from_dict(q.to_dict())
     layer = back.layers[0]
     assert (layer.arithmetic, layer.clock_mhz, layer.timing_target) == ("shift_add", 125.0, "ice40-up5k")
+
+
+def _relu_mlp():
+    rng = np.random.default_rng(1)
+    return mlp([rng.normal(0, 1, (4, 3)), rng.normal(0, 1, (3, 2))], [rng.normal(0, 1, 3), rng.normal(0, 1, 2)],
+               activations="relu")
+
+
+@pytest.mark.parametrize("relu_result,in_lo", [
+    ("fixed<10,4,RND,SAT>", 0),            # a saturating ReLU never gives a negative code
+    ("fixed<10,4,RND,SAT_SYM>", 0),
+    ("fixed<10,4,RND,WRAP>", None),        # a wrapping one can
+    ("ufixed<9,4,RND,SAT>", None),         # an unsigned type has no negative code anyway
+])
+def test_a_layer_after_a_relu_sums_nonnegative_inputs(relu_result, in_lo):
+    q = apply_config(_relu_mlp(), {**_cfg(), "layers": {"relu_0": {"result": relu_result}}})
+    first, second = q.layers[0], q.layers[2]
+    assert first.in_lo is None and second.in_lo == in_lo
+    lo = second.in_type.min_code if in_lo is None else in_lo
+    graph = dense_graph(second)
+    assert {(n.lo, n.hi) for n in graph.nodes[:second.n_in]} == {(lo, second.in_type.max_code)}
+    assert QModel.from_dict(q.to_dict()).layers[2].in_lo == in_lo
+
+
+def test_nonnegative_inputs_need_narrower_adders():
+    q = apply_config(_relu_mlp(), _cfg())
+    second = q.layers[2]
+    assert second.in_lo == 0
+    full = adder_graph(np.asarray(second.weights), [(second.in_type.min_code, second.in_type.max_code)] * 3,
+                       np.zeros(2, dtype=object))
+    half = adder_graph(np.asarray(second.weights), [second.in_range] * 3, np.zeros(2, dtype=object))
+    assert half.adders == full.adders and half.adder_bits() < full.adder_bits()
