@@ -26,23 +26,14 @@ def _extend(v: Value, width: int) -> Value:
     return Cat(v, fill)
 
 
-def adder_offset(node) -> int:
-    """The low bits of an add node that pass through from one operand: its adder starts above them.
-
-    ``(a << s) + b`` and ``a - (b << s)`` take their low ``s`` bits from the
-    other operand unchanged (the shifted operand's are zeros, so no carry or
-    borrow comes out of them); ``(a << s) - b`` has no bit to pass through.
-    """
-    return node.b_shift if node.sign < 0 else max(node.a_shift, node.b_shift)
-
-
 @dataclass(frozen=True)
 class AdderInput:
     """One operand of :func:`shift_adder`: ``value << shift``.
 
-    ``offset``: the operand's own :func:`adder_offset` when it is the sum of
-    another adder of the same pipeline stage (None otherwise); ``low``: the
-    lowest bit of ``value`` that can vary (None for a constant).
+    ``offset``: the operand's own ``Node.passthrough``
+    (:mod:`rtlgen.numerics.adder_graph`) when it is the sum of another adder
+    of the same pipeline stage (None otherwise); ``low``: the lowest bit of
+    ``value`` that can vary (None for a constant).
     """
     value: Value
     shift: int = 0
@@ -55,8 +46,9 @@ def shift_adder(a: AdderInput, b: AdderInput, subtract: bool, width: int) -> Val
 
     The node's exact range fits ``width`` bits, so the sum is computed modulo
     ``2**width`` on operands extended by hand, in unsigned arithmetic.  The
-    low bits given by :func:`adder_offset` are wired through from the other
-    operand; the adder covers only the bits above them.
+    low bits that pass through (``Node.passthrough``: below the shift of the
+    addend, or of the subtrahend, that has zeros there) are wired from the
+    other operand; the adder covers only the bits above them.
 
     Synthesis (Yosys ``alumacc``) merges an adder into its consumer when the
     consumer's operand is exactly that adder's result and nothing else reads
@@ -181,7 +173,7 @@ class ShiftAddDense(wiring.Component):
             """Node ``k`` as an adder input in ``stage``."""
             node = graph.nodes[k]
             same = node.kind == "add" and plan.stage[k] == stage
-            return AdderInput(at(k, stage), shift, adder_offset(node) if same else None,
+            return AdderInput(at(k, stage), shift, node.passthrough if same else None,
                               lowest_varying_bit(graph.coefficients[k]))
 
         for k, node in enumerate(graph.nodes):

@@ -16,8 +16,9 @@ two-input adders:
    few levels as the deepest plain column (see :func:`_share`), so sharing
    never makes the graph deeper;
 3. the remaining terms of every column (and its bias, as a constant leaf)
-   are summed by a tree that always adds the two shallowest terms first,
-   which gives the least depth for the leaves' depths.
+   are summed in the least depth their depths allow, adding the terms of
+   smallest magnitude first wherever that depth permits (see
+   :func:`_sum_column`).
 
 Every node carries its exact value range, computed from its integer
 coefficient on each input (the inputs vary independently, so the bounds
@@ -93,6 +94,14 @@ class Node:
     def is_signed(self) -> bool:
         return bits_for_range(self.lo, self.hi)[1]
 
+    @property
+    def passthrough(self) -> int:
+        """The low bits of an add node that come from one operand unchanged (its adder starts
+        above them): ``(a << s) + b`` and ``a - (b << s)`` take their low ``s`` bits from the
+        other operand (the shifted one has zeros there, so no carry or borrow comes out of
+        them); ``(a << s) - b`` has none."""
+        return self.b_shift if self.sign < 0 else max(self.a_shift, self.b_shift)
+
 
 @dataclass(frozen=True)
 class Term:
@@ -126,12 +135,9 @@ class AdderGraph:
 
     def adder_bits(self) -> int:
         """Sum of the adders' result widths less the low bits that pass through
-        unchanged (a first-order LUT count on a carry-chain FPGA)."""
-        total = 0
-        for n in self.nodes:
-            if n.kind == "add":
-                total += max(1, n.width - max(n.a_shift, n.b_shift))
-        return total
+        unchanged (:attr:`Node.passthrough`; a first-order LUT count on a
+        carry-chain FPGA)."""
+        return sum(max(1, n.width - n.passthrough) for n in self.nodes if n.kind == "add")
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """The outputs for integer inputs ``x`` [N, n_in] (object integers), node by node."""
@@ -400,23 +406,52 @@ def _weight(g: _Builder, col: dict, constant: int) -> int:
     return sum(1 << g.depth(n) for n, _ in col) + constant
 
 
+def _magnitude(g: _Builder, node: int, shift: int) -> int:
+    """Bits of the largest magnitude of ``node << shift``."""
+    n = g.nodes[node]
+    return max(abs(n.lo), abs(n.hi)).bit_length() + shift
+
+
 def _sum_column(g: _Builder, col: dict, bias: int) -> tuple[int, int]:
-    """Sum a column's terms (and its constant) shallowest first; the result as (node, shift)."""
-    terms = [(g.depth(n), n, s, sign) for (n, s), sign in col.items()]
+    """Sum a column's terms (and its constant); the result as (node, shift).
+
+    Terms of depths ``d_i`` sum in no fewer than ``T = ceil(log2(sum 2**d_i))``
+    levels, and a pair may be added whenever the column can still finish in
+    ``T`` levels after it (the sum of ``2**depth`` stays within ``2**T``).  Of
+    those pairs, the two terms of smallest magnitude are added first (as a
+    Huffman code does), so that small terms meet in narrow adders and each
+    wide partial sum is carried by as few adders as possible.
+    """
+    terms = [(_magnitude(g, n, s), g.depth(n), n, s, sign) for (n, s), sign in col.items()]
     if bias:
-        terms.append((0, g.const(bias), 0, 1))
+        terms.append((_magnitude(g, g.const(bias), 0), 0, g.const(bias), 0, 1))
     if not terms:
         return g.const(0), 0
-    heapq.heapify(terms)
+    weight = sum(1 << t[1] for t in terms)
+    room = 1 << (weight - 1).bit_length()
     while len(terms) > 1:
-        d1, n1, s1, g1 = heapq.heappop(terms)
-        d2, n2, s2, g2 = heapq.heappop(terms)
+        terms.sort()
+        best = None                                # (magnitude of the larger term, x, y)
+        for x in range(len(terms) - 1):
+            if best is not None and terms[x][0] >= best[0]:
+                break
+            for y in range(x + 1, len(terms)):
+                d1, d2 = terms[x][1], terms[y][1]
+                if weight - (1 << d1) - (1 << d2) + (2 << max(d1, d2)) <= room:
+                    if best is None or terms[y][0] < best[0]:
+                        best = (terms[y][0], x, y)
+                    break
+        _, x, y = best
+        _, d1, n1, s1, g1 = terms[x]
+        _, d2, n2, s2, g2 = terms[y]
+        del terms[y], terms[x]
+        weight += (2 << max(d1, d2)) - (1 << d1) - (1 << d2)
         if g1 < 0 and g2 > 0:
             n1, s1, g1, n2, s2, g2 = n2, s2, g2, n1, s1, g1
         m = min(s1, s2)
         node = g.add(n1, s1 - m, n2, s2 - m, g1 * g2)
-        heapq.heappush(terms, (g.depth(node), node, m, g1))
-    _, node, shift, sign = terms[0]
+        terms.append((_magnitude(g, node, m), g.depth(node), node, m, g1))
+    _, _, node, shift, sign = terms[0]
     if sign < 0:
         node = g.add(g.const(0), 0, node, 0, -1)
     return node, shift

@@ -26,7 +26,7 @@ from rtlgen.flows.synth import find_tool
 from rtlgen.frontends.python_api import mlp
 from rtlgen.hw.arith import range_shape
 from rtlgen.hw.network import Network
-from rtlgen.hw.shift_add import AdderInput, adder_offset, lowest_varying_bit, shift_adder
+from rtlgen.hw.shift_add import AdderInput, lowest_varying_bit, shift_adder
 from rtlgen.ir.config import apply_config
 from rtlgen.numerics.adder_graph import Node
 
@@ -109,8 +109,8 @@ def test_shift_adder_is_exact_on_every_operand_pair():
     (Node("add", 0, 0, a=0, a_shift=0, b=1, b_shift=2, sign=-1), 2),
     (Node("add", 0, 0, a=0, a_shift=2, b=1, b_shift=0, sign=-1), 0),
 ])
-def test_adder_offset_counts_the_bits_that_pass_through(node, offset):
-    assert adder_offset(node) == offset
+def test_passthrough_counts_the_bits_below_the_adder(node, offset):
+    assert node.passthrough == offset
 
 
 @pytest.mark.parametrize("coefficients,bit", [
