@@ -30,7 +30,9 @@ dense cases write a one-node ONNX Gemm and a YAML config first) with
 ``default: {arithmetic: ...}`` set from ``--arithmetic`` (and top-level
 ``clock_mhz`` from ``--clock-mhz``); ``--with-multipliers`` adds an
 ``arithmetic: multipliers`` column.  ``--arithmetic none`` writes no
-``arithmetic`` key (the rtlgen default).
+``arithmetic`` key (the rtlgen default).  ``--adder-depth-slack 0,2`` builds
+one rtlgen column per value (``default: {adder_depth_slack: N}``; 0 writes
+no key).
 
 da4ml side: the whole network is traced by da4ml from DIR/model.json of the
 rtlgen build (the same integer weight and bias codes, the same input,
@@ -51,7 +53,7 @@ Usage::
 
     .venv/bin/python bench/arith.py [--cases dense16x64_int8,dense16x64_w6z30,jet,econt]
         [--targets xilinx,ecp5] [--arithmetic shift_add|multipliers|auto|none]
-        [--clock-mhz MHZ] [--with-multipliers] [--da4ml-cutoff 2[,5,...]]
+        [--clock-mhz MHZ] [--adder-depth-slack 0[,2,...]] [--with-multipliers] [--da4ml-cutoff 2[,5,...]]
         [--jobs 2] [--timeout 3600] [--workdir DIR] [--json OUT.json]
 """
 
@@ -418,18 +420,22 @@ def run_case(case_name: str, args: dict) -> list[dict]:
         model, base_cfg = write_dense_model(case_name, case, wd)
     else:
         model, base_cfg = case["onnx"], load_yaml(case["yaml"])
-    variants = []   # (column label, arithmetic value or None)
-    variants.append((f"rtlgen[{args['arithmetic']}]", None if args["arithmetic"] == "none" else args["arithmetic"]))
+    variants = []   # (column label, arithmetic value or None, adder depth slack)
+    arith0 = None if args["arithmetic"] == "none" else args["arithmetic"]
+    for slack in args["slacks"]:
+        variants.append((f"rtlgen[{args['arithmetic']}" + (f",slack={slack}]" if slack else "]"), arith0, slack))
     if args["with_multipliers"] and args["arithmetic"] != "multipliers":
-        variants.append(("rtlgen[multipliers]", "multipliers"))
+        variants.append(("rtlgen[multipliers]", "multipliers", 0))
     rt_builds = {}
-    for label, arith in variants:
+    for label, arith, slack in variants:
         cfg = json.loads(json.dumps(base_cfg))
         if arith is not None:
             cfg.setdefault("default", {})["arithmetic"] = arith
+        if slack:
+            cfg.setdefault("default", {})["adder_depth_slack"] = slack
         if args["clock_mhz"]:
             cfg["clock_mhz"] = args["clock_mhz"]
-        tag = "rt_" + (arith or "default")
+        tag = "rt_" + (arith or "default") + (f"_slack{slack}" if slack else "")
         log(f"{case_name}: rtlgen build ({label})")
         b = rtlgen_build(model, cfg, wd / tag, case_name.replace("-", "_"), left())
         if "error" in b:
@@ -555,6 +561,8 @@ def main(argv=None) -> int:
                     help="rtlgen default: {arithmetic: X}: shift_add (default), multipliers, auto, "
                          "or none (no key written)")
     ap.add_argument("--clock-mhz", type=float, default=None, help="top-level clock_mhz of the rtlgen config")
+    ap.add_argument("--adder-depth-slack", default="0",
+                    help="comma list: one rtlgen build per adder_depth_slack value (default 0)")
     ap.add_argument("--with-multipliers", action="store_true", help="also build rtlgen with arithmetic: multipliers")
     ap.add_argument("--da4ml-cutoff", default="2",
                     help="da4ml adder levels per pipeline stage, comma list (0 = combinational)")
@@ -584,6 +592,7 @@ def main(argv=None) -> int:
     if args.arithmetic not in ("shift_add", "multipliers", "auto", "none"):
         ap.error("--arithmetic must be shift_add, multipliers, auto or none")
     cutoffs = [float(c) if "." in c else int(c) for c in args.da4ml_cutoff.split(",") if c.strip()]
+    slacks = [int(v) for v in args.adder_depth_slack.split(",") if v.strip()] or [0]
     if not shutil.which(YOSYS) and not Path(YOSYS).exists():
         print("bench/arith.py: yosys not found (apt-get install yosys)", file=sys.stderr)
         return 2
@@ -611,7 +620,7 @@ def main(argv=None) -> int:
     workdir = str(Path(workdir).resolve())
     Path(workdir).mkdir(parents=True, exist_ok=True)
     opts = {"workdir": workdir, "timeout": args.timeout, "arithmetic": args.arithmetic,
-            "clock_mhz": args.clock_mhz, "with_multipliers": args.with_multipliers, "cutoffs": cutoffs,
+            "clock_mhz": args.clock_mhz, "with_multipliers": args.with_multipliers, "cutoffs": cutoffs, "slacks": slacks,
             "targets": targets, "da4ml_missing": da4ml_missing}
     yv = subprocess.run([YOSYS, "-V"], capture_output=True, text=True).stdout.strip()
     log(f"{len(cases)} case(s), targets {', '.join(targets)}, {yv}, workdir {workdir}, jobs {args.jobs}")

@@ -15,7 +15,7 @@ order (:func:`random_case`).  A case is one of:
 and random precision: signed and unsigned input types of every
 quantization and overflow mode, weight/bias/result types, a WRAP ``accum``
 type, reuse factors from 1 to ``full``, ``adder_levels``, ``arithmetic``
-(``multipliers``, ``shift_add``, ``auto``), ``storage`` (``constant``,
+(``multipliers``, ``shift_add``, ``auto``; ``adder_depth_slack``), ``storage`` (``constant``,
 ``register``, ``tmr``); forests: ``pipeline``, ``reuse_factor``,
 ``table_bits``, ``class_output``, stored sets.  Each case is quantized,
 built, simulated on its edge vectors (every input at its lowest and highest
@@ -95,6 +95,8 @@ def _dense_options(rng, stored_ok: bool = True) -> dict:
     if storage != "constant":
         arithmetic = "multipliers"
     out.update(arithmetic=arithmetic, storage=storage)
+    if arithmetic != "multipliers" and rng.random() < 0.3:
+        out["adder_depth_slack"] = int(rng.integers(1, 3))
     if arithmetic == "multipliers":
         out["reuse_factor"] = "full" if rng.random() < 0.15 else int(rng.integers(1, 5))
         if rng.random() < 0.2:

@@ -95,14 +95,15 @@ def _cached(layer, weight_shift: int, constants: list[int]) -> AdderGraph:
     code."""
     w = np.asarray(layer.weights)
     contents = (_GRAPH_CODE, weight_shift, w.shape, [int(v) for v in w.reshape(-1)], constants,
-                layer.in_range, str(layer.weight_type))
+                layer.in_range, str(layer.weight_type), layer.adder_depth_slack)
     digest = hashlib.sha256(repr(contents).encode()).hexdigest()
     graph = _GRAPHS.get(digest)
     if graph is None:
         graph = cache.load("adder-graphs", digest)
         if not isinstance(graph, AdderGraph):
             graph = adder_graph(np.asarray(layer.weights), [layer.in_range] * layer.n_in,
-                                np.array(constants, dtype=object), weight_shift=weight_shift)
+                                np.array(constants, dtype=object), weight_shift=weight_shift,
+                                depth_slack=layer.adder_depth_slack)
             cache.store("adder-graphs", digest, graph)
         if len(_GRAPHS) > 32:
             _GRAPHS.clear()
@@ -131,7 +132,8 @@ def shift_add_figures(layer, plan: StagePlan | None = None) -> dict:
     """The manifest figures of a shift-and-add layer: adders, depth, register ranks, estimated LUTs."""
     graph = dense_graph(layer)
     plan = plan or dense_plan(layer)
-    return {"adders": graph.adders, "adder_depth": graph.depth, "register_ranks": plan.ranks,
+    return {"adders": graph.adders, "adder_depth": graph.depth, "adder_depth_slack": layer.adder_depth_slack,
+            "register_ranks": plan.ranks,
             "pipeline_ffs": plan.registers(graph), "est_luts": graph.adder_bits()}
 
 

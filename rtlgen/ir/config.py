@@ -27,6 +27,12 @@ Per-layer keys:
 ``adder_levels``
     adder-tree levels between pipeline registers (default 2, at least 1)
     when the configuration has no ``clock_mhz``.
+``adder_depth_slack``
+    adder levels (default 0) that a ``shift_add`` layer's graph may add
+    above the depth of its plain adder trees, to use fewer adders: more
+    room for shared pairs, and outputs computed from another output plus a
+    difference (:func:`rtlgen.numerics.adder_graph.adder_graph`).  It may
+    cost register ranks, and so cycles of latency.
 ``arithmetic``
     ``auto`` (default), ``shift_add`` or ``multipliers``.  ``shift_add``
     builds the layer's constant matrix-vector product without multipliers,
@@ -102,8 +108,8 @@ from .model import TABLE_DEFAULTS, Activation, Dense, FloatModel, QActivation, Q
 from .merge import Merge, QMerge
 from .softmax import QArgmax, QSoftmax, index_type
 
-DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "io", "storage", "tmr_bits",
-              "arithmetic", "weight_rom"}
+DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "adder_depth_slack", "io",
+              "storage", "tmr_bits", "arithmetic", "weight_rom"}
 ACTIVATION_KEYS = {"result", "io"}
 MERGE_KEYS = {"result"}                          # add, concat
 #: further keys of the activations that have parameters
@@ -662,9 +668,13 @@ def apply_config(model: FloatModel, config=None) -> QModel:
             levels = merged.get("adder_levels", 2)
             if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
                 raise RtlgenError(f"{where}: adder_levels must be an integer >= 1, got {levels!r}")
+            slack = merged.get("adder_depth_slack", 0)
+            if isinstance(slack, bool) or not isinstance(slack, int) or not 0 <= slack <= 8:
+                raise RtlgenError(f"{where}: adder_depth_slack must be an integer from 0 to 8 (adder levels), "
+                                  f"got {slack!r}")
             common = dict(name=layer.name, in_type=in_type, weight_type=weight_type, bias_type=bias_type,
                           result_type=result_type, weights=w, bias=b, reuse_factor=reuse,
-                          accum_type=accum_type, adder_levels=levels)
+                          accum_type=accum_type, adder_levels=levels, adder_depth_slack=slack)
             if storage != "constant":
                 common.update(storage=storage, tmr_bits=tmr_bits)
             if isinstance(layer, Conv):

@@ -208,6 +208,8 @@ class QDense:
     reuse_factor: int = 1
     accum_type: Optional[FixedType] = None
     adder_levels: int = 2
+    #: adder levels a ``shift_add`` graph may add above its plain trees to save adders
+    adder_depth_slack: int = 0
     op: str = "dense"
     storage: str = "constant"
     tmr_bits: Optional[int] = None
@@ -312,6 +314,8 @@ class QDense:
             out.update({"clock_mhz": self.clock_mhz, "timing_target": self.timing_target})
         if self.in_lo is not None:
             out["in_lo"] = self.in_lo
+        if self.adder_depth_slack:
+            out["adder_depth_slack"] = self.adder_depth_slack
         return out
 
     @property
@@ -587,6 +591,7 @@ def dense_fields(ld: dict) -> dict:
         accum_type=parse_type(ld["accum_type"]) if ld.get("accum_type") else None,
         weights=int_array(ld["weights"]), bias=int_array(ld["bias"]),
         reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2)),
+        adder_depth_slack=int(ld.get("adder_depth_slack", 0)),
         arithmetic=str(ld.get("arithmetic", "multipliers")),
         weight_rom=str(ld.get("weight_rom", "lut")),
         clock_mhz=float(ld["clock_mhz"]) if ld.get("clock_mhz") is not None else None,

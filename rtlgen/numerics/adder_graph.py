@@ -298,52 +298,144 @@ def tree_depth(n: int) -> int:
 
 
 def adder_graph(weights, ranges, bias=None, *, bias_shift: int = 0, weight_shift: int = 0,
-                share: bool = True) -> AdderGraph:
+                share: bool = True, depth_slack: int = 0) -> AdderGraph:
     """The shift-and-add graph of ``y_j = sum_i (x_i * w_ij << weight_shift) + (b_j << bias_shift)``.
 
     ``weights``: integer matrix [n_in, n_out]; ``ranges``: the (lo, hi) of
     every input; ``bias``: n_out integers or None.  ``share=False`` skips the
     common-subexpression step (plain CSD adder trees, for comparison); with
     sharing, the plain trees are returned when they cost fewer adder bits.
+
+    ``depth_slack``: adder levels the graph may add above the plain trees'
+    depth to save adders.  They go to the sharing step (more room in every
+    column) and to output chains (:func:`_chains`); of the graphs tried, the
+    one of fewest adder bits within the depth is returned.
     """
-    if share:   # the greedy search can lose on small matrices: never return more than the plain trees
-        shared = _build(weights, ranges, bias, bias_shift, weight_shift, True)
-        plain = _build(weights, ranges, bias, bias_shift, weight_shift, False)
-        better = shared.adder_bits() <= plain.adder_bits() and shared.depth <= plain.depth
-        return shared if better else plain
-    return _build(weights, ranges, bias, bias_shift, weight_shift, False)
+    plain = _build(weights, ranges, bias, bias_shift, weight_shift, None, 0)
+    if not share:
+        return plain
+    best = plain
+    # the greedy search can lose on small matrices: never return more than the plain trees,
+    # nor, with a slack, more than the graph without it
+    tries = [(0, 0)] + [(depth_slack, levels) for levels in range(depth_slack + 1) if depth_slack]
+    for slack, levels in tries:
+        shared = _build(weights, ranges, bias, bias_shift, weight_shift, slack, levels)
+        if shared.depth <= plain.depth + depth_slack and \
+                (shared.adder_bits(), shared.depth) < (best.adder_bits(), best.depth + (best is plain)):
+            best = shared
+    return best
 
 
-def _build(weights, ranges, bias, bias_shift: int, weight_shift: int, share: bool) -> AdderGraph:
+def _build(weights, ranges, bias, bias_shift: int, weight_shift: int, slack: int | None,
+           chain_levels: int) -> AdderGraph:
+    """The plain trees (``slack`` None), or the shared graph within ``slack`` levels of the
+    deepest plain tree, its outputs in chains of up to ``chain_levels`` links (:func:`_chains`)."""
     w = np.asarray(weights, dtype=object)
     n_in, n_out = w.shape
-    b = [0] * n_out if bias is None else [int(v) for v in np.asarray(bias, dtype=object).reshape(-1)]
+    b = [v << bias_shift for v in _plain_constants(bias, n_out)]
+    parents = _chains(w, chain_levels) if chain_levels else [None] * n_out
+    diff = w.copy()
+    for j, p in enumerate(parents):
+        if p is not None:   # y_j = sign * y_k + the rest
+            k, sign = p
+            diff[:, j] = w[:, j] - sign * w[:, k]
+            b[j] -= sign * b[k]
     g = _Builder([(int(lo), int(hi)) for lo, hi in ranges])
     cols: list[dict] = []
     for j in range(n_out):
         col: dict = {}
         for i in range(n_in):
-            for k, d in csd_digits(int(w[i, j])):
+            for k, d in csd_digits(int(diff[i, j])):
                 col[(i, k + weight_shift)] = d
         cols.append(col)
-    if share:
-        _share(g, cols, [1 if v else 0 for v in b])
-    outputs = [_sum_column(g, col, b[j] << bias_shift if b[j] else 0) for j, col in enumerate(cols)]
+    if slack is not None:
+        # a column at link L of a chain has room for top + L levels, and keeps the room of its
+        # parent (one level less) free for the parent's term
+        plain = max(tree_depth(sum(len(csd_digits(int(v))) for v in w[:, j]) + (1 if bias_j else 0))
+                    for j, bias_j in enumerate(_plain_constants(bias, n_out)))
+        top = plain + slack - chain_levels
+        link = [_link(parents, j) for j in range(n_out)]
+        reserved = [(1 << (top + link[j] - 1)) if link[j] else 0 for j in range(n_out)]
+        _share(g, cols, [(1 if b[j] else 0) + reserved[j] for j in range(n_out)],
+               [1 << (top + link[j]) for j in range(n_out)])
+    outputs: list = [None] * n_out
+    for j in sorted(range(n_out), key=lambda j: _link(parents, j)):
+        if parents[j] is not None:
+            k, sign = parents[j]
+            node, shift = outputs[k]
+            _add_term(cols[j], node, shift, sign)
+        outputs[j] = _sum_column(g, cols[j], b[j])
     return AdderGraph(n_in, g.nodes, outputs, g.coefs)
 
 
-def _share(g: _Builder, cols: list[dict], constants: list[int]) -> None:
-    """Replace the most frequent term pairs by shared adders, keeping every column as shallow
-    as its plain tree.
+def _plain_constants(bias, n_out: int) -> list[int]:
+    return [0] * n_out if bias is None else [int(v) for v in np.asarray(bias, dtype=object).reshape(-1)]
+
+
+def _link(parents: list, j: int) -> int:
+    """How many links column ``j`` is from the start of its chain."""
+    n = 0
+    while parents[j] is not None:
+        j, n = parents[j][0], n + 1
+    return n
+
+
+def _add_term(col: dict, node: int, shift: int, sign: int) -> None:
+    """Add ``sign * (node << shift)`` to a column, merging it with an equal term."""
+    old = col.pop((node, shift), None)
+    if old is None:
+        col[(node, shift)] = sign
+    elif old == sign:                            # x + x = x << 1
+        _add_term(col, node, shift + 1, sign)
+
+
+def _naf_weight(values: np.ndarray) -> np.ndarray:
+    """Nonzero CSD digits of every entry (the bits of ``3|v| xor |v|`` above bit 0)."""
+    a = np.abs(values)
+    return np.bitwise_count(((3 * a) ^ a) >> 1).astype(np.int64)
+
+
+def _chains(w: np.ndarray, levels: int) -> list:
+    """For every output ``j``, None or ``(k, sign)``: build ``y_j`` as ``sign * y_k`` plus
+    the product with the difference column ``w_j - sign * w_k`` where that has fewer signed
+    digits, by more than the adder it costs.  The choice is a spanning tree grown from the
+    empty column (Prim's method, digit counts as distances), no path longer than ``levels``
+    links.  Outputs that reuse another's sum are how similar columns share more than pairs
+    of terms.  (Shifted columns, ``y_k << s``, were tried too: they save digits, but leave
+    fewer common pairs for the sharing step, and more adders in the end.)"""
+    n_out = w.shape[1]
+    if levels < 1 or n_out < 2 or max((abs(int(v)) for v in w.flat), default=0) >= 1 << 60:
+        return [None] * n_out
+    m = np.array(w, dtype=np.int64)
+    cost = _naf_weight(m).sum(axis=0)
+    parents: list = [None] * n_out
+    depth = [0] * n_out
+    done = np.zeros(n_out, dtype=bool)
+    for _ in range(n_out):
+        j = int(np.argmin(np.where(done, np.iinfo(np.int64).max, cost)))
+        done[j] = True
+        if depth[j] >= levels:
+            continue
+        for sign in (1, -1):
+            c = _naf_weight(m - sign * m[:, j:j + 1]).sum(axis=0) + 1
+            for k in np.flatnonzero(~done & (c < cost)):
+                cost[k] = c[k]
+                parents[k] = (j, sign)
+                depth[k] = depth[j] + 1
+    return parents
+
+
+def _share(g: _Builder, cols: list[dict], extra: list[int], room: list[int]) -> None:
+    """Replace the most frequent term pairs by shared adders, keeping every column within its room.
 
     A column whose terms have depths ``d_i`` (and its constant, depth 0) sums in
     ``ceil(log2(sum 2**d_i))`` levels at best (:func:`_sum_column` reaches it), so a pair is
-    replaced in a column only while that sum stays within ``2**T``, ``T`` the depth of the
-    deepest plain column: sharing never makes the graph deeper.
+    replaced in a column only while that sum, with the column's ``extra`` weight (its constant,
+    and the term it will get from another output), stays within ``room``: with the room of the
+    deepest plain column, sharing never makes the graph deeper.
     """
     sizes = [len(col) for col in cols]
-    room = 1 << max([tree_depth(n + k) for n, k in zip(sizes, constants)] or [0])
-    weight = [n + k for n, k in zip(sizes, constants)]      # sum of 2**depth over a column's terms
+    weight = [n + k for n, k in zip(sizes, extra)]      # sum of 2**depth over a column's terms
     pairs = sum(n * (n - 1) // 2 for n in sizes)
     window = None
     if pairs > PAIR_BUDGET:   # count only pairs of nearby inputs (and of one input with itself)
@@ -373,14 +465,14 @@ def _share(g: _Builder, cols: list[dict], constants: list[int]) -> None:
                 if n != n1 or (n, s) in used or other in used or other == (n, s) \
                         or col.get(other) != g1 * sign:
                     continue
-                if weight[c] + grow > room:
+                if weight[c] + grow > room[c]:
                     break                     # this column would get deeper than the plain trees
                 used.update({(n, s), other})
                 weight[c] += grow
                 matches.append((c, s, g1))
         if len(matches) < 2:
             for c in {c for c, _, _ in matches}:
-                weight[c] = _weight(g, cols[c], constants[c])
+                weight[c] = _weight(g, cols[c], extra[c])
             continue
         # orient the new node so that most of its uses add it (a column of negative terms
         # only would need a negation at its root)
@@ -395,7 +487,7 @@ def _share(g: _Builder, cols: list[dict], constants: list[int]) -> None:
             state.remove(c, (n2, s + d, g1 * sign))
             state.insert(c, (node, min(s, s + d), -g1 if flip else g1), push)
         for c in {c for c, _, _ in matches}:
-            weight[c] = _weight(g, cols[c], constants[c])
+            weight[c] = _weight(g, cols[c], extra[c])
         for k in push:
             v = state.count.get(k, 0)
             if v >= 2:

@@ -122,6 +122,26 @@ def test_conv_as_shift_add_matches_golden():
     check(q, n=16)
 
 
+def test_outputs_built_from_other_outputs_match_golden():
+    # similar columns: with a depth slack, outputs 1 and 2 are output 0 plus a difference
+    rng = np.random.default_rng(7)
+    c0 = rng.integers(-31, 32, 8)
+    w = np.stack([c0, c0 + 4 * np.eye(8, dtype=np.int64)[2], 2 * np.eye(8, dtype=np.int64)[5] - c0,
+                  rng.integers(-31, 32, 8)], axis=1) / 8.0
+    model = mlp([w, rng.normal(0, 1, (4, 2))], [rng.normal(0, 1, 4), rng.normal(0, 1, 2)], activations="relu")
+    cfg = {"input": "fixed<8,3,RND,SAT>", "default": {
+        "weight": "fixed<7,3,RND,SAT>", "bias": "fixed<7,3,RND,SAT>", "result": "fixed<12,5,RND,SAT>",
+        "arithmetic": "shift_add"}}
+    flat = apply_config(model, cfg)
+    q = apply_config(model, {**cfg, "layers": {"dense_0": {"adder_depth_slack": 1}}})
+    first = q.layers[0]
+    assert first.adder_depth_slack == 1 and q.layers[2].adder_depth_slack == 0
+    assert dense_graph(first).adders < dense_graph(flat.layers[0]).adders
+    assert dense_graph(first).depth == dense_graph(flat.layers[0]).depth + 1
+    assert QModel.from_dict(q.to_dict()).layers[0].adder_depth_slack == 1
+    check(q)
+
+
 # -- configuration ------------------------------------------------------------
 
 BASE = {"input": "fixed<8,3,RND,SAT>",
@@ -172,6 +192,12 @@ def test_bad_clock_targets_are_refused(top, words):
 def test_a_clock_target_without_shift_add_layers_is_refused():
     with pytest.raises(RtlgenError, match="no layer .* shift_add"):
         apply_config(_model(), {**_cfg(arithmetic="multipliers"), "clock_mhz": 100})
+
+
+@pytest.mark.parametrize("slack", [-1, 9, True, "2", 1.5])
+def test_bad_adder_depth_slack_is_refused(slack):
+    with pytest.raises(RtlgenError, match="layer .dense_0.: adder_depth_slack must be an integer from 0 to 8"):
+        apply_config(_model(), _cfg(adder_depth_slack=slack))
 
 
 def test_bad_arithmetic_name():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rtlgen.numerics.adder_graph import adder_graph, csd_digits
+from rtlgen.numerics.adder_graph import _add_term, _chains, adder_graph, csd_digits
 from rtlgen.numerics.fixed import bits_for_range
 from rtlgen.numerics.pipeline import DELAY_MODELS, _earliest, level_model, plan_stages
 
@@ -39,13 +39,13 @@ def _corners(ranges, coef):
 
 
 @settings(max_examples=150, deadline=None)
-@given(matrices, st.booleans(), st.booleans(), st.integers(0, 3), st.integers(0, 3))
-def test_graph_computes_the_product_with_exact_widths(m, signed_in, with_bias, wshift, bshift):
+@given(matrices, st.booleans(), st.booleans(), st.integers(0, 3), st.integers(0, 3), st.integers(0, 2))
+def test_graph_computes_the_product_with_exact_widths(m, signed_in, with_bias, wshift, bshift, slack):
     n_in, n_out, vals = m
     w = _matrix(vals, n_in, n_out)
     ranges = [(-512, 511) if signed_in else (0, 1023)] * n_in
     bias = np.arange(n_out, dtype=np.int64) * 37 - 50 if with_bias else None
-    g = adder_graph(w, ranges, bias, weight_shift=wshift, bias_shift=bshift)
+    g = adder_graph(w, ranges, bias, weight_shift=wshift, bias_shift=bshift, depth_slack=slack)
     rng = np.random.default_rng(n_in * 7 + n_out)
     x = np.vstack([rng.integers(ranges[0][0], ranges[0][1] + 1, size=(40, n_in)),
                    np.full((1, n_in), ranges[0][0]), np.full((1, n_in), ranges[0][1])])
@@ -65,8 +65,8 @@ def test_graph_computes_the_product_with_exact_widths(m, signed_in, with_bias, w
 
 
 @settings(max_examples=60, deadline=None)
-@given(matrices)
-def test_sharing_never_costs_adders_or_depth(m):
+@given(matrices, st.integers(1, 3))
+def test_sharing_never_costs_adders_or_depth(m, slack):
     n_in, n_out, vals = m
     w = _matrix(vals, n_in, n_out)
     ranges = [(-128, 127)] * n_in
@@ -74,15 +74,50 @@ def test_sharing_never_costs_adders_or_depth(m):
     shared = adder_graph(w, ranges)
     assert shared.adder_bits() <= plain.adder_bits()
     assert shared.depth <= plain.depth
+    # a depth slack never costs adder bits either, and stays within its levels
+    deeper = adder_graph(w, ranges, depth_slack=slack)
+    assert deeper.adder_bits() <= shared.adder_bits()
+    assert deeper.depth <= plain.depth + slack
 
 
 def test_sharing_finds_a_repeated_pattern():
-    # column 0 is x0 + 2*x1, column 1 three times that: one shared adder and one more
+    # column 0 is x0 + 2*x1, column 1 four times that plus x2: one shared adder and one more
+    w = np.array([[1, 4], [2, 8], [0, 1]])
+    assert adder_graph(w, [(-100, 100)] * 3).adders == 2
+    # summed apart, the columns need 1 + 2 adders
+    assert adder_graph(w, [(-100, 100)] * 3, share=False).adders == 3
+    # column 1 three times column 0: 3a = (a << 2) - a, one adder after a, shared or not
     w = np.array([[1, 3], [2, 6]])
-    g = adder_graph(w, [(-100, 100)] * 2)
-    assert g.adders == 2
-    # summed apart, the columns' signed digits (2 and 4) need 1 + 3 adders
-    assert sum(len(csd_digits(int(v))) for v in w.reshape(-1)) - w.shape[1] == 4
+    assert adder_graph(w, [(-100, 100)] * 2).adders == 2
+
+
+def test_a_depth_slack_builds_similar_outputs_from_one_another():
+    # column 1 is column 0 plus x3, column 2 is 4*x7 minus column 0: with one level of slack,
+    # each is one adder after column 0's sum
+    rng = np.random.default_rng(5)
+    c0 = rng.integers(-128, 128, 12)
+    w = np.stack([c0, c0 + np.eye(12, dtype=np.int64)[3], 4 * np.eye(12, dtype=np.int64)[7] - c0], axis=1)
+    ranges = [(-128, 127)] * 12
+    assert _chains(w.astype(object), 1) == [None, (0, 1), (0, -1)]
+    alone = adder_graph(w[:, :1], ranges)
+    g = adder_graph(w, ranges, depth_slack=1)
+    assert g.adders == alone.adders + 2
+    assert g.depth == alone.depth + 1
+    assert adder_graph(w, ranges).adders > g.adders + 5      # without the slack: pairs only
+    x = rng.integers(-128, 128, (50, 12))
+    assert (g.evaluate(x) == x.astype(object) @ w.astype(object)).all()
+
+
+def test_chains_keep_to_their_links_and_an_outputs_term_merges():
+    # four copies of a column: every other one is one link from the first, never two
+    w = np.tile(np.array([[5], [-3], [7]], dtype=object), (1, 4))
+    parents = _chains(w, 1)
+    assert parents[0] is None and all(p == (0, 1) for p in parents[1:])
+    col = {(4, 0): 1}
+    _add_term(col, 4, 0, 1)          # x + x = x << 1
+    assert col == {(4, 1): 1}
+    _add_term(col, 4, 1, -1)         # x - x = 0
+    assert col == {}
 
 
 def test_a_negative_pattern_is_added_not_negated():
