@@ -314,14 +314,18 @@ def adder_graph(weights, ranges, bias=None, *, bias_shift: int = 0, weight_shift
     plain = _build(weights, ranges, bias, bias_shift, weight_shift, None, 0)
     if not share:
         return plain
+    # the greedy search can lose on small matrices: never return more adder bits than the
+    # plain trees (a shared graph of as many bits wins only if it is no deeper), nor, with a
+    # slack, more than the graph without it (the first one tried)
     best = plain
-    # the greedy search can lose on small matrices: never return more than the plain trees,
-    # nor, with a slack, more than the graph without it
     tries = [(0, 0)] + [(depth_slack, levels) for levels in range(depth_slack + 1) if depth_slack]
     for slack, levels in tries:
         shared = _build(weights, ranges, bias, bias_shift, weight_shift, slack, levels)
-        if shared.depth <= plain.depth + depth_slack and \
-                (shared.adder_bits(), shared.depth) < (best.adder_bits(), best.depth + (best is plain)):
+        if shared.depth > plain.depth + depth_slack:
+            continue
+        bits, best_bits = shared.adder_bits(), best.adder_bits()
+        if bits < best_bits or (bits == best_bits and shared.depth < best.depth) or \
+                (best is plain and bits == best_bits and shared.depth == plain.depth):
             best = shared
     return best
 
@@ -351,9 +355,9 @@ def _build(weights, ranges, bias, bias_shift: int, weight_shift: int, slack: int
     if slack is not None:
         # a column at link L of a chain has room for top + L levels, and keeps the room of its
         # parent (one level less) free for the parent's term
-        plain = max(tree_depth(sum(len(csd_digits(int(v))) for v in w[:, j]) + (1 if bias_j else 0))
-                    for j, bias_j in enumerate(_plain_constants(bias, n_out)))
-        top = plain + slack - chain_levels
+        deepest = max(tree_depth(sum(len(csd_digits(int(v))) for v in w[:, j]) + (1 if bias_j else 0))
+                      for j, bias_j in enumerate(_plain_constants(bias, n_out)))
+        top = deepest + slack - chain_levels
         link = [_link(parents, j) for j in range(n_out)]
         reserved = [(1 << (top + link[j] - 1)) if link[j] else 0 for j in range(n_out)]
         _share(g, cols, [(1 if b[j] else 0) + reserved[j] for j in range(n_out)],
