@@ -15,8 +15,9 @@ order (:func:`random_case`).  A case is one of:
 and random precision: signed and unsigned input types of every
 quantization and overflow mode, weight/bias/result types, a WRAP ``accum``
 type, reuse factors from 1 to ``full``, ``adder_levels``, ``arithmetic``
-(``multipliers``, ``shift_add``, ``auto``; ``adder_depth_slack``), ``storage`` (``constant``,
-``register``, ``tmr``); forests: ``pipeline``, ``reuse_factor``,
+(``multipliers``, ``shift_add``, ``auto``; ``adder_depth_slack``), signed
+ReLU results (a saturating one makes the next layer sum inputs from 0),
+``storage`` (``constant``, ``register``, ``tmr``); forests: ``pipeline``, ``reuse_factor``,
 ``table_bits``, ``class_output``, stored sets.  Each case is quantized,
 built, simulated on its edge vectors (every input at its lowest and highest
 code, zeros, alternating extremes) and random ones, on the batch engine or
@@ -196,6 +197,9 @@ def random_case(seed: int, index: int) -> dict:
             overrides[f"fc{k}"] = _dense_options(rng)
             if k < n_layers - 1 or rng.random() < 0.5:
                 layers.append({"op": "activation", "name": f"act{k}", **_activation(rng)})
+                if layers[-1]["kind"] == "relu" and rng.random() < 0.4:
+                    # a signed result: a saturating one tells the next layer its inputs are >= 0
+                    overrides[f"act{k}"] = {"result": _type(rng, 4, 12, signed=True)}
             size = n_out
             if residual and k == 1:
                 # this block's output plus its input (what fc1 reads), then joined with that input
