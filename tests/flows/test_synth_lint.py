@@ -281,6 +281,7 @@ class _InlineExecutor:
         return _InlineFuture(fn, args)
 
 
+@pytest.mark.long     # make test runs sweeps on Dask (test_sweep_on_a_local_dask_cluster, above)
 def test_sweep_pluggable_executor(tmp_path):
     ex = _InlineExecutor()
     model = _model((4, 3, 2), seed=6)
