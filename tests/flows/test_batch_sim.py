@@ -207,7 +207,8 @@ def test_engine_choice():
 
 
 @pytest.mark.sim
-@pytest.mark.long      # make test splits regress, faults and sweep over Dask (test_regress, test_dask_flows)
+# make test runs regress, faults and sweep on Dask (test_regress, test_dask_flows, test_synth_lint)
+@pytest.mark.long
 def test_a_run_split_over_dask_equals_one_run(cores):
     """Chunks on a local cluster (batch, Verilator) come back in order, equal to the golden model."""
     outdir, x, expected = cores("stream_cnn")

@@ -344,8 +344,8 @@ def sim_built(bus_cores):
 
 @pytest.mark.sim
 # in make test the fault campaign and the bus meet Verilator in test_bdt_storage (a forest's TMR
-# words) and in test_batch_sim (the TMR MLP on the batch engine); the MLP's Verilator campaign and
-# its generic bench are in make test-long
+# words), and this TMR MLP (its bus idle) runs on Verilator in test_batch_sim; the MLP's Verilator
+# campaign and its generic bench are in make test-long
 @pytest.mark.parametrize("case,simulator", on_simulators(list(SIM_CASES)))
 def test_config_bus_and_faults_cocotb(sim_built, case, simulator, tmp_path):
     q, outdir, regmap, plan = sim_built(case)
