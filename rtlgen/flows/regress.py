@@ -197,7 +197,7 @@ def random_case(seed: int, index: int) -> dict:
             overrides[f"fc{k}"] = _dense_options(rng)
             if k < n_layers - 1 or rng.random() < 0.5:
                 layers.append({"op": "activation", "name": f"act{k}", **_activation(rng)})
-                if layers[-1]["kind"] == "relu" and rng.random() < 0.4:
+                if layers[-1]["kind"] == "relu" and k < n_layers - 1 and rng.random() < 0.6:
                     # a signed result: a saturating one tells the next layer its inputs are >= 0
                     overrides[f"act{k}"] = {"result": _type(rng, 4, 12, signed=True)}
             size = n_out
