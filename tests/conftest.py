@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import warnings
 
 import pytest
@@ -34,6 +35,13 @@ LONGEST_FIRST = (
     "tests/hw/test_tmr.py",
     "tests/flows/test_sim_flow.py",
 )
+
+
+def pytest_configure(config):
+    # pytest started as a background job ignores SIGINT, and every rtlgen process it starts would
+    # inherit that (and rightly keep ignoring it): the tests that interrupt rtlgen need it delivered
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):
