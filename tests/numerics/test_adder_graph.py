@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rtlgen.numerics.adder_graph import _add_term, _chains, adder_graph, csd_digits
+from rtlgen.numerics.adder_graph import _add_term, _chains, _naf_weight, adder_graph, csd_digits
 from rtlgen.numerics.fixed import bits_for_range
 from rtlgen.numerics.pipeline import DELAY_MODELS, _earliest, level_model, plan_stages
 
@@ -80,6 +80,12 @@ def test_sharing_never_costs_adders_or_depth(m, slack):
     assert deeper.depth <= plain.depth + slack
 
 
+@given(st.lists(st.integers(-(1 << 40), 1 << 40), min_size=1, max_size=20))
+def test_vector_digit_count_is_the_csd_digit_count(values):
+    # the chain search counts digits of many columns at once; csd_digits is the definition
+    assert _naf_weight(np.array(values, dtype=np.int64)).tolist() == [len(csd_digits(v)) for v in values]
+
+
 def test_sharing_finds_a_repeated_pattern():
     # column 0 is x0 + 2*x1, column 1 four times that plus x2: one shared adder and one more
     w = np.array([[1, 4], [2, 8], [0, 1]])
@@ -113,6 +119,14 @@ def test_chains_keep_to_their_links_and_an_outputs_term_merges():
     w = np.tile(np.array([[5], [-3], [7]], dtype=object), (1, 4))
     parents = _chains(w, 1)
     assert parents[0] is None and all(p == (0, 1) for p in parents[1:])
+    # each column is the one before plus one more digit: the cheapest tree is one chain, which
+    # the link limit cuts into paths from column 0 of at most `levels` links
+    step = np.zeros((6, 4), dtype=object)
+    step[5] = [0, 21, 85, 341]
+    w = np.tile(np.array([[5], [-3], [7], [11], [13], [0]], dtype=object), (1, 4)) + step
+    assert _chains(w, 3) == [None, (0, 1), (1, 1), (2, 1)]
+    assert _chains(w, 2) == [None, (0, 1), (1, 1), (1, 1)]
+    assert _chains(w, 1) == [None, (0, 1), (0, 1), (0, 1)]
     col = {(4, 0): 1}
     _add_term(col, 4, 0, 1)          # x + x = x << 1
     assert col == {(4, 1): 1}
