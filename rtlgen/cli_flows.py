@@ -99,7 +99,7 @@ def cmd_sweep(args) -> int:
     summary = sweep(args.model, args.config, args.reuse, args.target, args.output, jobs=args.jobs,
                     pnr=args.pnr, device=args.device, clock_mhz=args.clock_mhz, dsp=args.dsp,
                     tools=args.tools, progress=_progress, arithmetic_list=args.arithmetic,
-                    clock_list=args.clocks, scheduler=args.scheduler)
+                    clock_list=args.clocks, slack_list=args.adder_depth_slack, scheduler=args.scheduler)
     front = [variant_label(row) for row in summary["rows"] if row.get("pareto_latency")]
     print(f"sweep: {len(summary['rows'])} variants in {summary['elapsed_s']:.0f} s; Pareto front "
           f"(cost against latency): {', '.join(front)}; wrote sweep.md, sweep.json"
@@ -249,6 +249,9 @@ def add_commands(sub) -> None:
     p.add_argument("--clocks", help="also sweep the clock target (the config's clock_mhz) of the shift_add "
                                     "layers: comma-separated MHz; with --pnr and no --clock-mhz each variant "
                                     "is placed and routed at its own")
+    p.add_argument("--adder-depth-slack", metavar="LIST",
+                   help="also sweep the dense layers' adder_depth_slack (extra adder levels a shift_add "
+                        "graph may use to save adders): comma-separated, 0 to 8")
     p.add_argument("-o", "--output", required=True, help="sweep folder to write")
     _dask_options(p, "variants")
     _synth_options(p)

@@ -1,4 +1,4 @@
-"""Design-space sweep over the reuse factor, the arithmetic and the clock target.
+"""Design-space sweep over the reuse factor, the arithmetic, the clock target and the adder depth slack.
 
 :func:`sweep` builds one core per reuse factor R (every dense layer gets
 ``min(R, its nonzero weights)``, or one multiplier with ``full``), and
@@ -6,9 +6,11 @@ optionally per ``arithmetic`` (``multipliers``, ``shift_add``, ``auto``:
 every dense layer gets it) and per clock target (the configuration's
 ``clock_mhz``, which places the registers of the shift-and-add layers; with
 place and route and no ``clock_mhz`` option it is also the clock nextpnr
-aims at), synthesizes each for a target, and writes into the sweep folder
+aims at), and optionally per ``adder_depth_slack`` (every dense layer gets
+it; a variant without a shift-and-add layer is built once, with none),
+synthesizes each for a target, and writes into the sweep folder
 
-``r<R>/`` (``r<R>-<arithmetic>-<clock>mhz/`` when those are swept too)
+``r<R>/`` (``r<R>-<arithmetic>-<clock>mhz-s<slack>/`` when those are swept too)
     the build folder of each variant, with its ``synth/<target>/`` results;
 ``sweep.json``, ``sweep.md``
     one row per variant: latency, II, multipliers, resources, Fmax (with
@@ -53,13 +55,14 @@ from ..emit.atomic import temp_file_for, write_text_atomic
 from ..errors import RtlgenError
 from ..frontends import load_model
 from ..ir.arithmetic import ARITHMETICS
-from ..ir.config import apply_config, load_config
+from ..ir.config import MAX_ADDER_DEPTH_SLACK, apply_config, load_config
 from ..ir.model import QDense
 from ..kinds import kind_named
 from .cluster import dask_client, job, stop_jobs
 from .synth import _check_args, find_tool, load_synth_report, synth
 
 __all__ = ["sweep", "variant_label", "pareto_front", "parse_reuse_list", "parse_arithmetic_list", "parse_clock_list",
+           "parse_slack_list",
            "run_variant"]
 
 SWEEP_JSON = "sweep.json"
@@ -132,6 +135,24 @@ def parse_clock_list(value) -> list:
     return out
 
 
+def parse_slack_list(value) -> list:
+    """``"0,1,2"`` or a list -> adder depth slacks (0 to 8, duplicates dropped)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        if not text.isdigit() or not 0 <= int(text) <= MAX_ADDER_DEPTH_SLACK:
+            raise RtlgenError(f"--adder-depth-slack: {item!r} is not a whole number of adder levels "
+                              f"from 0 to {MAX_ADDER_DEPTH_SLACK}")
+        if int(text) not in out:
+            out.append(int(text))
+    if not out:
+        raise RtlgenError("--adder-depth-slack: give at least one number of adder levels, e.g. 0,1,2")
+    return out
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
     """Which points are not dominated (both coordinates minimized)."""
     flags = []
@@ -197,7 +218,7 @@ def _layer_limit(layer) -> int:
 
 
 def _variant_config(cfg: dict, dense: dict[str, int], reuse, arithmetic: str | None = None,
-                    clock_mhz=None) -> dict:
+                    clock_mhz=None, slack: int | None = None) -> dict:
     out = copy.deepcopy(cfg)
     layers = dict(out.get("layers") or {})
     for name, nonzero in dense.items():
@@ -205,6 +226,8 @@ def _variant_config(cfg: dict, dense: dict[str, int], reuse, arithmetic: str | N
         own["reuse_factor"] = "full" if reuse == "full" else min(int(reuse), nonzero)
         if arithmetic is not None:
             own["arithmetic"] = arithmetic
+        if slack is not None:
+            own["adder_depth_slack"] = slack
         layers[name] = own
     out["layers"] = layers
     if clock_mhz is not None:
@@ -218,23 +241,30 @@ def _parts(variant: dict, mhz: str) -> list[str]:
         parts.append(variant["arithmetic"])
     if "clock_mhz" in variant:
         parts.append(f"{variant['clock_mhz']}{mhz}")
+    if "adder_depth_slack" in variant:
+        parts.append(("slack " if mhz.startswith(" ") else "s") + str(variant["adder_depth_slack"]))
     return parts
 
 
 def variant_label(variant: dict) -> str:
-    """How a variant (or its row) is named in messages and tables: ``R=1 shift_add 150 MHz``."""
+    """How a variant (or its row) is named in messages and tables: ``R=1 shift_add 150 MHz slack 2``."""
     return "R=" + " ".join(_parts(variant, " MHz"))
 
 
 def _folder(variant: dict) -> str:
-    """The variant's build folder in the sweep folder: ``r1-shift_add-150mhz``."""
+    """The variant's build folder in the sweep folder: ``r1-shift_add-150mhz-s2``."""
     return "r" + "-".join(_parts(variant, "mhz"))
 
 
-def _variants(float_model, cfg: dict, dense: dict, reuses: list, arithmetics, clocks, progress):
+def _has_shift_add(q) -> bool:
+    return any(getattr(layer, "arithmetic", None) == "shift_add" for layer in q.layers)
+
+
+def _variants(float_model, cfg: dict, dense: dict, reuses: list, arithmetics, clocks, slacks, progress):
     """The (row keys, quantized model) of every variant; combinations that cannot exist are skipped."""
     out = []
     skipped = []
+    no_adders = []
     for r in reuses:
         for a in arithmetics or [None]:
             if a == "shift_add" and r != 1 and any(r == "full" or min(r, n) > 1 for n in dense.values()):
@@ -248,16 +278,24 @@ def _variants(float_model, cfg: dict, dense: dict, reuses: list, arithmetics, cl
                     variant["clock_mhz"] = c
                 try:
                     q = apply_config(float_model, _variant_config(cfg, dense, r, a))
-                    if c is not None and any(getattr(layer, "arithmetic", None) == "shift_add"
-                                             for layer in q.layers):
-                        q = apply_config(float_model, _variant_config(cfg, dense, r, a, c))
-                    # (without a shift_add layer the clock target only drives place and route)
+                    adders = _has_shift_add(q)
+                    # (without a shift_add layer the clock target only drives place and route, and
+                    # the slack changes nothing: such a variant is built once, without a slack)
+                    if adders and (c is not None or slacks):
+                        for s in slacks or [None]:
+                            one = variant if s is None else {**variant, "adder_depth_slack": s}
+                            out.append((one, apply_config(float_model, _variant_config(cfg, dense, r, a, c, s))))
+                        continue
+                    if slacks and len(slacks) > 1:
+                        no_adders.append(variant_label(variant))
                 except RtlgenError as exc:
                     raise RtlgenError(f"sweep variant {variant_label(variant)}: {exc}") from None
                 out.append((variant, q))
     if skipped and progress is not None:
         progress("sweep: skipped (a shift_add graph is built once per weight, reuse factor 1): "
                  + ", ".join(skipped))
+    if no_adders and progress is not None:
+        progress("sweep: built once, without an adder depth slack (no shift_add layer): " + ", ".join(no_adders))
     if not out:
         raise RtlgenError("sweep: no variant left: shift_add needs reuse factor 1 (add 1 to --reuse)")
     return out
@@ -317,14 +355,15 @@ def _collect(futures: list, progress: Progress | None, variants: list, rows: lis
 def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: int = 2, *,
           pnr: bool = False, device: str | None = None, clock_mhz: float | None = None,
           dsp: bool = True, tools: str = "auto", progress: Progress | None = None,
-          arithmetic_list=None, clock_list=None, scheduler: str | None = None) -> dict:
+          arithmetic_list=None, clock_list=None, slack_list=None, scheduler: str | None = None) -> dict:
     """Build and synthesize ``model`` under ``config`` for each reuse factor
-    (and each arithmetic of ``arithmetic_list`` and clock target of ``clock_list``).
+    (and each arithmetic of ``arithmetic_list``, clock target of ``clock_list``
+    and adder depth slack of ``slack_list``).
 
     ``model``: a model file path or a FloatModel; ``config``: a path or a
     dict; ``reuse_list``: e.g. ``[1, 2, 4, "full"]`` or ``"1,2,4"``;
     ``arithmetic_list``: e.g. ``"multipliers,shift_add"``; ``clock_list``:
-    e.g. ``"100,150"`` (MHz).
+    e.g. ``"100,150"`` (MHz); ``slack_list``: e.g. ``"0,2"`` (adder levels).
     Returns the sweep summary (also written to ``OUTDIR/sweep.json``).
     Raises :class:`RtlgenError` after writing the summary if any variant
     failed.
@@ -333,6 +372,7 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     reuses = parse_reuse_list(reuse_list)
     arithmetics = parse_arithmetic_list(arithmetic_list) if arithmetic_list is not None else None
     clocks = parse_clock_list(clock_list) if clock_list is not None else None
+    slacks = parse_slack_list(slack_list) if slack_list is not None else None
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise RtlgenError(f"--jobs must be a positive integer, got {jobs!r}")
     float_model = load_model(model)
@@ -353,7 +393,7 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
     if pnr:
         find_tool(f"nextpnr-{target}", tools)
     clamped = {r: {name: limit for name, limit in dense.items() if r != "full" and r > limit} for r in reuses}
-    variants = _variants(float_model, cfg, dense, reuses, arithmetics, clocks, progress)
+    variants = _variants(float_model, cfg, dense, reuses, arithmetics, clocks, slacks, progress)
 
     outdir = Path(outdir)
     _prepare_outdir(outdir)
@@ -363,6 +403,8 @@ def sweep(model, config, reuse_list, target: str, outdir, executor=None, jobs: i
         summary["arithmetic"] = arithmetics
     if clocks:
         summary["clock_mhz"] = clocks
+    if slacks:
+        summary["adder_depth_slack"] = slacks
     write_text_atomic(outdir / SWEEP_JSON, json.dumps(summary, indent=2) + "\n")
 
     own = executor is None

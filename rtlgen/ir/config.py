@@ -119,6 +119,7 @@ SOFTMAX_KEYS = TABLE_KEYS | {"exp", "inv", "inv_table_size", "argmax"}
 DEFAULT_KEYS = DENSE_KEYS | TABLE_KEYS
 #: the intermediate types of a softmax when the configuration gives none (hls4ml's table types
 #: are ap_fixed<18,8>; here the exp values lie in (0, 1] and the reciprocals in (0, 1])
+MAX_ADDER_DEPTH_SLACK = 8    # adder_depth_slack: 0 to this many extra adder levels
 SOFTMAX_EXP_TYPE = "ufixed<18,1,RND,SAT>"
 SOFTMAX_INV_TYPE = "ufixed<18,1,RND,SAT>"
 #: the most fractional bits an exact slope or clip bound found in a model may need
@@ -675,7 +676,7 @@ def apply_config(model: FloatModel, config=None) -> QModel:
             if result_type is None:
                 result_type = _exact_result(in_type, weight_type, bias_type, w, b, accum_type)
             levels = _levels_key(merged, "adder_levels", 2, 1, None, where)
-            slack = _levels_key(merged, "adder_depth_slack", 0, 0, 8, where)
+            slack = _levels_key(merged, "adder_depth_slack", 0, 0, MAX_ADDER_DEPTH_SLACK, where)
             common = dict(name=layer.name, in_type=in_type, weight_type=weight_type, bias_type=bias_type,
                           result_type=result_type, weights=w, bias=b, reuse_factor=reuse,
                           accum_type=accum_type, adder_levels=levels, adder_depth_slack=slack)

@@ -295,26 +295,40 @@ def test_sweep_pluggable_executor(tmp_path):
     assert 2 < per_layer[12]["d0"] <= 12 and 2 < per_layer[12]["d1"] <= 6
 
 
-def test_sweep_over_arithmetic_and_clock_targets(tmp_path):
+def test_sweep_over_arithmetic_clock_targets_and_adder_depth_slack(tmp_path):
     ex = _InlineExecutor()
     lines = []
     out = tmp_path / "sw"
     summary = sweep(_model((4, 3, 2), seed=6), _cfg(), "1,2", "generic", out, executor=ex,
-                    arithmetic_list="multipliers,shift_add", clock_list="100", progress=lines.append)
+                    arithmetic_list="multipliers,shift_add", clock_list="100", slack_list="0,2,2",
+                    progress=lines.append)
     rows = {variant_label(row): row for row in summary["rows"]}
-    # shift_add is built once per weight: R=2 shift_add is skipped, and said so
-    assert sorted(rows) == ["R=1 multipliers 100 MHz", "R=1 shift_add 100 MHz", "R=2 multipliers 100 MHz"]
-    assert ex.calls == 3 and any("skipped" in line and "R=2 shift_add" in line for line in lines)
-    sa, mul = rows["R=1 shift_add 100 MHz"], rows["R=1 multipliers 100 MHz"]
+    # shift_add is built once per weight: R=2 shift_add is skipped, and said so; a multiplier variant
+    # has no adder graph, so it is built once, without a slack, and said so
+    assert sorted(rows) == ["R=1 multipliers 100 MHz", "R=1 shift_add 100 MHz slack 0",
+                            "R=1 shift_add 100 MHz slack 2", "R=2 multipliers 100 MHz"]
+    assert ex.calls == 4 and any("skipped" in line and "R=2 shift_add" in line for line in lines)
+    assert any("built once" in line and "R=1 multipliers 100 MHz, R=2 multipliers 100 MHz" in line
+               for line in lines)
+    assert summary["adder_depth_slack"] == [0, 2]
+    sa, mul = rows["R=1 shift_add 100 MHz slack 2"], rows["R=1 multipliers 100 MHz"]
     assert set(sa["arithmetic_per_layer"].values()) == {"shift_add"} and sa["multipliers"] == 0
     assert set(mul["arithmetic_per_layer"].values()) == {"multipliers"} and mul["multipliers"] > 0
-    assert sa["folder"] == "r1-shift_add-100mhz" and (out / sa["folder"] / "manifest.json").is_file()
-    manifest = json.loads((out / sa["folder"] / "manifest.json").read_text())
-    assert all(e["clock_mhz"] == 100 for e in manifest["layers"] if e.get("arithmetic") == "shift_add")
-    assert "| R=1 shift_add 100 MHz |" in (out / "sweep.md").read_text()
+    for slack in (0, 2):
+        row = rows[f"R=1 shift_add 100 MHz slack {slack}"]
+        assert row["folder"] == f"r1-shift_add-100mhz-s{slack}"
+        manifest = json.loads((out / row["folder"] / "manifest.json").read_text())
+        dense = [e for e in manifest["layers"] if e.get("arithmetic") == "shift_add"]
+        assert len(dense) == 2
+        assert all(e["clock_mhz"] == 100 and e["adder_depth_slack"] == slack for e in dense)
+    assert "| R=1 shift_add 100 MHz slack 2 |" in (out / "sweep.md").read_text()
     with pytest.raises(RtlgenError, match="--arithmetic: 'dsp' is not one of"):
         sweep(_model((4, 3, 2), seed=6), _cfg(), "1", "generic", tmp_path / "x", executor=ex,
               arithmetic_list="dsp")
+    for bad in ("9", "-1", "1.5", "two", ","):
+        with pytest.raises(RtlgenError, match="--adder-depth-slack"):
+            sweep(_model((4, 3, 2), seed=6), _cfg(), "1", "generic", tmp_path / "x", executor=ex,
+                  slack_list=bad)
     with pytest.raises(RtlgenError, match="no variant left"):
         sweep(_model((4, 3, 2), seed=6), _cfg(), "2", "generic", tmp_path / "y", executor=ex,
               arithmetic_list="shift_add")
