@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from rtlgen import progress
-from rtlgen.cache import cache_dir
+from rtlgen import cache
 from rtlgen.errors import RtlgenError
 from rtlgen.flows import tools
 
@@ -61,7 +61,7 @@ def _opt_flags() -> tuple:
 
 def cache_root() -> Path:
     """Where compiled testbenches are kept: ``batch/`` in :func:`rtlgen.cache.cache_dir`."""
-    return cache_dir("batch")
+    return cache.cache_dir("batch")
 
 
 # ---------------------------------------------------------------------------
@@ -500,6 +500,7 @@ def _cached(key: "hashlib._Hash", top: str, product: str, build) -> Path:
     folder = cache_root() / f"{top}-{key.hexdigest()[:24]}"
     exe = folder / product
     if exe.is_file():
+        cache.used(folder)
         return exe
     cache_root().mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{top}-", dir=cache_root()))
@@ -515,6 +516,7 @@ def _cached(key: "hashlib._Hash", top: str, product: str, build) -> Path:
         work.rename(folder)
     except OSError:             # another process finished the same build first
         shutil.rmtree(work, ignore_errors=True)
+    cache.prune("batch")        # within its size limit (the entries of the last hour stay)
     return exe
 
 
