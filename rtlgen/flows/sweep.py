@@ -235,25 +235,26 @@ def _variant_config(cfg: dict, dense: dict[str, int], reuse, arithmetic: str | N
     return out
 
 
-def _parts(variant: dict, mhz: str) -> list[str]:
+def _parts(variant: dict, label: bool) -> list[str]:
+    """The variant's row keys as words of its label (``label``) or of its folder name."""
     parts = [str(variant["reuse"])]
     if "arithmetic" in variant:
         parts.append(variant["arithmetic"])
     if "clock_mhz" in variant:
-        parts.append(f"{variant['clock_mhz']}{mhz}")
+        parts.append(f"{variant['clock_mhz']}" + (" MHz" if label else "mhz"))
     if "adder_depth_slack" in variant:
-        parts.append(("slack " if mhz.startswith(" ") else "s") + str(variant["adder_depth_slack"]))
+        parts.append(("slack " if label else "s") + str(variant["adder_depth_slack"]))
     return parts
 
 
 def variant_label(variant: dict) -> str:
     """How a variant (or its row) is named in messages and tables: ``R=1 shift_add 150 MHz slack 2``."""
-    return "R=" + " ".join(_parts(variant, " MHz"))
+    return "R=" + " ".join(_parts(variant, label=True))
 
 
 def _folder(variant: dict) -> str:
     """The variant's build folder in the sweep folder: ``r1-shift_add-150mhz-s2``."""
-    return "r" + "-".join(_parts(variant, "mhz"))
+    return "r" + "-".join(_parts(variant, label=False))
 
 
 def _has_shift_add(q) -> bool:
