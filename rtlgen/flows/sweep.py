@@ -72,85 +72,78 @@ PARETO_PNG = "pareto.png"
 Progress = Callable[[str], None]
 
 
-def parse_reuse_list(value) -> list:
-    """``"1,2,4,full"`` or a list -> ``[1, 2, 4, "full"]`` (duplicates dropped)."""
+def _parse_list(value, option: str, one: Callable[[str, object], object], empty: str) -> list:
+    """The values of a comma-separated option (or a list), duplicates dropped.
+
+    ``one(text, item)``: the value of one stripped, lower-case, non-empty item, or raises
+    :class:`RtlgenError`; ``empty``: the message when no item is left."""
     items = value.split(",") if isinstance(value, str) else list(value)
     out: list = []
     for item in items:
         text = str(item).strip().lower()
-        if not text:
-            continue
-        if text in ("full", "max"):
-            r = "full"
-        else:
-            try:
-                r = int(text)
-            except ValueError:
-                raise RtlgenError(f"--reuse: {item!r} is not a reuse factor (a positive integer or 'full')") from None
-            if r < 1:
-                raise RtlgenError(f"--reuse: reuse factors must be >= 1, got {r}")
-        if r not in out:
-            out.append(r)
+        if text:
+            v = one(text, item)
+            if v not in out:
+                out.append(v)
     if not out:
-        raise RtlgenError("--reuse: give at least one reuse factor, e.g. 1,2,4")
+        raise RtlgenError(f"{option}: {empty}")
     return out
+
+
+def _reuse(text: str, item):
+    if text in ("full", "max"):
+        return "full"
+    try:
+        r = int(text)
+    except ValueError:
+        raise RtlgenError(f"--reuse: {item!r} is not a reuse factor (a positive integer or 'full')") from None
+    if r < 1:
+        raise RtlgenError(f"--reuse: reuse factors must be >= 1, got {r}")
+    return r
+
+
+def _arithmetic(text: str, item) -> str:
+    if text not in ARITHMETICS:
+        raise RtlgenError(f"--arithmetic: {item!r} is not one of {', '.join(ARITHMETICS)}")
+    return text
+
+
+def _clock(text: str, item):
+    try:
+        mhz = float(text)
+    except ValueError:
+        raise RtlgenError(f"--clocks: {item!r} is not a clock frequency in MHz") from None
+    if not 1 <= mhz <= 2000:
+        raise RtlgenError(f"--clocks: clock targets must be from 1 to 2000 MHz, got {text}")
+    return int(mhz) if mhz.is_integer() else mhz
+
+
+def _slack(text: str, item) -> int:
+    if not text.isdigit() or int(text) > MAX_ADDER_DEPTH_SLACK:
+        raise RtlgenError(f"--adder-depth-slack: {item!r} is not a whole number of adder levels "
+                          f"from 0 to {MAX_ADDER_DEPTH_SLACK}")
+    return int(text)
+
+
+def parse_reuse_list(value) -> list:
+    """``"1,2,4,full"`` or a list -> ``[1, 2, 4, "full"]`` (duplicates dropped)."""
+    return _parse_list(value, "--reuse", _reuse, "give at least one reuse factor, e.g. 1,2,4")
 
 
 def parse_arithmetic_list(value) -> list:
     """``"multipliers,shift_add"`` or a list -> the arithmetic names (duplicates dropped)."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    out = []
-    for item in items:
-        text = str(item).strip().lower()
-        if not text:
-            continue
-        if text not in ARITHMETICS:
-            raise RtlgenError(f"--arithmetic: {item!r} is not one of {', '.join(ARITHMETICS)}")
-        if text not in out:
-            out.append(text)
-    if not out:
-        raise RtlgenError("--arithmetic: give at least one of " + ", ".join(ARITHMETICS))
-    return out
+    return _parse_list(value, "--arithmetic", _arithmetic, "give at least one of " + ", ".join(ARITHMETICS))
 
 
 def parse_clock_list(value) -> list:
     """``"100,150"`` or a list -> clock targets in MHz (duplicates dropped)."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    out = []
-    for item in items:
-        text = str(item).strip()
-        if not text:
-            continue
-        try:
-            mhz = float(text)
-        except ValueError:
-            raise RtlgenError(f"--clocks: {item!r} is not a clock frequency in MHz") from None
-        if not 1 <= mhz <= 2000:
-            raise RtlgenError(f"--clocks: clock targets must be from 1 to 2000 MHz, got {text}")
-        mhz = int(mhz) if mhz.is_integer() else mhz
-        if mhz not in out:
-            out.append(mhz)
-    if not out:
-        raise RtlgenError("--clocks: give at least one clock target in MHz, e.g. 100,150")
-    return out
+    return _parse_list(value, "--clocks", _clock, "give at least one clock target in MHz, e.g. 100,150")
 
 
 def parse_slack_list(value) -> list:
     """``"0,1,2"`` or a list -> adder depth slacks (0 to 8, duplicates dropped)."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    out = []
-    for item in items:
-        text = str(item).strip()
-        if not text:
-            continue
-        if not text.isdigit() or not 0 <= int(text) <= MAX_ADDER_DEPTH_SLACK:
-            raise RtlgenError(f"--adder-depth-slack: {item!r} is not a whole number of adder levels "
-                              f"from 0 to {MAX_ADDER_DEPTH_SLACK}")
-        if int(text) not in out:
-            out.append(int(text))
-    if not out:
-        raise RtlgenError("--adder-depth-slack: give at least one number of adder levels, e.g. 0,1,2")
-    return out
+    return _parse_list(value, "--adder-depth-slack", _slack,
+                       "give at least one number of adder levels, e.g. 0,1,2")
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
