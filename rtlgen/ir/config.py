@@ -117,9 +117,9 @@ SLOPE_KEYS = {"weight"}                          # leaky_relu, prelu: the slope'
 TABLE_KEYS = {"table_size", "table_range"}       # sigmoid, tanh
 SOFTMAX_KEYS = TABLE_KEYS | {"exp", "inv", "inv_table_size", "argmax"}
 DEFAULT_KEYS = DENSE_KEYS | TABLE_KEYS
+MAX_ADDER_DEPTH_SLACK = 8    # adder_depth_slack: 0 to this many extra adder levels
 #: the intermediate types of a softmax when the configuration gives none (hls4ml's table types
 #: are ap_fixed<18,8>; here the exp values lie in (0, 1] and the reciprocals in (0, 1])
-MAX_ADDER_DEPTH_SLACK = 8    # adder_depth_slack: 0 to this many extra adder levels
 SOFTMAX_EXP_TYPE = "ufixed<18,1,RND,SAT>"
 SOFTMAX_INV_TYPE = "ufixed<18,1,RND,SAT>"
 #: the most fractional bits an exact slope or clip bound found in a model may need
