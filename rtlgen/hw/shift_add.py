@@ -32,13 +32,11 @@ class AdderInput:
 
     ``offset``: the operand's own ``Node.passthrough``
     (:mod:`rtlgen.numerics.adder_graph`) when it is the sum of another adder
-    of the same pipeline stage (None otherwise); ``low``: the lowest bit of
-    ``value`` that can vary (None for a constant).
+    of the same pipeline stage (None otherwise).
     """
     value: Value
     shift: int = 0
     offset: int | None = None
-    low: int | None = 0
 
 
 def shift_adder(a: AdderInput, b: AdderInput, subtract: bool, width: int) -> Value:
@@ -54,10 +52,10 @@ def shift_adder(a: AdderInput, b: AdderInput, subtract: bool, width: int) -> Val
     consumer's operand is exactly that adder's result and nothing else reads
     it, and builds the merged sum as a carry-save tree: more LUTs than two
     carry chains, and not the ripple timing the pipeline planner assumes.
-    When an operand would be exactly another adder's result, one bit ``j`` of
-    the two operands is recoded (``p + q == a_j + b_j``, or ``p - q == a_j -
-    b_j``) at the lowest bit where both can vary, so that neither operand is a
-    whole other adder and every node keeps its own chain.
+    When an operand would be exactly another adder's result, both operands
+    get a constant zero below their lowest bit (the sum is taken above it), so
+    that neither is a whole other adder and every node keeps its own chain.
+    The zero column costs no logic: Yosys drops it after ``alumacc``.
     """
     if not subtract and a.shift > b.shift:
         a, b = b, a
@@ -74,22 +72,12 @@ def shift_adder(a: AdderInput, b: AdderInput, subtract: bool, width: int) -> Val
     # narrower than the adder is never a whole other adder's result
     a_whole = a.shift == 0 and a.offset == k and (len(a.value) >= width or not a.value.shape().signed)
     b_whole = b.offset == 0 and (len(b.value) >= n or not b.value.shape().signed)
-    if (a_whole or b_whole) and a.low is not None and b.low is not None:
-        j = max(0, a.low + a.shift - k, b.low)
-        if j < n:
-            aj, bj = upper_a[j], upper_b[j]
-            p, q = (aj & ~bj, ~aj & bj) if subtract else (aj & bj, aj | bj)
-            upper_a = Cat(upper_a[:j], p, upper_a[j + 1:])
-            upper_b = Cat(upper_b[:j], q, upper_b[j + 1:])
+    if a_whole or b_whole:
+        upper_a, upper_b = Cat(Const(0, 1), upper_a), Cat(Const(0, 1), upper_b)
     upper = (upper_a - upper_b) if subtract else (upper_a + upper_b)
+    if a_whole or b_whole:
+        upper = upper[1:]
     return Cat(wide_a[:k], upper[:n]) if k else upper[:n]
-
-
-def lowest_varying_bit(coefficients: dict) -> int | None:
-    """The lowest bit of ``sum(c * x_i) + constant`` that can vary (None for a constant):
-    the fewest trailing zeros of an input coefficient."""
-    zeros = [(c & -c).bit_length() - 1 for i, c in coefficients.items() if i is not None and c]
-    return min(zeros) if zeros else None
 
 
 class ShiftAddDense(wiring.Component):
@@ -173,8 +161,7 @@ class ShiftAddDense(wiring.Component):
             """Node ``k`` as an adder input in ``stage``."""
             node = graph.nodes[k]
             same = node.kind == "add" and plan.stage[k] == stage
-            return AdderInput(at(k, stage), shift, node.passthrough if same else None,
-                              lowest_varying_bit(graph.coefficients[k]))
+            return AdderInput(at(k, stage), shift, node.passthrough if same else None)
 
         for k, node in enumerate(graph.nodes):
             if node.kind == "input":

@@ -2,8 +2,8 @@
 
 ``shift_adder`` computes ``(a << sa) +/- (b << sb)`` in the node's exact
 width with the low bits wired through and, where an operand would be exactly
-another adder's sum, one bit of both operands recoded.  It is checked exhaustively in Amaranth's
-simulator over operand ranges that use the recoding (operands held in
+another adder's sum, a constant zero below both operands.  It is checked exhaustively in Amaranth's
+simulator over operand ranges that use the zero column (operands held in
 signals wider than their values, so the result is no wider than an operand),
 every shift placement, addition and subtraction, signed and unsigned.  The
 layer test runs Yosys' coarse synthesis on a shift-and-add core and checks
@@ -26,7 +26,7 @@ from rtlgen.flows.synth import find_tool
 from rtlgen.frontends.python_api import mlp
 from rtlgen.hw.arith import range_shape
 from rtlgen.hw.network import Network
-from rtlgen.hw.shift_add import AdderInput, lowest_varying_bit, shift_adder
+from rtlgen.hw.shift_add import AdderInput, shift_adder
 from rtlgen.ir.config import apply_config
 from rtlgen.numerics.adder_graph import Node
 
@@ -113,17 +113,10 @@ def test_passthrough_counts_the_bits_below_the_adder(node, offset):
     assert node.passthrough == offset
 
 
-@pytest.mark.parametrize("coefficients,bit", [
-    ({0: 1}, 0), ({0: 6, 1: -12, None: 5}, 1), ({1: -8, 2: 24}, 3), ({None: 7}, None), ({}, None),
-])
-def test_lowest_varying_bit(coefficients, bit):
-    assert lowest_varying_bit(coefficients) == bit
-
-
 def test_yosys_keeps_every_adder_of_a_layer_apart(tmp_path):
     """No multi-operand sum ($macc) after Yosys' alumacc, and at least one $alu per adder."""
     # deep stages (6 adder levels) give chains of single-use adders in one stage, which Yosys merges
-    # unless the recoding keeps them apart
+    # unless the zero column keeps them apart
     rng = np.random.default_rng(4)
     q = mlp([rng.integers(-31, 32, size=(8, 8)) / 8.0, rng.integers(-31, 32, size=(8, 4)) / 8.0],
             [rng.normal(0, 1, 8), rng.normal(0, 1, 4)], activations="relu", name="sa_apart")
