@@ -15,10 +15,10 @@ two-input adders:
    only replaced in a column while that column can still be summed in as
    few levels as the deepest plain column (see :func:`_share`), so sharing
    never makes the graph deeper;
-3. the remaining terms of every column (and its bias, as a constant leaf)
-   are summed in the least depth their depths allow, adding the terms of
-   smallest magnitude first wherever that depth permits (see
-   :func:`_sum_column`).
+3. the remaining terms of every column (and its bias, as a constant leaf
+   shifted by its trailing zeros) are summed in the least depth their
+   depths allow, adding the terms of smallest magnitude first wherever that
+   depth permits (see :func:`_sum_column`).
 
 Every node carries its exact value range, computed from its integer
 coefficient on each input (the inputs vary independently, so the bounds
@@ -519,7 +519,10 @@ def _sum_column(g: _Builder, col: dict, bias: int) -> tuple[int, int]:
     """
     terms = [(_magnitude(g, n, s), g.depth(n), n, s, sign) for (n, s), sign in col.items()]
     if bias:
-        terms.append((_magnitude(g, g.const(bias), 0), 0, g.const(bias), 0, 1))
+        # the constant's trailing zeros as a shift: the adder that takes it wires those low bits through
+        zeros = (bias & -bias).bit_length() - 1
+        leaf = g.const(bias >> zeros)
+        terms.append((_magnitude(g, leaf, zeros), 0, leaf, zeros, 1))
     if not terms:
         return g.const(0), 0
     weight = sum(1 << t[1] for t in terms)

@@ -153,6 +153,16 @@ def test_zero_columns_and_matrices_give_constants():
     assert [g.nodes[k].value << s for k, s in g.outputs] == [5, 0]
 
 
+def test_a_constant_with_trailing_zeros_starts_its_adder_above_them():
+    # y = x + 48 with 48 = 3 << 4: the adder wires bits 0-3 through from x and adds 3 above them
+    g = adder_graph(np.array([[1]]), [(-128, 127)], [48])
+    node = g.nodes[g.outputs[0][0]]
+    assert g.adders == 1 and node.passthrough == 4
+    assert g.adder_bits() == node.width - 4
+    x = np.arange(-128, 128).astype(object).reshape(-1, 1)
+    assert list(g.evaluate(x)[:, 0]) == [v + 48 for v in range(-128, 128)]
+
+
 def _check_valid(g, plan, model, budget):
     """Operands come from the same or an earlier stage; every stage's paths fit the budget."""
     for k, node in enumerate(g.nodes):
