@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fixed import bits_for_range
+from .fixed import bits_for_range, trailing_zeros
 
 __all__ = ["csd_digits", "tree_depth", "Node", "Term", "AdderGraph", "adder_graph"]
 
@@ -354,7 +354,7 @@ def _build(w: np.ndarray, ranges, bias: list[int], weight_shift: int, depth: int
         if p is not None:   # y_j = sign * y_k + the rest
             k, sign = p
             diff[:, j] = w[:, j] - sign * w[:, k]
-            b[j] -= sign * b[k]
+            b[j] = bias[j] - sign * bias[k]     # the parent's own constant, not its difference
     g = _Builder([(int(lo), int(hi)) for lo, hi in ranges])
     cols = _columns(diff, weight_shift)
     link = [_link(parents, j) for j in range(n_out)]
@@ -520,7 +520,7 @@ def _sum_column(g: _Builder, col: dict, bias: int) -> tuple[int, int]:
     terms = [(_magnitude(g, n, s), g.depth(n), n, s, sign) for (n, s), sign in col.items()]
     if bias:
         # the constant's trailing zeros as a shift: the adder that takes it wires those low bits through
-        zeros = (bias & -bias).bit_length() - 1
+        zeros = trailing_zeros([bias])
         leaf = g.const(bias >> zeros)
         terms.append((_magnitude(g, leaf, zeros), 0, leaf, zeros, 1))
     if not terms:

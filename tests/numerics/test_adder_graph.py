@@ -153,6 +153,16 @@ def test_zero_columns_and_matrices_give_constants():
     assert [g.nodes[k].value << s for k, s in g.outputs] == [5, 0]
 
 
+def test_a_chain_of_two_links_takes_each_parents_own_constant():
+    # with slack 2, output 2 is built from output 1 and output 1 from output 0; each link's constant
+    # is its bias less its parent's bias, not less the parent's own difference
+    w = np.array([[0, 0, 0], [0, 0, 0], [-3, 11, 11]])
+    bias = [-50, -13, 24]
+    g = adder_graph(w, [(0, 1023)] * 3, bias, depth_slack=2)
+    x = np.array([[0, 0, 0], [5, 7, 1000], [1023, 1023, 1023]], dtype=object)
+    assert (g.evaluate(x) == x @ w.astype(object) + np.array(bias, dtype=object)).all()
+
+
 def test_a_constant_with_trailing_zeros_starts_its_adder_above_them():
     # y = x + 48 with 48 = 3 << 4: the adder wires bits 0-3 through from x and adds 3 above them
     g = adder_graph(np.array([[1]]), [(-128, 127)], [48])
