@@ -54,6 +54,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 
 from ..ir.forest import QForest, QTree
+from ..numerics.fixed import trailing_zeros
 from .arith import Operand, cast_operand, const_operand, range_shape, tree_depth
 from .arith import select as select_by_index
 from .config_bus import attach_config_bus, core_signature
@@ -193,13 +194,6 @@ def _lookup(table: list[int], shape, index):
             columns.append(~(Const(column ^ ((1 << n) - 1), n) >> index)[0])
     value = Cat(*columns)
     return value.as_signed() if shape.signed else value
-
-
-def _trailing_zeros(values: list[int]) -> int:
-    acc = 0
-    for v in values:
-        acc |= v
-    return (acc & -acc).bit_length() - 1 if acc else 0
 
 
 # ---------------------------------------------------------------------------
@@ -421,7 +415,7 @@ class ForestCore(wiring.Component):
                 # without an accumulator the class constant goes into the first unit
                 fold = starts[k] if (i == 0 and r == 1) else 0
                 stored = [e + fold for e in plans[k][i]]
-                tz = _trailing_zeros(stored)
+                tz = trailing_zeros(stored)
                 stored = [e >> tz for e in stored]
                 lo, hi = min(stored), max(stored)
                 shape = range_shape(lo, hi)

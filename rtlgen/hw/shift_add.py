@@ -72,11 +72,9 @@ def shift_adder(a: AdderInput, b: AdderInput, subtract: bool, width: int) -> Val
     # narrower than the adder is never a whole other adder's result
     a_whole = a.shift == 0 and a.offset == k and (len(a.value) >= width or not a.value.shape().signed)
     b_whole = b.offset == 0 and (len(b.value) >= n or not b.value.shape().signed)
-    if a_whole or b_whole:
-        upper_a, upper_b = Cat(Const(0, 1), upper_a), Cat(Const(0, 1), upper_b)
-    upper = (upper_a - upper_b) if subtract else (upper_a + upper_b)
-    if a_whole or b_whole:
-        upper = upper[1:]
+    pad = 1 if a_whole or b_whole else 0      # the zero column that keeps the chains apart
+    upper_a, upper_b = Cat(Const(0, pad), upper_a), Cat(Const(0, pad), upper_b)
+    upper = ((upper_a - upper_b) if subtract else (upper_a + upper_b))[pad:]
     return Cat(wide_a[:k], upper[:n]) if k else upper[:n]
 
 

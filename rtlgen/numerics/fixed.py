@@ -53,7 +53,7 @@ from ..errors import RtlgenError
 __all__ = [
     "Quant", "Overflow", "FixedType", "parse_type", "as_type",
     "quantize", "requantize", "to_float", "rounding_offset", "round_shift", "overflow",
-    "bits_for_range", "product_range", "ZERO_FRAC",
+    "bits_for_range", "trailing_zeros", "product_range", "ZERO_FRAC",
     "QONNX_ROUNDING", "power_of_two_exponent", "quantizer_type", "exact_type",
 ]
 
@@ -447,6 +447,14 @@ def bits_for_range(lo: int, hi: int) -> tuple[int, bool]:
     hi_bits = hi.bit_length() if hi >= 0 else 0
     width = max(hi_bits, (-lo - 1).bit_length()) + 1
     return width, True
+
+
+def trailing_zeros(values) -> int:
+    """The low zero bits that all of ``values`` (integers) share; 0 when every value is 0."""
+    acc = 0
+    for v in values:
+        acc |= int(v)
+    return (acc & -acc).bit_length() - 1 if acc else 0
 
 
 def product_range(a_lo: int, a_hi: int, b_lo: int, b_hi: int) -> tuple[int, int]:

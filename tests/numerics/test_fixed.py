@@ -9,7 +9,8 @@ from hypothesis import given, settings, strategies as st
 
 from rtlgen.errors import RtlgenError
 from rtlgen.numerics.fixed import (
-    FixedType, Overflow, Quant, parse_type, quantize, requantize, rounding_offset, to_float, bits_for_range)
+    FixedType, Overflow, Quant, parse_type, quantize, requantize, rounding_offset, to_float, bits_for_range,
+    trailing_zeros)
 
 
 def ref_round(value: Fraction, quant: Quant) -> int:
@@ -141,6 +142,16 @@ def test_bits_for_range_is_minimal(lo, span):
         w2 = w - 1
         smin, smax = (-(1 << (w2 - 1)), (1 << (w2 - 1)) - 1) if s else (0, (1 << w2) - 1)
         assert lo < smin or hi > smax
+
+
+@given(values=st.lists(st.integers(-(1 << 70), 1 << 70), max_size=6))
+def test_trailing_zeros_is_the_largest_shared_power_of_two(values):
+    tz = trailing_zeros(values)
+    assert all(v % (1 << tz) == 0 for v in values)
+    if any(values):
+        assert any(v % (1 << (tz + 1)) for v in values)
+    else:
+        assert tz == 0
 
 
 def test_to_float_is_exact():
