@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -80,6 +80,55 @@ def _cast_bound(code: int, shift: int, dst: FixedType) -> int:
                            lambda c, a, b: np.where(np.asarray(c, dtype=bool), a, b))[0])
 
 
+def _range_tests(x: Value, lo: int, hi: int):
+    """``x > c`` and ``x < c`` for ``x`` in [lo, hi], as bit tests where they can be.
+
+    The limits of a fixed-point type are ``2**k - 1``, ``-2**k``, ``0`` and
+    ``-2**k + 1``.  Against those, the comparison is a test of the bits of
+    ``x`` from bit ``k`` up: are they all zero (all one for the lower
+    limit)?  That is a LUT reduction, where a comparison with a constant is a
+    carry chain as wide as ``x``, plus the hop out of it.  ``x`` is read as
+    the narrowest word that holds [lo, hi].
+    """
+    width, is_signed = bits_for_range(lo, hi)
+    x = Value.cast(x)
+    if len(x) < width:                                 # a loose range: extend x with its sign
+        top = x[-1] if x.shape().signed else Const(0, 1)
+        x = Cat(x, top.replicate(width - len(x)))
+    x = x[:width]
+    if is_signed:
+        x = x.as_signed()
+    magnitude = x[:width - 1] if is_signed else x      # the bits below the sign
+    negative = x[width - 1] if is_signed else Const(0, 1)
+
+    def above(_, c: int):
+        if c >= hi:
+            return Const(0, 1)
+        if c < lo:
+            return Const(1, 1)
+        k = (c + 1).bit_length() - 1
+        if c >= 0 and c + 1 == 1 << k:                 # x >= 2**k: a bit from k up is set
+            return ~negative & magnitude[k:].any()
+        return x > c
+
+    def below(_, c: int):
+        if c <= lo:
+            return Const(0, 1)
+        if c > hi:
+            return Const(1, 1)
+        if c == 0:
+            return negative
+        k = (-c).bit_length() - 1
+        if c == -(1 << k):                             # x < -2**k: a bit from k up is clear
+            return negative & ~magnitude[k:].all()
+        k = (1 - c).bit_length() - 1
+        if c == 1 - (1 << k):                          # x <= -2**k: as above, or x == -2**k
+            return negative & (~magnitude[k:].all() | ~magnitude[:k].any())
+        return x < c
+
+    return above, below
+
+
 def cast_operand(op: Operand, src_frac: int, dst: FixedType) -> Operand:
     """Combinationally cast ``op`` (``src_frac`` fractional bits) to ``dst``.
 
@@ -92,7 +141,8 @@ def cast_operand(op: Operand, src_frac: int, dst: FixedType) -> Operand:
     low_limit = -dst.max_code if (dst.overflow is Overflow.SAT_SYM and dst.signed) else dst.min_code
     if low_limit <= lo and hi <= dst.max_code:
         return Operand(value, lo, hi)
-    value = overflow(value, dst, Mux, _wrap(dst))
+    above, below = _range_tests(value, lo, hi)
+    value = overflow(value, dst, Mux, _wrap(dst), above, below)
     return Operand(value, low_limit if dst.overflow is not Overflow.WRAP else dst.min_code, dst.max_code)
 
 

@@ -246,23 +246,34 @@ def round_shift(x, shift: int, quant: Quant, where):
     raise AssertionError(quant)
 
 
-def overflow(x, dst: FixedType, where, wrap):
+def _greater(x, c):
+    return x > c
+
+
+def _less(x, c):
+    return x < c
+
+
+def overflow(x, dst: FixedType, where, wrap, above=_greater, below=_less):
     """Bring the integer ``x`` into the code range of ``dst``.
 
     ``wrap(x)`` must return the low ``dst.width`` bits of ``x`` read with
     ``dst``'s signedness (the caller knows how on its integer type).
+    ``above(x, c)`` and ``below(x, c)`` are ``x > c`` and ``x < c``; a
+    caller may give cheaper forms of them (the hardware tests the bits
+    above the result's top instead of comparing whole words).
     """
     lo, hi = dst.min_code, dst.max_code
     mode = dst.overflow
     if mode is Overflow.WRAP:
         return wrap(x)
     if mode is Overflow.SAT:
-        return where(x > hi, hi, where(x < lo, lo, x))
+        return where(above(x, hi), hi, where(below(x, lo), lo, x))
     if mode is Overflow.SAT_ZERO:
-        return where((x > hi) | (x < lo), 0, x)
+        return where(above(x, hi) | below(x, lo), 0, x)
     if mode is Overflow.SAT_SYM:
         sym_lo = -hi if dst.signed else lo
-        return where(x > hi, hi, where(x < sym_lo, sym_lo, x))
+        return where(above(x, hi), hi, where(below(x, sym_lo), sym_lo, x))
     raise AssertionError(mode)
 
 
