@@ -61,6 +61,8 @@ def _layer_row(entry: dict) -> dict:
         "adder_depth": entry.get("adder_depth"),
         "register_ranks": entry.get("register_ranks"),
         "est_luts": entry.get("est_luts"),
+        "est_fmax_mhz": entry.get("est_fmax_mhz"),
+        "timing_target": entry.get("timing_target"),
         "fused_into": entry.get("fused_into"),
         "weight_rom": entry.get("weight_rom"),
         "bram_bits": entry.get("bram_bits"),
@@ -170,6 +172,11 @@ def render_markdown(data: dict) -> str:
         lines += [f"- latency: **{data['latency_cycles']} cycles**",
                   f"- initiation interval (II): **{data['ii']} cycles**"]
     lines.append(f"- multipliers: {data['multipliers']}")
+    planned = [layer for layer in data["layers"] if layer.get("est_fmax_mhz") is not None]
+    if planned:
+        slowest = min(planned, key=lambda layer: layer["est_fmax_mhz"])
+        lines.append(f"- estimated Fmax ({slowest['timing_target']} delay model, slowest layer "
+                     f"{slowest['name']}): {slowest['est_fmax_mhz']:.1f} MHz")
     for target, t in data["timing"].items():
         lines.append(f"- {target} ({t['device']}): Fmax {t['fmax_mhz']:.1f} MHz, latency "
                      f"{t['latency_ns']:.1f} ns, a new input every {t['ii_ns']:.1f} ns "

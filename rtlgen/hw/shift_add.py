@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 
-from ..ir.arithmetic import (dense_graph, dense_plan, output_cast_type, shift_add_figures, shift_add_problem,
-                             sum_frac)
+from ..ir.arithmetic import (dense_graph, dense_plan, output_cast_type, path_estimate, shift_add_figures,
+                             shift_add_problem, sum_frac)
+from ..errors import RtlgenWarning
 from ..ir.model import QActivation, QDense
+from ..numerics.pipeline import DELAY_MODELS
 from .activation import fused_activation
 from .arith import Operand, cast_operand, range_shape
 from .ports import layer_members
@@ -119,7 +122,17 @@ class ShiftAddDense(wiring.Component):
         self.layer = layer
         self.activation = activation
         self.graph = dense_graph(layer)
-        self.plan = dense_plan(layer, fused_activation=activation is not None)
+        self.plan = dense_plan(layer, activation)
+        if layer.clock_mhz is not None:
+            model = DELAY_MODELS[layer.timing_target]
+            path = path_estimate(layer, model, activation, self.plan)
+            if path > 1000.0 / layer.clock_mhz:
+                spread = (f", and the routes into its {self.graph.adders} adders are long" if model.t_spread
+                          else "")
+                warnings.warn(f"layer {layer.name!r}: the {layer.timing_target} delay model estimates "
+                              f"{1000.0 / path:.0f} MHz for it, below clock_mhz {layer.clock_mhz:g}: its longest "
+                              f"stage holds a single adder or the output cast{spread}; lower clock_mhz",
+                              RtlgenWarning, stacklevel=2)
         self.latency = self.plan.ranks + 1
         self.out_type = activation.result_type if activation is not None else layer.result_type
         super().__init__(layer_members(layer.in_type, layer.n_in, self.out_type, layer.n_out))
@@ -131,6 +144,9 @@ class ShiftAddDense(wiring.Component):
                "clock_mhz": self.layer.clock_mhz}
         if self.layer.clock_mhz is not None:
             out["timing_target"] = self.layer.timing_target
+            model = DELAY_MODELS[self.layer.timing_target]
+            path = path_estimate(self.layer, model, self.activation, self.plan)
+            out["est_fmax_mhz"] = round(1000.0 / path, 1)
         if self.activation is not None:
             out["fused_activation"] = self.activation.name
         return out

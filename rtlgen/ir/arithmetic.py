@@ -22,11 +22,11 @@ from .. import cache
 from ..numerics import adder_graph as adder_graph_module
 from ..numerics.adder_graph import AdderGraph, adder_graph, csd_digits
 from ..numerics.fixed import FixedType, Quant, rounding_offset
-from ..numerics.pipeline import DELAY_MODELS, MARGIN, StagePlan, level_model, plan_stages
+from ..numerics.pipeline import DELAY_MODELS, MARGIN, DelayModel, StagePlan, level_model, longest_path, plan_stages
 
 __all__ = ["ARITHMETICS", "shift_add_problem", "choose", "dense_graph", "dense_plan", "sum_frac",
            "folded_rounding", "output_cast_type",
-           "shift_add_figures", "signed_digits", "adder_estimate"]
+           "shift_add_figures", "signed_digits", "adder_estimate", "path_estimate"]
 
 ARITHMETICS = ("multipliers", "shift_add", "auto")
 
@@ -116,16 +116,37 @@ def _output_cast_rounds(layer) -> bool:
     return sum_frac(layer) > layer.result_type.frac and output_cast_type(layer).quant is not Quant.TRN
 
 
-def dense_plan(layer, fused_activation: bool = False) -> StagePlan:
-    """Where the registers of a shift-and-add layer go (its clock target, or ``adder_levels``)."""
+def _cast_delay(layer, model: DelayModel, activation) -> float:
+    """The model's delay of the logic after the graph in the output stage.
+
+    A fused ReLU adds nothing: its select takes the sign bit into the same
+    LUTs as the saturation's.  An activation whose result type differs from
+    the layer's adds a cast of its own.
+    """
+    cast = model.cast(layer.result_type.width, _output_cast_rounds(layer))
+    if activation is not None and activation.result_type != layer.result_type:
+        cast += model.t_level
+    return cast
+
+
+def dense_plan(layer, activation=None) -> StagePlan:
+    """Where the registers of a shift-and-add layer go (its clock target, or ``adder_levels``).
+
+    ``activation`` is the activation fused into the layer's output stage, if any.
+    """
     graph = dense_graph(layer)
     if layer.clock_mhz is None:
         return plan_stages(graph, level_model(), float(layer.adder_levels))
     model = DELAY_MODELS[layer.timing_target]
-    cast = model.cast(layer.result_type.width, _output_cast_rounds(layer))
-    if fused_activation:
-        cast += model.t_level
-    return plan_stages(graph, model, 1000.0 / layer.clock_mhz * (1.0 - MARGIN), cast)
+    return plan_stages(graph, model, 1000.0 / layer.clock_mhz * (1.0 - MARGIN),
+                       _cast_delay(layer, model, activation))
+
+
+def path_estimate(layer, model: DelayModel, activation=None, plan: StagePlan | None = None) -> float:
+    """The longest register-to-register path (ns) of the layer's plan under ``model``."""
+    graph = dense_graph(layer)
+    plan = plan or dense_plan(layer, activation)
+    return longest_path(graph, plan.stage, plan.ranks, model, _cast_delay(layer, model, activation))
 
 
 def shift_add_figures(layer, plan: StagePlan | None = None) -> dict:

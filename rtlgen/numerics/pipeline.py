@@ -3,7 +3,8 @@
 A :class:`DelayModel` estimates the delay of a register-to-register path
 through ripple-carry adders on one FPGA family::
 
-    t_fixed + sum over the adders on the path of (t_level + t_level_bit * width)
+    t_fixed + t_spread * sqrt(adders in the layer)
+            + sum over the adders on the path of (t_level + t_level_bit * width)
             + t_bit * width of the last (widest) adder
 
 ``t_level`` is a LUT level and its routing, ``t_level_bit`` the growth of
@@ -15,6 +16,13 @@ registers, best of two seeds per point (``bench/calibrate_delay.py`` measures
 them again); the fit is within 6.3 % of every measured point, and the
 planner keeps :data:`MARGIN` in hand.
 
+Those trees are compact: every register feeds one adder next to it.  In a
+real layer the registers of a rank feed adders spread over many columns,
+and the route out of the register is longer, the more so the larger the
+layer (its adders cover an area that grows with their count, so the route
+grows with its square root).  ``t_spread`` is that extra route, fitted to
+shift-and-add layers placed and routed whole (see :data:`DELAY_MODELS`).
+
 :func:`plan_stages` assigns every node of an
 :class:`~rtlgen.numerics.adder_graph.AdderGraph` a pipeline stage such that
 every stage's paths fit the clock period with the fewest register ranks
@@ -25,12 +33,13 @@ cores do.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .adder_graph import AdderGraph
 
 __all__ = ["DelayModel", "DELAY_MODELS", "TIMING_TARGETS", "MARGIN", "StagePlan", "plan_stages",
-           "level_model"]
+           "level_model", "longest_path"]
 
 #: the share of the clock period kept free for the model's error and seed-to-seed variation
 MARGIN = 0.08
@@ -43,6 +52,11 @@ class DelayModel:
     t_level: float
     t_bit: float = 0.0
     t_level_bit: float = 0.0
+    t_spread: float = 0.0
+
+    def start(self, adders: int) -> float:
+        """Where every path of a stage starts: the register, and its route into a layer of ``adders``."""
+        return self.t_fixed + self.t_spread * math.sqrt(adders)
 
     def adder(self, width: int) -> float:
         """The delay one adder of ``width`` result bits adds to a path (its level)."""
@@ -58,9 +72,13 @@ class DelayModel:
 
 
 #: delay models by target (the ``target`` key of a configuration; ns), fitted to nextpnr on
-#: ECP5 LFE5U-85F (speed grade 6), iCE40 HX8K and iCE40 UP5K
+#: ECP5 LFE5U-85F (speed grade 6), iCE40 HX8K and iCE40 UP5K.  The ECP5 ``t_spread`` is fitted to
+#: the critical adder paths of slices of the jet MLP's 64x32 layer (nextpnr-ecp5 0.11.1, seed 1):
+#: beyond the tree fit they took 0.99 ns (2 outputs, 97 adders), 1.60 ns (4 outputs, 191 adders)
+#: and 2.15 and 2.34 ns (8 outputs, 374 adders, one and two adders per stage).  The iCE40 models
+#: have no measurement of it yet.
 DELAY_MODELS: dict[str, DelayModel] = {
-    "ecp5": DelayModel(t_fixed=0.422, t_level=2.043, t_bit=0.0262, t_level_bit=0.0083),
+    "ecp5": DelayModel(t_fixed=0.422, t_level=2.043, t_bit=0.0262, t_level_bit=0.0083, t_spread=0.115),
     "ice40-hx8k": DelayModel(t_fixed=0.168, t_level=1.463, t_bit=0.1287, t_level_bit=0.0164),
     "ice40-up5k": DelayModel(t_fixed=0.420, t_level=4.014, t_bit=0.316, t_level_bit=0.0273),
 }
@@ -115,26 +133,51 @@ def plan_stages(graph: AdderGraph, model: DelayModel, budget: float, cast_delay:
     return early
 
 
+def longest_path(graph: AdderGraph, stage: list[int], ranks: int, model: DelayModel,
+                 cast_delay: float = 0.0) -> float:
+    """The model's longest register-to-register path (ns) when node ``k`` is computed in ``stage[k]``.
+
+    It ends at a pipeline register (the carry chain of the adder before it)
+    or, for an output computed in the output stage, after ``cast_delay``.
+    """
+    t0 = model.start(graph.adders)
+    arrival: list[float] = []
+    worst = t0 + cast_delay                  # an output register fed by an earlier stage's rank
+    for k, n in enumerate(graph.nodes):
+        if n.kind != "add":
+            arrival.append(t0)
+            continue
+        start = max(arrival[u] if graph.nodes[u].kind == "add" and stage[u] == stage[k] else t0
+                    for u in (n.a, n.b))
+        arrival.append(start + model.adder(n.width))
+        worst = max(worst, arrival[k] + model.carry(n.width))
+    for k, _ in graph.outputs:
+        if graph.nodes[k].kind == "add" and stage[k] == ranks:
+            worst = max(worst, arrival[k] + max(cast_delay, model.carry(graph.nodes[k].width)))
+    return worst
+
+
 def _earliest(graph: AdderGraph, model: DelayModel, budget: float, cast_delay: float) -> StagePlan:
+    t0 = model.start(graph.adders)
     stage: list[int] = []
     arrival: list[float] = []
     for n in graph.nodes:
         if n.kind != "add":
             stage.append(0)
-            arrival.append(model.t_fixed)
+            arrival.append(t0)
             continue
         ops = (n.a, n.b)
         s = max(stage[u] for u in ops)
-        start = max(arrival[u] if stage[u] == s else model.t_fixed for u in ops)
+        start = max(arrival[u] if stage[u] == s else t0 for u in ops)
         t = start + model.adder(n.width)
-        if t + model.carry(n.width) > budget and start > model.t_fixed:
-            s, t = s + 1, model.t_fixed + model.adder(n.width)
+        if t + model.carry(n.width) > budget and start > t0:
+            s, t = s + 1, t0 + model.adder(n.width)
         stage.append(s)
         arrival.append(t)
     ranks = 0
     for k, _ in graph.outputs:
         tail = max(cast_delay, model.carry(graph.nodes[k].width))
-        s = stage[k] + (1 if arrival[k] + tail > budget and arrival[k] > model.t_fixed else 0)
+        s = stage[k] + (1 if arrival[k] + tail > budget and arrival[k] > t0 else 0)
         ranks = max(ranks, s)
     return StagePlan(stage, arrival, ranks)
 
@@ -149,6 +192,7 @@ def _latest(graph: AdderGraph, model: DelayModel, budget: float, cast_delay: flo
             consumers[node.a].append(k)
             consumers[node.b].append(k)
     outputs = {k for k, _ in graph.outputs}
+    t0 = model.start(graph.adders)
     stage = [0] * n
     required = [0.0] * n          # when the node's value must be ready within its stage
     for k in range(n - 1, -1, -1):
@@ -165,7 +209,7 @@ def _latest(graph: AdderGraph, model: DelayModel, budget: float, cast_delay: flo
         if k in outputs and latest == early.ranks:
             need = min(need, budget - max(cast_delay, model.carry(node.width)))
         own = model.adder(node.width)
-        if need - own < model.t_fixed and latest > 0:
+        if need - own < t0 and latest > 0:
             latest, need = latest - 1, budget - model.carry(node.width)
         if latest < early.stage[k]:
             return None           # (cannot happen for a feasible earliest plan; kept as a guard)
@@ -173,11 +217,11 @@ def _latest(graph: AdderGraph, model: DelayModel, budget: float, cast_delay: flo
     arrival = [0.0] * n
     for k, node in enumerate(graph.nodes):
         if node.kind != "add":
-            arrival[k] = model.t_fixed
+            arrival[k] = t0
             continue
-        start = max(arrival[u] if (graph.nodes[u].kind == "add" and stage[u] == stage[k]) else model.t_fixed
+        start = max(arrival[u] if (graph.nodes[u].kind == "add" and stage[u] == stage[k]) else t0
                     for u in (node.a, node.b))
         arrival[k] = start + model.adder(node.width)
-        if arrival[k] + model.carry(node.width) > budget + 1e-9 and start > model.t_fixed:
+        if arrival[k] + model.carry(node.width) > budget + 1e-9 and start > t0:
             return None           # the late plan would miss the budget: keep the early one
     return StagePlan(stage, arrival, early.ranks)

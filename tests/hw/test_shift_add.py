@@ -7,10 +7,12 @@ golden model; the RTL benches on Icarus and Verilator are in
 ``test_shift_add_rtl.py``.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 
-from rtlgen.errors import RtlgenError
+from rtlgen.errors import RtlgenError, RtlgenWarning
 from rtlgen.frontends.python_api import mlp
 from rtlgen.golden.network import predict_codes
 from rtlgen.hw.network import Network
@@ -98,6 +100,23 @@ def test_a_slower_clock_needs_no_more_ranks():
             "weight": "fixed<8,3,RND,SAT>", "bias": "fixed<8,3,RND,SAT>", "result": "fixed<16,6,RND,SAT>"}})
         ranks.append(dense_plan(q.layers[0]).ranks)
     assert ranks == sorted(ranks) and ranks[0] < ranks[-1]
+
+
+def test_a_clock_beyond_the_model_is_warned_and_the_estimate_is_in_the_figures():
+    rng = np.random.default_rng(4)
+    model = mlp([rng.normal(0, 1, (16, 16))], [rng.normal(0, 1, 16)])
+    for mhz in (50, 400):
+        q = apply_config(model, {"input": "fixed<12,4,RND,SAT>", "clock_mhz": mhz, "target": "ecp5", "default": {
+            "weight": "fixed<8,3,RND,SAT>", "bias": "fixed<8,3,RND,SAT>", "result": "fixed<16,6,RND,SAT>"}})
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", RtlgenWarning)
+            hw = ShiftAddDense(q.layers[0])
+        late = [w for w in seen if "delay model estimates" in str(w.message)]
+        est = hw.figures["est_fmax_mhz"]
+        # warned exactly when the plan's own estimate misses the clock
+        assert (est < mhz) == bool(late) and (mhz == 400) == bool(late), (mhz, est)
+        if late:
+            assert f"'{q.layers[0].name}'" in str(late[0].message) and "clock_mhz 400" in str(late[0].message)
 
 
 def test_zero_matrix_and_zero_columns():

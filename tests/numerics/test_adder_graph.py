@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from rtlgen.numerics.adder_graph import _add_term, _chains, _naf_weight, adder_graph, csd_digits
 from rtlgen.numerics.fixed import bits_for_range
-from rtlgen.numerics.pipeline import DELAY_MODELS, _earliest, level_model, plan_stages
+from rtlgen.numerics.pipeline import DELAY_MODELS, _earliest, level_model, longest_path, plan_stages
 
 
 @given(st.integers(-(1 << 40), 1 << 40))
@@ -179,11 +179,11 @@ def _check_valid(g, plan, model, budget):
         if node.kind != "add":
             continue
         assert max(plan.stage[node.a], plan.stage[node.b]) <= plan.stage[k] <= plan.ranks
-        own = model.t_fixed + model.adder(node.width)
+        own = model.start(g.adders) + model.adder(node.width)
         # a path ends with the carry chain of its last adder; a lone adder may not fit
         assert plan.arrival[k] + model.carry(node.width) <= budget + 1e-9 or plan.arrival[k] == pytest.approx(own)
         start = max(plan.arrival[u] if plan.stage[u] == plan.stage[k] and g.nodes[u].kind == "add"
-                    else model.t_fixed for u in (node.a, node.b))
+                    else model.start(g.adders) for u in (node.a, node.b))
         assert plan.arrival[k] == pytest.approx(start + model.adder(node.width))
 
 
@@ -207,9 +207,13 @@ def test_timing_plan_fits_the_period_with_the_fewest_ranks(m, target, mhz):
     _check_valid(g, plan, model, budget)
     early = _earliest(g, model, budget, 0.0)
     assert plan.ranks == early.ranks and plan.registers(g) <= early.registers(g)
+    # the path estimate of the plan is its planner's own longest arrival, carry chain included
+    t0 = model.start(g.adders)
+    ends = [plan.arrival[k] + model.carry(n.width) for k, n in enumerate(g.nodes) if n.kind == "add"]
+    assert longest_path(g, plan.stage, plan.ranks, model) == pytest.approx(max([t0, *ends]))
     for k, node in enumerate(g.nodes):
         # the earliest plan moves a node to a new stage only when the path in the earlier one is too long
         if node.kind == "add" and early.stage[k] > max(early.stage[node.a], early.stage[node.b]):
-            start = max(early.arrival[u] if early.stage[u] == early.stage[k] - 1 else model.t_fixed
+            start = max(early.arrival[u] if early.stage[u] == early.stage[k] - 1 else model.start(g.adders)
                         for u in (node.a, node.b))
             assert start + model.adder(node.width) + model.carry(node.width) > budget
