@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 
+from ..errors import RtlgenWarning
 from ..ir.arithmetic import (dense_graph, dense_plan, output_cast_type, path_estimate, shift_add_figures,
                              shift_add_problem, sum_frac)
-from ..errors import RtlgenWarning
 from ..ir.model import QActivation, QDense
 from ..numerics.pipeline import DELAY_MODELS
 from .activation import fused_activation
@@ -91,7 +91,9 @@ class ShiftAddDense(wiring.Component):
     register ranks that meet the layer's ``clock_mhz`` on its delay model, or
     a rank every ``adder_levels`` adder levels without a clock target.  The
     output cast (and, with ``activation``, a ReLU or linear activation and
-    its cast) shares the last stage, before the output register.
+    its cast) shares the last stage, before the output register.  With a
+    clock target, ``path_ns`` is the model's longest path of the plan; a
+    :class:`~rtlgen.errors.RtlgenWarning` says so when it exceeds the period.
 
     Ports
     -----
@@ -123,9 +125,11 @@ class ShiftAddDense(wiring.Component):
         self.activation = activation
         self.graph = dense_graph(layer)
         self.plan = dense_plan(layer, activation)
+        #: the delay model's longest register-to-register path (ns), with a clock target
+        self.path_ns = None
         if layer.clock_mhz is not None:
             model = DELAY_MODELS[layer.timing_target]
-            path = path_estimate(layer, model, activation, self.plan)
+            self.path_ns = path = path_estimate(layer, model, activation, self.plan)
             if path > 1000.0 / layer.clock_mhz:
                 spread = (f", and the routes into its {self.graph.adders} adders are long" if model.t_spread
                           else "")
@@ -144,9 +148,7 @@ class ShiftAddDense(wiring.Component):
                "clock_mhz": self.layer.clock_mhz}
         if self.layer.clock_mhz is not None:
             out["timing_target"] = self.layer.timing_target
-            model = DELAY_MODELS[self.layer.timing_target]
-            path = path_estimate(self.layer, model, self.activation, self.plan)
-            out["est_fmax_mhz"] = round(1000.0 / path, 1)
+            out["est_fmax_mhz"] = round(1000.0 / self.path_ns, 1)
         if self.activation is not None:
             out["fused_activation"] = self.activation.name
         return out
