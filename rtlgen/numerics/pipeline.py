@@ -21,7 +21,8 @@ real layer the registers of a rank feed adders spread over many columns,
 and the route out of the register is longer, the more so the larger the
 layer (its adders cover an area that grows with their count, so the route
 grows with its square root).  ``t_spread`` is that extra route, fitted to
-shift-and-add layers placed and routed whole (see :data:`DELAY_MODELS`).
+shift-and-add layers placed and routed whole (see :data:`DELAY_MODELS`;
+``bench/calibrate_spread.py`` measures them again).
 
 :func:`plan_stages` assigns every node of an
 :class:`~rtlgen.numerics.adder_graph.AdderGraph` a pipeline stage such that
