@@ -10,7 +10,7 @@ STAMP := $(VENV)/.rtlgen-setup-stamp
 # pytest-xdist workers (the CI machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: help setup tools test test-long demo bench bench-sim bench-arith bench-boards bench-synth bench-synth-econt bench-tmr clean distclean
+.PHONY: help setup tools test test-long demo bench bench-sim bench-arith bench-spread bench-boards bench-synth bench-synth-econt bench-tmr clean distclean
 
 help:
 	@echo "make setup      create $(VENV) with rtlgen and its pinned dependencies, install Icarus Verilog"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench      run bench/run.py"
 	@echo "make bench-sim    vectors/minute of the cocotb bench and the batch engine (jet MLP, ECON-T, 100-tree forest)"
 	@echo "make bench-arith  shift-and-add layers against da4ml on the same weights under the same Yosys (long)"
+	@echo "make bench-spread  the ECP5 delay model's route into a real layer: jet layer slices placed and routed (long: about half an hour)"
 	@echo "make bench-boards  bitstreams of the shipped board models: utilization, Fmax, link and self-test rates (long; BOARDS=all adds the shift-and-add encoders, over an hour each)"
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
 	@echo "make bench-synth-econt  Yosys figures of the ECON-T encoder on xilinx, ecp5, ice40 (long)"
@@ -104,6 +105,9 @@ demo: setup
 bench-arith: setup
 	$(VPY) -m pip install --quiet -e '.[test,bench]'
 	$(VPY) bench/arith.py --json build/bench_arith.json
+
+bench-spread: setup
+	$(VPY) bench/calibrate_spread.py --workdir build/spread --json build/bench_spread.json
 
 # the all-shift-and-add encoders (axol1tl-sa, econt) take over an hour of YoWASP place and route each
 # (axol1tl-sa had not finished routing after one): BOARDS=all
