@@ -8,8 +8,8 @@ the layer.  This script builds slices of the jet MLP's 64x32 layer
 ReLU after it, 16-bit inputs, 8-bit weights) with ``arithmetic: shift_add``
 and a register every ``adder_levels`` adders, places and routes each with
 ``rtlgen synth --target ecp5 --pnr --device 85k`` and compares the routed
-critical path (``1000 / Fmax``) with the delay model's longest adder path
-of the same plan, taken without ``t_spread``.  The difference is fitted to
+critical path (``1000 / Fmax``) with the delay model's longest path of
+the same plan (output cast included), taken without ``t_spread``.  The difference is fitted to
 ``t_spread * sqrt(adders)`` (least squares)::
 
     python bench/calibrate_spread.py [--rows 2,4,8] [--levels 1,2]
@@ -64,17 +64,22 @@ def config(levels: int) -> dict:
 
 
 def model_paths(onnx_path: Path, cfg: dict) -> tuple[int, float]:
-    """(adders, the model's longest adder path in ns without ``t_spread``) of the slice's plan."""
-    from rtlgen.frontends import load_model
-    from rtlgen.ir.arithmetic import dense_graph, dense_plan
-    from rtlgen.ir.config import apply_config
-    from rtlgen.ir.model import QDense
-    from rtlgen.numerics.pipeline import DELAY_MODELS, longest_path
+    """(adders, the model's longest path in ns without ``t_spread``) of the slice's plan.
 
-    layer = next(l for l in apply_config(load_model(onnx_path), cfg).layers if isinstance(l, QDense))
-    graph, plan = dense_graph(layer), dense_plan(layer)
+    The path includes the output cast and the fused ReLU where they share a
+    stage with the last adders (as they do with ``adder_levels``).
+    """
+    from rtlgen.frontends import load_model
+    from rtlgen.ir.arithmetic import dense_graph, dense_plan, path_estimate
+    from rtlgen.ir.config import apply_config
+    from rtlgen.ir.model import QActivation, QDense
+    from rtlgen.numerics.pipeline import DELAY_MODELS
+
+    layers = apply_config(load_model(onnx_path), cfg).layers
+    layer = next(l for l in layers if isinstance(l, QDense))
+    relu = next(l for l in layers if isinstance(l, QActivation))
     model = dataclasses.replace(DELAY_MODELS["ecp5"], t_spread=0.0)
-    return graph.adders, longest_path(graph, plan.stage, plan.ranks, model)
+    return dense_graph(layer).adders, path_estimate(layer, model, relu, dense_plan(layer, relu))
 
 
 def run_point(rows: int, levels: int, workdir: Path) -> dict:
