@@ -142,7 +142,9 @@ def test_synth_targets(small_core, target):
     if target == "generic":
         assert res["gates"] > 100 and res["luts"] == 0
     else:
-        assert res["luts"] > 50 and res["carry"] > 0
+        # mapped to LUTs and carry cells (the saturation and control logic is a few dozen LUTs; the
+        # adders are carry chains, and with DSPs the products are DSP blocks)
+        assert res["luts"] > 20 and res["carry"] > 0
         assert res["other"] <= res["cells"] // 10
     assert rep["tool"]["name"] == "yosys" and rep["tool"]["version"].startswith("Yosys")
     assert rep["runtime_s"] > 0 and rep["pnr"] is None
