@@ -16,7 +16,7 @@ the same plan (output cast included), taken without ``t_spread``.  The differenc
         [--workdir /tmp/spread] [--json OUT.json]
 
 Place and route takes 2 to 8 minutes per point with the YoWASP nextpnr;
-slices much larger than 8 rows did not finish routing in 40 minutes.
+a 16-row slice had not finished routing after 20 minutes.
 Results are kept in ``--workdir``: a rerun only redoes missing points.
 Figures are printed (and written to ``--json``); nothing is asserted.
 """
