@@ -79,7 +79,7 @@ def model_paths(onnx_path: Path, cfg: dict) -> tuple[int, float]:
     layer = next(l for l in layers if isinstance(l, QDense))
     relu = next(l for l in layers if isinstance(l, QActivation))
     model = dataclasses.replace(DELAY_MODELS["ecp5"], t_spread=0.0)
-    return dense_graph(layer).adders, path_estimate(layer, model, relu, dense_plan(layer, relu))
+    return dense_graph(layer).adders, path_estimate(layer, relu, dense_plan(layer, relu), model)
 
 
 def run_point(rows: int, levels: int, workdir: Path) -> dict:

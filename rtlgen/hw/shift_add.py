@@ -12,7 +12,6 @@ from ..errors import RtlgenWarning
 from ..ir.arithmetic import (dense_graph, dense_plan, output_cast_type, path_estimate, shift_add_figures,
                              shift_add_problem, sum_frac)
 from ..ir.model import QActivation, QDense
-from ..numerics.pipeline import DELAY_MODELS
 from .activation import fused_activation
 from .arith import Operand, cast_operand, range_shape
 from .ports import layer_members
@@ -128,14 +127,11 @@ class ShiftAddDense(wiring.Component):
         #: the delay model's longest register-to-register path (ns), with a clock target
         self.path_ns = None
         if layer.clock_mhz is not None:
-            model = DELAY_MODELS[layer.timing_target]
-            self.path_ns = path = path_estimate(layer, model, activation, self.plan)
-            if path > 1000.0 / layer.clock_mhz:
-                spread = (f", and the routes into its {self.graph.adders} adders are long" if model.t_spread
-                          else "")
+            self.path_ns = path_estimate(layer, activation, self.plan)
+            if self.path_ns > 1000.0 / layer.clock_mhz:
                 warnings.warn(f"layer {layer.name!r}: the {layer.timing_target} delay model estimates "
-                              f"{1000.0 / path:.0f} MHz for it, below clock_mhz {layer.clock_mhz:g}: its longest "
-                              f"stage holds a single adder or the output cast{spread}; lower clock_mhz",
+                              f"{1000.0 / self.path_ns:.0f} MHz for it, below clock_mhz {layer.clock_mhz:g}, "
+                              f"even where a stage holds a single adder or only the output cast; lower clock_mhz",
                               RtlgenWarning, stacklevel=2)
         self.latency = self.plan.ranks + 1
         self.out_type = activation.result_type if activation is not None else layer.result_type

@@ -142,10 +142,15 @@ def dense_plan(layer, activation=None) -> StagePlan:
                        _cast_delay(layer, model, activation))
 
 
-def path_estimate(layer, model: DelayModel, activation=None, plan: StagePlan | None = None) -> float:
-    """The longest register-to-register path (ns) of the layer's plan under ``model``."""
+def path_estimate(layer, activation=None, plan: StagePlan | None = None,
+                  model: DelayModel | None = None) -> float:
+    """The longest register-to-register path (ns) of the layer's plan under ``model``.
+
+    ``model`` defaults to the delay model of the layer's timing target.
+    """
     graph = dense_graph(layer)
     plan = plan or dense_plan(layer, activation)
+    model = model or DELAY_MODELS[layer.timing_target]
     return longest_path(graph, plan.stage, plan.ranks, model, _cast_delay(layer, model, activation))
 
 

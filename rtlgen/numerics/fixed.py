@@ -42,6 +42,7 @@ The aliases ``ap_fixed<...>``, ``ap_ufixed<...>``, ``AP_RND``..., ``int<W>``,
 from __future__ import annotations
 
 import enum
+import operator
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -246,15 +247,7 @@ def round_shift(x, shift: int, quant: Quant, where):
     raise AssertionError(quant)
 
 
-def _greater(x, c):
-    return x > c
-
-
-def _less(x, c):
-    return x < c
-
-
-def overflow(x, dst: FixedType, where, wrap, above=_greater, below=_less):
+def overflow(x, dst: FixedType, where, wrap, above=operator.gt, below=operator.lt):
     """Bring the integer ``x`` into the code range of ``dst``.
 
     ``wrap(x)`` must return the low ``dst.width`` bits of ``x`` read with

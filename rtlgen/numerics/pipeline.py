@@ -141,21 +141,31 @@ def longest_path(graph: AdderGraph, stage: list[int], ranks: int, model: DelayMo
     It ends at a pipeline register (the carry chain of the adder before it)
     or, for an output computed in the output stage, after ``cast_delay``.
     """
-    t0 = model.start(graph.adders)
-    arrival: list[float] = []
-    worst = t0 + cast_delay                  # an output register fed by an earlier stage's rank
+    arrival, _ = _arrivals(graph, stage, model)
+    worst = model.start(graph.adders) + cast_delay   # an output register fed by an earlier stage's rank
     for k, n in enumerate(graph.nodes):
-        if n.kind != "add":
-            arrival.append(t0)
-            continue
-        start = max(arrival[u] if graph.nodes[u].kind == "add" and stage[u] == stage[k] else t0
-                    for u in (n.a, n.b))
-        arrival.append(start + model.adder(n.width))
-        worst = max(worst, arrival[k] + model.carry(n.width))
+        if n.kind == "add":
+            worst = max(worst, arrival[k] + model.carry(n.width))
     for k, _ in graph.outputs:
         if graph.nodes[k].kind == "add" and stage[k] == ranks:
             worst = max(worst, arrival[k] + max(cast_delay, model.carry(graph.nodes[k].width)))
     return worst
+
+
+def _arrivals(graph: AdderGraph, stage: list[int], model: DelayModel) -> tuple[list[float], list[float]]:
+    """When each node's value is ready within its stage, and when its adder starts (ns)."""
+    t0 = model.start(graph.adders)
+    arrival: list[float] = []
+    start: list[float] = []
+    for k, n in enumerate(graph.nodes):
+        if n.kind != "add":
+            arrival.append(t0)
+            start.append(t0)
+            continue
+        start.append(max(arrival[u] if graph.nodes[u].kind == "add" and stage[u] == stage[k] else t0
+                         for u in (n.a, n.b)))
+        arrival.append(start[k] + model.adder(n.width))
+    return arrival, start
 
 
 def _earliest(graph: AdderGraph, model: DelayModel, budget: float, cast_delay: float) -> StagePlan:
@@ -215,14 +225,8 @@ def _latest(graph: AdderGraph, model: DelayModel, budget: float, cast_delay: flo
         if latest < early.stage[k]:
             return None           # (cannot happen for a feasible earliest plan; kept as a guard)
         stage[k], required[k] = latest, need
-    arrival = [0.0] * n
-    for k, node in enumerate(graph.nodes):
-        if node.kind != "add":
-            arrival[k] = t0
-            continue
-        start = max(arrival[u] if (graph.nodes[u].kind == "add" and stage[u] == stage[k]) else t0
-                    for u in (node.a, node.b))
-        arrival[k] = start + model.adder(node.width)
-        if arrival[k] + model.carry(node.width) > budget + 1e-9 and start > t0:
-            return None           # the late plan would miss the budget: keep the early one
+    arrival, start = _arrivals(graph, stage, model)
+    if any(node.kind == "add" and arrival[k] + model.carry(node.width) > budget + 1e-9 and start[k] > t0
+           for k, node in enumerate(graph.nodes)):
+        return None               # the late plan would miss the budget: keep the early one
     return StagePlan(stage, arrival, early.ranks)
