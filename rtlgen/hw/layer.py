@@ -36,7 +36,10 @@ class LayerHardware(Protocol):
     ``o``: Out(:class:`~rtlgen.hw.ports.CodeStreamSignature`)
         the result; ``o.valid`` is high for one cycle exactly ``latency``
         cycles after the matching ``i.valid``, and ``o.payload`` holds its
-        value until the next ``o.valid``.  No back-pressure (always ready).
+        value until the next ``o.valid`` (except a
+        :class:`~rtlgen.hw.shift_add.ShiftAddDense` built with
+        ``hold=False`` for a reader of II 1, whose payload is valid only
+        with ``o.valid``).  No back-pressure (always ready).
 
     Attributes
     ----------

@@ -65,8 +65,11 @@ def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: boo
     done, without staging registers (``staged=False``); the caller then keeps vectors at least
     :func:`hold_ii` apart, so that the layer reading those outputs has finished with them.
 
+    A shift-and-add layer whose reader has II 1 does not hold its output (``hold=False``).
+
     ``graph`` (a :class:`~rtlgen.ir.model.LayerGraph`, None for a chain): a layer fuses its
-    activation, or writes early, only when the next layer is its one reader and reads only it."""
+    activation, writes early or drops its hold only when the next layer is its one reader and
+    reads only it."""
     def sole_reader(k: int) -> bool:
         return graph is None or (graph.readers(k) == [k + 1] and graph.inputs_of(k + 1) == (k,))
 
@@ -87,6 +90,15 @@ def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: boo
                     hw._MustUse__silence = True      # replaced by its serial variant, never elaborated
                     hw = DenseLayer(layer, activation=after if fuses else None, staged=staged)
             out.append(hw)
+    # a shift-and-add layer whose one reader has II 1 (it reads its input only in the cycle of
+    # i.valid) need not hold its output: its output register then has no enable
+    for k, hw in enumerate(out):
+        if not isinstance(hw, ShiftAddDense):
+            continue
+        r = k + 1 if hw.activation is None else k + 2
+        if r < len(out) and sole_reader(k) and (hw.activation is None or sole_reader(k + 1)) \
+                and out[r].ii == 1:
+            hw.hold = False
     return out
 
 

@@ -100,8 +100,12 @@ class ShiftAddDense(wiring.Component):
         the input vector, read in the cycle of ``i.valid`` (the pipeline
         takes a new vector every cycle).
     ``o``: Out(CodeStreamSignature(result type, n_out))
-        the result (the activation's result type when one is fused); holds
-        its value until the next ``o.valid``.
+        the result (the activation's result type when one is fused).  With
+        ``hold`` (the default) it holds its value until the next
+        ``o.valid``; without, it is valid only in the cycle of ``o.valid``
+        (for a reader of II 1, which reads it only then).  The output
+        register then has no enable: an enable reaches every output bit,
+        and on a wide layer that one net limits the clock.
 
     Latency
     -------
@@ -116,12 +120,14 @@ class ShiftAddDense(wiring.Component):
     multipliers = 0
     bank = None
 
-    def __init__(self, layer: QDense, activation: QActivation | None = None):
+    def __init__(self, layer: QDense, activation: QActivation | None = None, *, hold: bool = True):
         problem = shift_add_problem(layer)
         if problem is not None:
             raise ValueError(f"layer {layer.name!r}: {problem}")
         self.layer = layer
         self.activation = activation
+        #: whether ``o.payload`` holds until the next ``o.valid`` (see Ports)
+        self.hold = hold
         self.graph = dense_graph(layer)
         self.plan = dense_plan(layer, activation)
         #: the delay model's longest register-to-register path (ns), with a clock target
@@ -197,12 +203,20 @@ class ShiftAddDense(wiring.Component):
         totals = [Operand(at(k, plan.ranks), graph.nodes[k].lo, graph.nodes[k].hi).shifted(shift)
                   for k, shift in graph.outputs]
         m.d.sync += self.o.valid.eq(valid)
-        with m.If(valid):
-            for j, total in enumerate(totals):
-                y = cast_operand(total, frac, cast_type)
-                if act is not None:
-                    y = fused_activation(y, layer.result_type.frac, act)
-                m.d.sync += self.o.payload[j].eq(y.value)
+        # data registers have no reset (only the valid bits do): a reset reaches every bit
+        result = Signal(self.o.payload.shape(), name="result", reset_less=True)
+        m.d.comb += self.o.payload.eq(result)
+        writes = []
+        for j, total in enumerate(totals):
+            y = cast_operand(total, frac, cast_type)
+            if act is not None:
+                y = fused_activation(y, layer.result_type.frac, act)
+            writes.append(result[j].eq(y.value))
+        if self.hold:
+            with m.If(valid):
+                m.d.sync += writes
+        else:
+            m.d.sync += writes
         return m
 
 

@@ -119,6 +119,25 @@ def test_a_clock_beyond_the_model_is_warned_and_the_estimate_is_in_the_figures()
             assert f"'{q.layers[0].name}'" in str(late[0].message) and "clock_mhz 400" in str(late[0].message)
 
 
+@pytest.mark.parametrize("reader_reuse", [1, 2])
+def test_only_a_layer_read_in_one_cycle_drops_its_hold(reader_reuse):
+    """A shift-and-add layer whose reader has II 1 has an output register without enable; one
+    read by a multiplier layer of reuse factor 2 (which reads its input over two cycles), or the
+    last layer (the core's out_data holds), keeps it.  Both cores match the golden model."""
+    rng = np.random.default_rng(5)
+    model = mlp([special_weights(6, 8, 1), special_weights(8, 5, 2), special_weights(5, 3, 3)],
+                [rng.normal(0, 1, 8), rng.normal(0, 1, 5), rng.normal(0, 1, 3)], activations="relu")
+    q = apply_config(model, {"input": "fixed<8,3,RND,SAT>", "default": {
+        "weight": "fixed<7,3,RND,SAT>", "bias": "fixed<7,3,RND,SAT>", "result": "fixed<10,4,RND,SAT>",
+        "arithmetic": "shift_add"}, "layers": {"dense_1": {"arithmetic": "multipliers",
+                                                           "reuse_factor": reader_reuse}}})
+    net = check(q, n=40)
+    first, reader, last = net.layers[0], net.layers[2], net.layers[-1]
+    assert isinstance(first, ShiftAddDense) and reader.ii == reader_reuse
+    assert first.hold == (reader_reuse > 1)
+    assert isinstance(last, ShiftAddDense) and last.hold
+
+
 def test_zero_matrix_and_zero_columns():
     w = special_weights(4, 3, 9)
     w[:, 1] = 0
