@@ -20,7 +20,7 @@ help:
 	@echo "make bench      run bench/run.py"
 	@echo "make bench-sim    vectors/minute of the cocotb bench and the batch engine (jet MLP, ECON-T, 100-tree forest)"
 	@echo "make bench-arith  shift-and-add layers against da4ml on the same weights under the same Yosys (long)"
-	@echo "make bench-spread  the ECP5 delay model's route into a real layer: jet layer slices placed and routed (long: about half an hour)"
+	@echo "make bench-spread  the delay models' route into a real layer: jet layer slices placed and routed on ECP5 (long: about half an hour) and iCE40"
 	@echo "make bench-boards  bitstreams of the shipped board models: utilization, Fmax, link and self-test rates (long; BOARDS=all adds the shift-and-add encoders, over an hour each)"
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
 	@echo "make bench-synth-econt  Yosys figures of the ECON-T encoder on xilinx, ecp5, ice40 (long)"
@@ -108,6 +108,8 @@ bench-arith: setup
 
 bench-spread: setup
 	$(VPY) bench/calibrate_spread.py --workdir build/spread --json build/bench_spread.json
+	$(VPY) bench/calibrate_spread.py --target ice40-hx8k --rows 1,2,3 --workdir build/spread --json build/bench_spread_hx8k.json
+	$(VPY) bench/calibrate_spread.py --target ice40-up5k --rows 1 --workdir build/spread --json build/bench_spread_up5k.json
 
 # the all-shift-and-add encoders (axol1tl-sa, econt) take over an hour of YoWASP place and route each
 # (axol1tl-sa had not finished routing after one): BOARDS=all

@@ -1,4 +1,4 @@
-"""Measure the route into a real shift-and-add layer: the ``t_spread`` of the ECP5 delay model.
+"""Measure the route into a real shift-and-add layer: the ``t_spread`` of a delay model.
 
 ``bench/calibrate_delay.py`` fits adder trees whose registers each feed one
 adder placed next to them.  In a real layer a register feeds adders spread
@@ -7,16 +7,19 @@ the layer.  This script builds slices of the jet MLP's 64x32 layer
 (``models/jet_mlp.onnx``, node ``2``: its first ``rows`` outputs, with the
 ReLU after it, 16-bit inputs, 8-bit weights) with ``arithmetic: shift_add``
 and a register every ``adder_levels`` adders, places and routes each with
-``rtlgen synth --target ecp5 --pnr --device 85k`` and compares the routed
+``rtlgen synth --pnr`` on the target's device (``ecp5``: ECP5-85k;
+``ice40-hx8k``, ``ice40-up5k``) and compares the routed
 critical path (``1000 / Fmax``) with the delay model's longest path of
 the same plan (output cast included), taken without ``t_spread``.  The difference is fitted to
 ``t_spread * sqrt(adders)`` (least squares)::
 
-    python bench/calibrate_spread.py [--rows 2,4,8] [--levels 1,2]
+    python bench/calibrate_spread.py [--target ecp5] [--rows 2,4,8] [--levels 1,2]
         [--workdir /tmp/spread] [--json OUT.json]
 
-Place and route takes 2 to 8 minutes per point with the YoWASP nextpnr;
-a 16-row slice had not finished routing after 20 minutes.
+On ECP5 place and route takes 2 to 8 minutes per point with the YoWASP
+nextpnr; a 16-row slice had not finished routing after 20 minutes.  The
+iCE40 devices are small: the HX8K takes slices of up to 3 rows, the UP5K
+only the 1-row slice (``--rows 1,2,3`` and ``--rows 1``).
 Results are kept in ``--workdir``: a rerun only redoes missing points.
 Figures are printed (and written to ``--json``); nothing is asserted.
 """
@@ -41,6 +44,8 @@ ROOT = HERE.parent
 VENV_BIN = Path(sys.executable).parent
 MODEL = ROOT / "models" / "jet_mlp.onnx"
 LAYER = "2"          # the jet MLP's 64x32 layer (its largest)
+#: delay-model target -> (rtlgen synth --target, --device)
+DEVICES = {"ecp5": ("ecp5", "85k"), "ice40-hx8k": ("ice40", "hx8k"), "ice40-up5k": ("ice40", "up5k")}
 
 
 def slice_model(rows: int, path: Path) -> None:
@@ -63,7 +68,7 @@ def config(levels: int) -> dict:
                         "arithmetic": "shift_add", "adder_levels": levels}}
 
 
-def model_paths(onnx_path: Path, cfg: dict) -> tuple[int, float]:
+def model_paths(onnx_path: Path, cfg: dict, target: str) -> tuple[int, float]:
     """(adders, the model's longest path in ns without ``t_spread``) of the slice's plan.
 
     The path includes the output cast and the fused ReLU where they share a
@@ -78,26 +83,28 @@ def model_paths(onnx_path: Path, cfg: dict) -> tuple[int, float]:
     layers = apply_config(load_model(onnx_path), cfg).layers
     layer = next(l for l in layers if isinstance(l, QDense))
     relu = next(l for l in layers if isinstance(l, QActivation))
-    model = dataclasses.replace(DELAY_MODELS["ecp5"], t_spread=0.0)
+    model = dataclasses.replace(DELAY_MODELS[target], t_spread=0.0)
     return dense_graph(layer).adders, path_estimate(layer, relu, dense_plan(layer, relu), model)
 
 
-def run_point(rows: int, levels: int, workdir: Path) -> dict:
-    wd = workdir / f"r{rows}_l{levels}"
+def run_point(rows: int, levels: int, workdir: Path, target: str) -> dict:
+    family, device = DEVICES[target]
+    # (the ECP5 points keep the folder names of the first runs)
+    wd = workdir / (f"r{rows}_l{levels}" if target == "ecp5" else f"{target}_r{rows}_l{levels}")
     wd.mkdir(parents=True, exist_ok=True)
     onnx_path, cfg_path, out = wd / "slice.onnx", wd / "config.yaml", wd / "build"
     cfg = config(levels)
-    report = out / "synth" / "ecp5" / "report.json"
+    report = out / "synth" / family / "report.json"
     if not report.exists():
         slice_model(rows, onnx_path)
         cfg_path.write_text(yaml.safe_dump(cfg))
         rtlgen = str(VENV_BIN / "rtlgen")
         subprocess.run([rtlgen, "build", str(onnx_path), "--config", str(cfg_path), "-o", str(out)],
                        check=True)
-        subprocess.run([rtlgen, "synth", str(out), "--target", "ecp5", "--pnr", "--device", "85k",
+        subprocess.run([rtlgen, "synth", str(out), "--target", family, "--pnr", "--device", device,
                         "--clock-mhz", "150"], check=True)
     pnr = json.loads(report.read_text())["pnr"]
-    adders, est = model_paths(onnx_path, cfg)
+    adders, est = model_paths(onnx_path, cfg, target)
     measured = 1000.0 / pnr["fmax_mhz"]
     return {"rows": rows, "adder_levels": levels, "adders": adders, "fmax_mhz": pnr["fmax_mhz"],
             "measured_ns": round(measured, 3), "model_ns": round(est, 3), "residual_ns": round(measured - est, 3)}
@@ -105,13 +112,14 @@ def run_point(rows: int, levels: int, workdir: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target", default="ecp5", choices=sorted(DEVICES), help="the delay model to measure")
     ap.add_argument("--rows", default="2,4,8", help="comma-separated slice sizes (outputs of the 64x32 layer)")
     ap.add_argument("--levels", default="1,2", help="comma-separated adder_levels")
     ap.add_argument("--workdir", default="/tmp/spread")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     workdir = Path(args.workdir)
-    points = [run_point(int(r), int(lv), workdir)
+    points = [run_point(int(r), int(lv), workdir, args.target)
               for r in args.rows.split(",") for lv in args.levels.split(",")]
     print("| rows | adder_levels | adders | Fmax (MHz) | measured (ns) | model without t_spread (ns) | residual (ns) |")
     print("|---|---|---|---|---|---|---|")
@@ -124,7 +132,8 @@ def main(argv=None) -> int:
     print(f"t_spread = {t_spread:.4f} ns per sqrt(adder); fit within "
           f"{max(abs(t_spread * root - resid)):.2f} ns of every point")
     if args.json:
-        Path(args.json).write_text(json.dumps({"points": points, "t_spread": t_spread}, indent=1))
+        Path(args.json).write_text(json.dumps({"target": args.target, "points": points, "t_spread": t_spread},
+                                              indent=1))
     return 0
 
 

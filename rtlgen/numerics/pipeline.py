@@ -76,12 +76,16 @@ class DelayModel:
 #: ECP5 LFE5U-85F (speed grade 6), iCE40 HX8K and iCE40 UP5K.  The ECP5 ``t_spread`` is fitted to
 #: the critical adder paths of slices of the jet MLP's 64x32 layer (nextpnr-ecp5 0.11.1, seed 1):
 #: beyond the tree fit they took 0.99 ns (2 outputs, 97 adders), 1.60 ns (4 outputs, 191 adders)
-#: and 2.15 and 2.34 ns (8 outputs, 374 adders, one and two adders per stage).  The iCE40 models
-#: have no measurement of it yet.
+#: and 2.15 and 2.34 ns (8 outputs, 374 adders, one and two adders per stage).  The iCE40
+#: ``t_spread`` is the least-squares fit of ``bench/calibrate_spread.py`` (whole routed path minus
+#: the model's, nextpnr-ice40 0.4, seed 1) on the slices that fit: on the HX8K 1 to 3 outputs (49
+#: to 146 adders, residuals 1.7 to 3.2 ns, the fit within 0.8 ns of each), on the UP5K only the
+#: 1-output slice (49 adders, 4.0 and 6.8 ns at two and one adders per stage: one size, so the
+#: square-root growth is assumed there, but no layer much larger fits that device).
 DELAY_MODELS: dict[str, DelayModel] = {
     "ecp5": DelayModel(t_fixed=0.422, t_level=2.043, t_bit=0.0262, t_level_bit=0.0083, t_spread=0.115),
-    "ice40-hx8k": DelayModel(t_fixed=0.168, t_level=1.463, t_bit=0.1287, t_level_bit=0.0164),
-    "ice40-up5k": DelayModel(t_fixed=0.420, t_level=4.014, t_bit=0.316, t_level_bit=0.0273),
+    "ice40-hx8k": DelayModel(t_fixed=0.168, t_level=1.463, t_bit=0.1287, t_level_bit=0.0164, t_spread=0.244),
+    "ice40-up5k": DelayModel(t_fixed=0.420, t_level=4.014, t_bit=0.316, t_level_bit=0.0273, t_spread=0.772),
 }
 TIMING_TARGETS = tuple(DELAY_MODELS)
 
