@@ -89,8 +89,7 @@ def model_paths(onnx_path: Path, cfg: dict, target: str) -> tuple[int, float]:
 
 def run_point(rows: int, levels: int, workdir: Path, target: str) -> dict:
     family, device = DEVICES[target]
-    # (the ECP5 points keep the folder names of the first runs)
-    wd = workdir / (f"r{rows}_l{levels}" if target == "ecp5" else f"{target}_r{rows}_l{levels}")
+    wd = workdir / f"{target}_r{rows}_l{levels}"
     wd.mkdir(parents=True, exist_ok=True)
     onnx_path, cfg_path, out = wd / "slice.onnx", wd / "config.yaml", wd / "build"
     cfg = config(levels)

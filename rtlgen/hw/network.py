@@ -93,13 +93,16 @@ def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: boo
     # a shift-and-add layer whose one reader has II 1 (it reads its input only in the cycle of
     # i.valid) need not hold its output: its output register then has no enable
     for k, hw in enumerate(out):
-        if not isinstance(hw, ShiftAddDense):
-            continue
-        r = k + 1 if hw.activation is None else k + 2
-        if r < len(out) and sole_reader(k) and (hw.activation is None or sole_reader(k + 1)) \
-                and out[r].ii == 1:
-            hw.hold = False
+        if isinstance(hw, ShiftAddDense):
+            reader = _reader(out, k)
+            if reader is not None and out[reader].ii == 1 and all(sole_reader(j) for j in range(k, reader)):
+                hw.hold = False
     return out
+
+
+def _reader(layers: list[LayerHardware], k: int) -> int | None:
+    """The index of the layer after ``k`` past a fused activation; None after the last."""
+    return next((j for j in range(k + 1, len(layers)) if not isinstance(layers[j], FusedActivation)), None)
 
 
 def hold_ii(layers: list[LayerHardware]) -> int:
@@ -109,8 +112,8 @@ def hold_ii(layers: list[LayerHardware]) -> int:
     ii = 1
     for k, hw in enumerate(layers):
         if isinstance(hw, DenseLayer) and not hw.staged:
-            reader = next((r for r in layers[k + 1:] if not isinstance(r, FusedActivation)), None)
-            ii = max(ii, hw.latency + (reader.ii if reader is not None else 0))
+            reader = _reader(layers, k)
+            ii = max(ii, hw.latency + (layers[reader].ii if reader is not None else 0))
     return ii
 
 
