@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from rtlgen.errors import RtlgenError, RtlgenWarning
 from rtlgen.frontends.python_api import mlp
@@ -178,6 +179,55 @@ def test_outputs_built_from_other_outputs_match_golden():
     assert dense_graph(first).depth == dense_graph(flat.layers[0]).depth + 1
     assert QModel.from_dict(q.to_dict()).layers[0].adder_depth_slack == 1
     check(q)
+
+
+@st.composite
+def type_specs(draw, min_width=1, max_width=16, signed=None):
+    """A fixed-point type string: any width, binary point, rounding and overflow mode."""
+    sign = draw(st.booleans()) if signed is None else signed
+    width = draw(st.integers(max(min_width, 2 if sign else 1), max_width))
+    quant = draw(st.sampled_from(["TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_MIN_INF", "RND_INF", "RND_CONV"]))
+    ovf = draw(st.sampled_from(["WRAP", "SAT", "SAT_ZERO", "SAT_SYM"]))
+    return f"{'' if sign else 'u'}fixed<{width},{draw(st.integers(-3, width + 3))},{quant},{ovf}>"
+
+
+@st.composite
+def shift_add_networks(draw):
+    """A random MLP of one to three shift-and-add layers and its configuration."""
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    sizes = draw(st.lists(st.integers(1, 12), min_size=2, max_size=4))
+    weights, biases = [], []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        w = rng.normal(size=(n_in, n_out)) * 2.0 ** draw(st.integers(-4, 4))
+        w[rng.random(w.shape) < draw(st.sampled_from([0.0, 0.5]))] = 0.0
+        weights.append(w)
+        biases.append(rng.normal(size=n_out) if draw(st.booleans()) else None)
+    acts = [draw(st.sampled_from(["relu", "linear", None])) for _ in weights]
+    default = {"weight": draw(type_specs(max_width=12, signed=True)), "bias": draw(type_specs(max_width=12, signed=True)),
+               "result": draw(type_specs(min_width=2, max_width=18)), "arithmetic": "shift_add",
+               "adder_depth_slack": draw(st.integers(0, 2))}
+    cfg = {"input": draw(type_specs()), "default": default}
+    timing = draw(st.sampled_from(["levels", "clock", "none"]))
+    if timing == "levels":
+        default["adder_levels"] = draw(st.integers(1, 4))
+    elif timing == "clock":
+        cfg["clock_mhz"] = draw(st.sampled_from([40, 150, 300]))
+        cfg["target"] = draw(st.sampled_from(["ecp5", "ice40-hx8k", "ice40-up5k"]))
+    return mlp(weights, biases, activations=acts), cfg, seed
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shift_add_networks())
+def test_random_shift_add_networks_match_golden(case):
+    """Any types, rounding and overflow modes, depth slacks and pipelining: the RTL equals the golden model."""
+    model, cfg, seed = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RtlgenWarning)     # clocks beyond the delay model are warned, not refused
+        q = apply_config(model, cfg)
+        net = check(q, n=30, seed=seed)
+    assert all(isinstance(hw, (ShiftAddDense, FusedActivation)) or hw.multipliers == 0 for hw in net.layers)
+    assert any(isinstance(hw, ShiftAddDense) for hw in net.layers)
 
 
 # -- configuration ------------------------------------------------------------
