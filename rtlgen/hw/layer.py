@@ -38,8 +38,9 @@ class LayerHardware(Protocol):
         cycles after the matching ``i.valid``, and ``o.payload`` holds its
         value until the next ``o.valid`` (except a
         :class:`~rtlgen.hw.shift_add.ShiftAddDense` built with
-        ``hold=False`` for a reader of II 1, whose payload is valid only
-        with ``o.valid``).  No back-pressure (always ready).
+        ``hold=False``: its payload holds only when its input holds, and
+        otherwise is valid only with ``o.valid``, for a reader of II 1).
+        No back-pressure (always ready).
 
     Attributes
     ----------

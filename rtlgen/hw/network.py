@@ -55,7 +55,7 @@ def make_layer(layer, bus: BusLayout | None = None, index: int | None = None) ->
 
 
 def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: bool = False,
-                graph=None) -> list[LayerHardware]:
+                graph=None, input_holds: bool = False) -> list[LayerHardware]:
     """The hardware of every layer; an activation right after a shift-and-add layer, or after a
     dense layer in the serial form (one multiplier reading a weight ROM, whose one output cast
     serves every output), is done in that layer's output stage (it becomes a
@@ -65,11 +65,16 @@ def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: boo
     done, without staging registers (``staged=False``); the caller then keeps vectors at least
     :func:`hold_ii` apart, so that the layer reading those outputs has finished with them.
 
-    A shift-and-add layer whose reader has II 1 does not hold its output (``hold=False``).
+    A shift-and-add layer has an output register without enable (``hold=False``) when its input
+    holds from one ``valid`` to the next (then so does its output: the pipeline has no enable, and
+    its output is the result of the input ``latency`` cycles before), or, failing that, when its
+    reader has II 1 (it reads the output only in the cycle of ``valid``).  ``input_holds``: whether
+    the layers' input holds (the core's input register does).  An input is taken to hold only when
+    it is that input or a shift-and-add layer's output that holds (through a fused activation).
 
     ``graph`` (a :class:`~rtlgen.ir.model.LayerGraph`, None for a chain): a layer fuses its
-    activation, writes early or drops its hold only when the next layer is its one reader and
-    reads only it."""
+    activation, writes early or drops its hold for its reader only when the next layer is its one
+    reader and reads only it."""
     def sole_reader(k: int) -> bool:
         return graph is None or (graph.readers(k) == [k + 1] and graph.inputs_of(k + 1) == (k,))
 
@@ -90,13 +95,21 @@ def make_layers(layers: list, bus: BusLayout | None = None, *, early_writes: boo
                     hw._MustUse__silence = True      # replaced by its serial variant, never elaborated
                     hw = DenseLayer(layer, activation=after if fuses else None, staged=staged)
             out.append(hw)
-    # a shift-and-add layer whose one reader has II 1 (it reads its input only in the cycle of
-    # i.valid) need not hold its output: its output register then has no enable
+    # which outputs hold from one valid to the next (-1: the layers' input); a shift-and-add layer
+    # fed by one of them holds its output without an enable, and one whose one reader has II 1 (it
+    # reads its input only in the cycle of i.valid) needs no hold
+    holds = {-1: input_holds}
     for k, hw in enumerate(out):
+        sources = (k - 1,) if graph is None else tuple(graph.inputs_of(k))
+        fed_held = len(sources) == 1 and holds[sources[0]]
         if isinstance(hw, ShiftAddDense):
             reader = _reader(out, k)
-            if reader is not None and out[reader].ii == 1 and all(sole_reader(j) for j in range(k, reader)):
+            if fed_held or (reader is not None and out[reader].ii == 1
+                            and all(sole_reader(j) for j in range(k, reader))):
                 hw.hold = False
+            holds[k] = fed_held or hw.hold
+        else:
+            holds[k] = isinstance(hw, FusedActivation) and fed_held
     return out
 
 
@@ -179,7 +192,8 @@ class Network(wiring.Component):
         self.model = model
         self.bus = bus_layout(model)
         self.layers: list[LayerHardware] = make_layers(model.layers, self.bus, early_writes=True,
-                                                       graph=None if model.is_chain else model)
+                                                       graph=None if model.is_chain else model,
+                                                       input_holds=True)
         # the cycle (after the accepting edge) where each layer's output is valid; -1: the input register
         ready_at = {-1: 1}
         #: the cycles by which each input of each layer is delayed to meet the others: {(k, port): n}

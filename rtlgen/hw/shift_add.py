@@ -101,11 +101,15 @@ class ShiftAddDense(wiring.Component):
         takes a new vector every cycle).
     ``o``: Out(CodeStreamSignature(result type, n_out))
         the result (the activation's result type when one is fused).  With
-        ``hold`` (the default) it holds its value until the next
-        ``o.valid``; without, it is valid only in the cycle of ``o.valid``
-        (for a reader of II 1, which reads it only then).  The output
-        register then has no enable: an enable reaches every output bit,
-        and on a wide layer that one net limits the clock.
+        ``hold`` (the default) the output register loads only with
+        ``o.valid``, so the result holds until the next ``o.valid``.
+        Without, it has no enable: like every pipeline register it loads
+        each cycle, and ``o.payload`` is the result of ``i.payload`` as it
+        was ``latency`` cycles before.  It then holds from one ``o.valid``
+        to the next if ``i.payload`` holds from one ``i.valid`` to the next;
+        otherwise it is good only in the cycle of ``o.valid`` (enough for a
+        reader of II 1).  An enable reaches every output bit, and on a wide
+        layer that one net limits the clock.
 
     Latency
     -------

@@ -120,23 +120,83 @@ def test_a_clock_beyond_the_model_is_warned_and_the_estimate_is_in_the_figures()
             assert f"'{q.layers[0].name}'" in str(late[0].message) and "clock_mhz 400" in str(late[0].message)
 
 
-@pytest.mark.parametrize("reader_reuse", [1, 2])
-def test_only_a_layer_read_in_one_cycle_drops_its_hold(reader_reuse):
-    """A shift-and-add layer whose reader has II 1 has an output register without enable; one
-    read by a multiplier layer of reuse factor 2 (which reads its input over two cycles), or the
-    last layer (the core's out_data holds), keeps it.  Both cores match the golden model."""
+def check_holds(q, n=24, seed=0):
+    """Inputs with random idle cycles between them: every result equals the golden model's, and
+    ``out_data`` keeps it, unchanged, until the next ``out_valid``."""
+    net = Network(q)
+    t = q.input_type
+    rng = np.random.default_rng(seed)
+    x = rng.integers(t.min_code, t.max_code + 1, size=(n, q.n_in))
+    gaps = rng.integers(0, 2 * net.latency + 2, size=n)
+    results, changed = [], []
+
+    async def bench(ctx):
+        k, idle, held = 0, 0, None
+        for _ in range(int(gaps.sum()) + (n + 2) * (net.latency + net.ii) + 8):
+            offer = bool(k < n and idle >= gaps[k])
+            ctx.set(net.in_valid, offer)
+            if offer:
+                ctx.set(net.in_data, [int(v) for v in x[k]])
+            data = [int(v) for v in ctx.get(net.out_data)]
+            if ctx.get(net.out_valid):
+                results.append(data)
+                held = data
+            elif held is not None and data != held:
+                changed.append((len(results), data, held))
+            if offer and ctx.get(net.in_ready):
+                k, idle = k + 1, 0
+            else:
+                idle += 1
+            await ctx.tick()
+        ctx.set(net.in_valid, 0)
+    run(net, bench)
+    assert np.array_equal(np.array(results), predict_codes(q, x))
+    assert not changed, f"out_data changed between out_valid pulses: {changed[:3]}"
+    return net
+
+
+def test_a_layer_whose_input_holds_holds_without_an_enable():
+    """Fed by the core's input register (which holds the accepted vector), every shift-and-add
+    layer of a chain has an output register without enable (their pipelines load every cycle),
+    the last one and one read over two cycles among them, and out_data still holds."""
     rng = np.random.default_rng(5)
     model = mlp([special_weights(6, 8, 1), special_weights(8, 5, 2), special_weights(5, 3, 3)],
                 [rng.normal(0, 1, 8), rng.normal(0, 1, 5), rng.normal(0, 1, 3)], activations="relu")
+    q = apply_config(model, {"input": "fixed<8,3,RND,SAT>", "clock_mhz": 300, "default": {
+        "weight": "fixed<7,3,RND,SAT>", "bias": "fixed<7,3,RND,SAT>", "result": "fixed<10,4,RND,SAT>",
+        "arithmetic": "shift_add"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RtlgenWarning)
+        net = check_holds(q)
+    adders = [hw for hw in net.layers if isinstance(hw, ShiftAddDense)]
+    assert len(adders) == 3 and not any(hw.hold for hw in adders)
+    assert any(hw.plan.ranks > 0 for hw in adders)
+
+
+@pytest.mark.parametrize("reader_reuse", [1, 2, None])
+def test_a_layer_whose_input_may_change_holds_for_a_reader_that_needs_it(reader_reuse):
+    """After a serial multiplier layer that writes each output as it is done (its outputs do not
+    hold), a shift-and-add layer drops its enable only for a reader of II 1.  Read by a multiplier
+    layer of reuse factor 2 (which reads its input over two cycles), or as the last layer
+    (``reader_reuse`` None: out_data holds), it keeps it.  Every core matches the golden model,
+    with out_data held between results."""
+    rng = np.random.default_rng(5)
+    sizes = [6, 7, 5] + ([4] if reader_reuse else [])
+    model = mlp([special_weights(a, b, k) for k, (a, b) in enumerate(zip(sizes, sizes[1:]))],
+                [rng.normal(0, 1, b) for b in sizes[1:]], activations="relu")
+    layers = {"dense_0": {"arithmetic": "multipliers", "reuse_factor": "full"}}
+    if reader_reuse:
+        layers["dense_2"] = {"arithmetic": "multipliers", "reuse_factor": reader_reuse}
     q = apply_config(model, {"input": "fixed<8,3,RND,SAT>", "default": {
         "weight": "fixed<7,3,RND,SAT>", "bias": "fixed<7,3,RND,SAT>", "result": "fixed<10,4,RND,SAT>",
-        "arithmetic": "shift_add"}, "layers": {"dense_1": {"arithmetic": "multipliers",
-                                                           "reuse_factor": reader_reuse}}})
-    net = check(q, n=40)
-    first, reader, last = net.layers[0], net.layers[2], net.layers[-1]
-    assert isinstance(first, ShiftAddDense) and reader.ii == reader_reuse
-    assert first.hold == (reader_reuse > 1)
-    assert isinstance(last, ShiftAddDense) and last.hold
+        "arithmetic": "shift_add"}, "layers": layers})
+    net = check_holds(q)
+    first, middle = net.layers[0], net.layers[2]
+    assert getattr(first, "serial", False) and not first.staged
+    assert isinstance(middle, ShiftAddDense)
+    if reader_reuse:
+        assert net.layers[4].ii == reader_reuse
+    assert middle.hold == (reader_reuse != 1)
 
 
 def test_zero_matrix_and_zero_columns():
