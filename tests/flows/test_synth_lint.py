@@ -238,8 +238,12 @@ End of script.
 
 def test_pnr_wrapper_text():
     text = pnr_wrapper({"top": "core", "ports": {"in_data": 12, "out_data": 1}})
-    assert "in_sr <= {in_sr[10:0], sin};" in text and "out_sr <= 1'b0;" in text
+    assert "in_sr <= {in_sr[10:0], sin};" in text and "out_sig <= out_sig ^ out_data;" in text
     assert "core core (" in text
+    # a wide output: a rotating signature, no load enable reaching every output bit
+    text = pnr_wrapper({"top": "core", "ports": {"in_data": 3, "out_data": 40}})
+    assert "out_sig <= {out_sig[38:0], out_sig[39]} ^ out_data;" in text and "sout = out_sig[39]" in text
+    assert "if (" not in text
 
 
 # --------------------------------------------------------------------------
