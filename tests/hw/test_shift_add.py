@@ -36,13 +36,18 @@ def special_weights(n_in, n_out, seed):
     return w / 8.0
 
 
-def check(q, n=60, seed=0):
-    net = Network(q)
+def vectors(q, n, rng):
+    """``n`` input vectors: all max, all min, zeros, max and min alternating, then random codes."""
     t = q.input_type
-    rng = np.random.default_rng(seed)
-    x = rng.integers(t.min_code, t.max_code + 1, size=(n, q.n_in))
+    x = rng.integers(t.min_code, t.max_code + 1, size=(max(n, 4), q.n_in))
     x[0], x[1], x[2] = t.max_code, t.min_code, 0
     x[3] = np.where(np.arange(q.n_in) % 2, t.max_code, t.min_code)
+    return x
+
+
+def check(q, n=60, seed=0):
+    net = Network(q)
+    x = vectors(q, n, np.random.default_rng(seed))
     got = []
 
     async def bench(ctx):
@@ -54,12 +59,12 @@ def check(q, n=60, seed=0):
 
 
 def check_holds(q, n=24, seed=0):
-    """Inputs with random idle cycles between them: every result equals the golden model's, and
+    """:func:`vectors` with random idle cycles between them: every result equals the golden model's, and
     ``out_data`` keeps it, unchanged, until the next ``out_valid``."""
     net = Network(q)
-    t = q.input_type
     rng = np.random.default_rng(seed)
-    x = rng.integers(t.min_code, t.max_code + 1, size=(n, q.n_in))
+    x = vectors(q, n, rng)
+    n = len(x)
     gaps = rng.integers(0, 2 * net.latency + 2, size=n)
     results, changed = [], []
 
