@@ -46,7 +46,7 @@ class Operand:
         """Multiply by ``2**k`` (k >= 0), exactly."""
         if k == 0:
             return self
-        return Operand(self.value << k, self.lo << k, self.hi << k)
+        return Operand(Value.cast(self.value).shift_left(k), self.lo << k, self.hi << k)
 
 
 def const_operand(code: int) -> Operand:
@@ -129,6 +129,14 @@ def _range_tests(x: Value, lo: int, hi: int):
     return above, below
 
 
+def _shift_right(x, k: int) -> Value:
+    return Value.cast(x).shift_right(k)
+
+
+def _shift_left(x, k: int) -> Value:
+    return Value.cast(x).shift_left(k)
+
+
 def cast_operand(op: Operand, src_frac: int, dst: FixedType) -> Operand:
     """Combinationally cast ``op`` (``src_frac`` fractional bits) to ``dst``.
 
@@ -136,7 +144,7 @@ def cast_operand(op: Operand, src_frac: int, dst: FixedType) -> Operand:
     when the rounded range provably fits ``dst``.
     """
     shift = src_frac - dst.frac
-    value = round_shift(op.value, shift, dst.quant, Mux)
+    value = round_shift(op.value, shift, dst.quant, Mux, _shift_right, _shift_left)
     lo, hi = _cast_bound(op.lo, shift, dst), _cast_bound(op.hi, shift, dst)  # rounding is monotonic
     low_limit = -dst.max_code if (dst.overflow is Overflow.SAT_SYM and dst.signed) else dst.min_code
     if low_limit <= lo and hi <= dst.max_code:

@@ -222,28 +222,31 @@ def rounding_offset(quant: Quant, shift: int) -> int | None:
     return None
 
 
-def round_shift(x, shift: int, quant: Quant, where):
+def round_shift(x, shift: int, quant: Quant, where, shr=operator.rshift, shl=operator.lshift):
     """Drop ``shift`` low bits of the integer ``x`` with rounding ``quant``.
 
     Returns ``round(x / 2**shift)``.  For ``shift <= 0`` the result is
     ``x << -shift`` (exact).  Formulas are add-then-arithmetic-shift, which is
-    what the hardware builds.
+    what the hardware builds.  ``shr(x, k)``/``shl(x, k)`` shift by the
+    constant ``k`` (the hardware gives its wiring forms; a shift operator on
+    a hardware value is a shifter that the netlist must carry until
+    synthesis removes it).
     """
     if shift <= 0:
-        return x << (-shift)
+        return shl(x, -shift)
     half = 1 << (shift - 1)
     one_less = (1 << shift) - 1
     offset = rounding_offset(quant, shift)
     if offset is not None:             # TRN, RND, RND_MIN_INF
-        return (x + offset) >> shift if offset else x >> shift
+        return shr(x + offset, shift) if offset else shr(x, shift)
     if quant is Quant.TRN_ZERO:
-        return (x + where(x < 0, one_less, 0)) >> shift
+        return shr(x + where(x < 0, one_less, 0), shift)
     if quant is Quant.RND_ZERO:
-        return (x + where(x < 0, half, half - 1)) >> shift
+        return shr(x + where(x < 0, half, half - 1), shift)
     if quant is Quant.RND_INF:
-        return (x + where(x < 0, half - 1, half)) >> shift
+        return shr(x + where(x < 0, half - 1, half), shift)
     if quant is Quant.RND_CONV:
-        return (x + (half - 1) + ((x >> shift) & 1)) >> shift
+        return shr(x + (half - 1) + (shr(x, shift) & 1), shift)
     raise AssertionError(quant)
 
 
