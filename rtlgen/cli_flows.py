@@ -202,8 +202,7 @@ def add_commands(sub) -> None:
     _synth_options(p)
     p.add_argument("--placer", choices=PLACERS, help="nextpnr placer for --pnr (default: heap on ice40, "
                                                      "static on ecp5)")
-    p.add_argument("--router", choices=ROUTERS, help="nextpnr router for --pnr (default: router1 on ice40, "
-                                                     "router2 on ecp5)")
+    p.add_argument("--router", choices=ROUTERS, help="nextpnr router for --pnr (default: router1)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("faults", help="configuration bus and TMR fault-injection campaign of a built core "

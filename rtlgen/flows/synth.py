@@ -110,11 +110,14 @@ PLACERS = ("heap", "static")
 ROUTERS = ("router1", "router2")
 #: The placer and router of each target when none is given.  On ECP5, HeAP packs the adders of
 #: a wide shift-and-add layer around the registers that feed them so densely that the routers
-#: congest at a fifth of the device: the first layer of the jet MLP (839 adders) placed with
-#: HeAP routed in 73 minutes at 58 MHz, or not at all (router2, YoWASP nextpnr-ecp5 0.11.1),
-#: where the electrostatic placer's spread-out placement routed in 5 to 8 minutes at 80 to 87 MHz.
+#: congest at a fifth of the device; the electrostatic placer spreads them.  Measured on the
+#: jet MLP's first layer (16x64, 839 adders; YoWASP nextpnr-ecp5 0.11.1, seed 1): planned for
+#: 190 MHz, HeAP's placement did not route in an hour (router2), where the static placer's
+#: routed at 86.7 MHz with router2 (8 minutes) and at 172.4 MHz with router1 (15 minutes),
+#: whose ripup is timing-driven; with two adder levels per stage, HeAP and router2 took 73
+#: minutes for 58.0 MHz, the static placer and router2 5 minutes for 80.1 MHz.
 #: On iCE40 nextpnr's own defaults are kept.
-DEFAULT_PNR_ALGORITHMS = {"ice40": ("heap", "router1"), "ecp5": ("static", "router2")}
+DEFAULT_PNR_ALGORITHMS = {"ice40": ("heap", "router1"), "ecp5": ("static", "router1")}
 
 Progress = Callable[[str], None]
 

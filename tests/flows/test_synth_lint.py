@@ -195,9 +195,9 @@ def _nextpnr_command(core: Path, target: str) -> str:
 def test_pnr_placer_and_router(tmp_path):
     core = _build(tmp_path, "tiny", _cfg(), _model((3, 2), seed=1))
     p = synth(core, "ecp5", pnr=True, device="25k", clock_mhz=50)["pnr"]
-    assert (p["placer"], p["router"]) == ("static", "router2")    # the ECP5 defaults
+    assert (p["placer"], p["router"]) == ("static", "router1")    # the ECP5 defaults
     command = _nextpnr_command(core, "ecp5")
-    assert "--placer static" in command and "--router router2" in command
+    assert "--placer static" in command and "--router router1" in command
     assert "Running Static placer" in (core / "synth" / "ecp5" / "pnr" / "nextpnr.log").read_text()
     assert 5 < p["fmax_mhz"] < 1000
     p = synth(core, "ice40", pnr=True, device="up5k", clock_mhz=24, placer="heap", router="router2")["pnr"]
