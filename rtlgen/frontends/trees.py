@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import RtlgenError
 from ..ir.forest import Forest, Tree
+from .ubjson import UBJSONError, read_ubjson
 
 __all__ = ["load_forest", "from_xgboost", "from_xgboost_json", "from_sklearn", "from_lightgbm",
            "from_conifer", "FOREST_SUFFIXES"]
@@ -175,6 +176,17 @@ def from_xgboost(source, name: str | None = None) -> Forest:
             except (OSError, UnicodeDecodeError, ValueError) as exc:
                 raise RtlgenError(f"model file {path} is not valid JSON ({exc}): the file is corrupt "
                                   "or truncated") from None
+            return from_xgboost_json(doc, name)
+        if path.suffix.lower() == ".ubj":
+            # read here, not by xgboost: its reader can crash the process on a truncated file
+            try:
+                doc = read_ubjson(path.read_bytes())
+            except (OSError, UBJSONError) as exc:
+                raise RtlgenError(f"model file {path} is not valid UBJSON ({exc}): the file is corrupt "
+                                  "or truncated") from None
+            if not isinstance(doc, dict):
+                raise RtlgenError(f"model file {path} is UBJSON but not an xgboost model (no object at "
+                                  "its top)")
             return from_xgboost_json(doc, name)
         try:   # optional: only binary xgboost models need it
             import xgboost
