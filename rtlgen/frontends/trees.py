@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import RtlgenError
 from ..ir.forest import Forest, Tree
-from .ubjson import UBJSONError, read_ubjson
+from .ubjson import read_ubjson
 
 __all__ = ["load_forest", "from_xgboost", "from_xgboost_json", "from_sklearn", "from_lightgbm",
            "from_conifer", "FOREST_SUFFIXES"]
@@ -165,28 +165,26 @@ def _xgboost_booster_json(obj) -> dict:
     return json.loads(bytes(booster.save_raw("json")))
 
 
+def _read_document(path: Path):
+    """The document of a ``.json`` or ``.ubj`` model file.  UBJSON is read here, not by xgboost,
+    whose reader can crash the process on a truncated file."""
+    ubj = path.suffix.lower() == ".ubj"
+    try:
+        return read_ubjson(path.read_bytes()) if ubj else json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:   # UBJSONError is a ValueError
+        raise RtlgenError(f"model file {path} is not valid {'UBJSON' if ubj else 'JSON'} ({exc}): the file "
+                          "is corrupt or truncated") from None
+
+
 def from_xgboost(source, name: str | None = None) -> Forest:
     """xgboost Booster, scikit-learn wrapper, or a model file (.json / .ubj)."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         name = name or path.stem
-        if path.suffix.lower() == ".json":
-            try:
-                doc = json.loads(path.read_text())
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
-                raise RtlgenError(f"model file {path} is not valid JSON ({exc}): the file is corrupt "
-                                  "or truncated") from None
-            return from_xgboost_json(doc, name)
-        if path.suffix.lower() == ".ubj":
-            # read here, not by xgboost: its reader can crash the process on a truncated file
-            try:
-                doc = read_ubjson(path.read_bytes())
-            except (OSError, UBJSONError) as exc:
-                raise RtlgenError(f"model file {path} is not valid UBJSON ({exc}): the file is corrupt "
-                                  "or truncated") from None
+        if path.suffix.lower() in (".json", ".ubj"):
+            doc = _read_document(path)
             if not isinstance(doc, dict):
-                raise RtlgenError(f"model file {path} is UBJSON but not an xgboost model (no object at "
-                                  "its top)")
+                raise RtlgenError(f"model file {path} is not an xgboost model (no object at its top)")
             return from_xgboost_json(doc, name)
         try:   # optional: only binary xgboost models need it
             import xgboost
@@ -467,11 +465,7 @@ def load_forest(source, name: str | None = None) -> Forest:
         suffix = path.suffix.lower()
         name = name or path.stem
         if suffix == ".json":
-            try:
-                doc = json.loads(path.read_text())
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
-                raise RtlgenError(f"model file {path} is not valid JSON ({exc}): the file is corrupt "
-                                  "or truncated") from None
+            doc = _read_document(path)
             if isinstance(doc, dict) and "learner" in doc:
                 return from_xgboost_json(doc, name)
             if isinstance(doc, dict) and "trees" in doc and "n_features" in doc:

@@ -34,6 +34,15 @@ class _Reader:
             m = self.take(1)
         return m
 
+    def at_end(self, end: bytes) -> bool:
+        """Whether the next marker (past no-ops) closes the container; if so, it is consumed."""
+        while self.data[self.pos:self.pos + 1] == b"N":
+            self.pos += 1
+        if self.data[self.pos:self.pos + 1] == end:
+            self.pos += 1
+            return True
+        return False
+
     def count(self) -> int:
         m = self.marker()
         if m not in (b"i", b"U", b"I", b"l", b"L"):
@@ -78,38 +87,31 @@ class _Reader:
 
     def container(self, end: bytes, keyed: bool):
         kind = size = None
-        m = self.marker()
-        if m == b"$":
+        if self.data[self.pos:self.pos + 1] == b"$":
+            self.pos += 1
             kind = self.take(1)
-            m = self.marker()
-            if m != b"#":
+            if self.marker() != b"#":
                 raise UBJSONError(f"a typed container at byte {self.pos - 1} has no count")
-        if m == b"#":
             size = self.count()
-        elif kind is None:
-            self.pos -= 1                        # the first entry's marker (or the end)
+        elif self.data[self.pos:self.pos + 1] == b"#":
+            self.pos += 1
+            size = self.count()
         if size is not None:
             fmt = _NUMBERS.get(kind) if kind is not None and not keyed else None
             if fmt is not None:                  # a typed number array: one read
-                width = struct.calcsize(fmt)
-                raw = self.take(width * size)
+                raw = self.take(struct.calcsize(fmt) * size)
                 return list(struct.unpack(f">{size}{fmt[1]}", raw))
             if keyed:
                 return {self.string(): self.value(kind or self.marker()) for _ in range(size)}
             return [self.value(kind or self.marker()) for _ in range(size)]
         out: dict | list = {} if keyed else []
-        while True:
+        while not self.at_end(end):
             if keyed:
-                if self.data[self.pos:self.pos + 1] == end:
-                    self.pos += 1
-                    return out
                 key = self.string()
                 out[key] = self.value(self.marker())
             else:
-                m = self.marker()
-                if m == end:
-                    return out
-                out.append(self.value(m))
+                out.append(self.value(self.marker()))
+        return out
 
 
 def read_ubjson(data: bytes):

@@ -46,7 +46,7 @@ class Operand:
         """Multiply by ``2**k`` (k >= 0), exactly."""
         if k == 0:
             return self
-        return Operand(Value.cast(self.value).shift_left(k), self.lo << k, self.hi << k)
+        return Operand(_shift_left(self.value, k), self.lo << k, self.hi << k)
 
 
 def const_operand(code: int) -> Operand:

@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
+import xgboost as xgb
 
 from rtlgen.frontends.ubjson import UBJSONError, read_ubjson
-
-xgb = pytest.importorskip("xgboost")
 
 
 def _same(a, b, path=""):
@@ -52,5 +51,6 @@ def test_markers():
     assert read_ubjson(b"{U\x01aSU\x02hiU\x01bHU\x031.5U\x01c[TFZN]}") == {"a": "hi", "b": 1.5,
                                                                            "c": [True, False, None]}
     assert read_ubjson(b"{#U\x01U\x01kD?\xf0\x00\x00\x00\x00\x00\x00") == {"k": 1.0}
+    assert read_ubjson(b"{U\x01ai\x05N}") == {"a": 5}        # a no-op before the end of an object
     with pytest.raises(UBJSONError, match="unknown UBJSON marker"):
         read_ubjson(b"[X]")
