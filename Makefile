@@ -10,7 +10,7 @@ STAMP := $(VENV)/.rtlgen-setup-stamp
 # pytest-xdist workers (the CI machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: help setup tools test test-long demo bench bench-sim bench-arith bench-spread bench-boards bench-synth bench-synth-econt bench-tmr clean distclean
+.PHONY: help setup tools test test-long demo bench bench-sim bench-arith bench-spread bench-boards bench-synth bench-synth-econt bench-pnr bench-tmr clean distclean
 
 help:
 	@echo "make setup      create $(VENV) with rtlgen and its pinned dependencies, install Icarus Verilog"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-boards  bitstreams of the shipped board models: utilization, Fmax, link and self-test rates (long; BOARDS=all adds the shift-and-add encoders, over an hour each)"
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
 	@echo "make bench-synth-econt  Yosys figures of the ECON-T encoder on xilinx, ecp5, ice40 (long)"
+	@echo "make bench-pnr  the jet's largest layer and the 6-bit-weight jet built for and routed at 150 MHz on the ECP5-85k (long: hours)"
 	@echo "make bench-tmr  register/TMR weight storage: Yosys overhead and fault campaign (TMR_MODEL=small|econt|jet)"
 	@echo "make clean      remove build and simulation outputs (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV)"
@@ -123,6 +124,10 @@ bench-synth: setup
 bench-synth-econt: setup
 	$(VPY) bench/synth.py --models econt --targets xilinx,ecp5,ice40 --no-pnr --no-proxy --jobs $(JOBS) \
 		--json build/bench_synth_econt.json
+
+bench-pnr: setup
+	$(VPY) bench/synth.py --models jet_dense1,jet6 --reuse 1 --targets ecp5 --clock-mhz 150 --no-proxy \
+		--timeout 10800 --jobs $(JOBS) --json build/bench_pnr.json
 
 bench: setup
 	$(VPY) bench/run.py
