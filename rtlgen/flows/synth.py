@@ -53,6 +53,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,21 +212,31 @@ _STEP = {
 
 def _run(tool: Tool, args: list[str], cwd: Path, log: Path, progress: Progress | None,
          step: re.Pattern | None, timeout: float | None, every: float = 10.0) -> int:
-    """Run ``tool`` with ``args`` in ``cwd``; its output goes to ``log``.
+    """Run ``tool`` with ``args`` in ``cwd``; its output goes to ``log``, line by line.
 
-    Returns the exit status (-1 after ``timeout`` seconds).  Lines matching
-    ``step`` are passed to ``progress``, at most one per ``every`` seconds.
+    Returns the exit status (-1 after ``timeout`` seconds, whether or not the
+    tool prints anything meanwhile: a placer can be silent for half an hour).
+    Lines matching ``step`` are passed to ``progress``, at most one per
+    ``every`` seconds.
     """
     argv = [*tool.argv, *args]
     start = time.monotonic()
     last = start
-    timed_out = False
+    expired = threading.Event()
     try:
-        with open(log, "w") as out:
+        # line-buffered: the log can be followed while the tool runs
+        with open(log, "w", buffering=1) as out:
             out.write("$ " + " ".join(argv) + "\n")
-            out.flush()
             proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, text=True, errors="replace")
+            timer = None
+            if timeout is not None:
+                def expire():
+                    expired.set()
+                    proc.kill()
+                timer = threading.Timer(timeout, expire)
+                timer.daemon = True
+                timer.start()
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:
@@ -237,16 +248,15 @@ def _run(tool: Tool, args: list[str], cwd: Path, log: Path, progress: Progress |
                             last = now
                             progress(f"  {tool.name}: {m.group(m.lastindex or 0).strip()} "
                                      f"[{now - start:.0f} s]")
-                    if timeout is not None and now - start > timeout:
-                        timed_out = True
-                        proc.kill()
-                        break
                 rc = proc.wait()
             except BaseException:
                 proc.kill()
                 proc.wait()
                 raise
-            if timed_out:
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if expired.is_set():
                 out.write(f"\n[stopped after {timeout:.0f} s]\n")
                 return -1
             if rc in (-signal.SIGTERM, -signal.SIGINT):
