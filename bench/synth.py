@@ -14,9 +14,10 @@ at reuse factors 1, 2 and 4, and for the ECON-T-style encoder
 Variants of the jet MLP are models of their own: ``jet6`` (6-bit weights,
 ``fixed<6,2,RND,SAT>``; otherwise the jet's precision), ``jet_dense0`` (the
 jet's first dense layer, 16x64, and its ReLU alone) and ``jet_dense1`` (its
-second, 64x32, and its ReLU: the largest layer).  ``--clock-mhz MHZ`` builds every model with ``clock_mhz: MHZ`` and
-``target: ecp5`` (shift-and-add layers pipelined by the ECP5 delay model)
-and places and routes at that clock.
+second, 64x32, and its ReLU: the largest layer).  ``--clock-mhz MHZ`` builds
+every model with ``clock_mhz: MHZ`` and ``target: ecp5`` (shift-and-add
+layers pipelined by the ECP5 delay model) and places and routes at that
+clock.
 
 At reuse factor 1 the jet's dense layers are shift-and-add (no multipliers);
 at 2 and 4 they keep multipliers, more than the ECP5 has DSP blocks, so
