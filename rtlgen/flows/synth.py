@@ -232,8 +232,9 @@ def _run(tool: Tool, args: list[str], cwd: Path, log: Path, progress: Progress |
             timer = None
             if timeout is not None:
                 def expire():
-                    expired.set()
-                    proc.kill()
+                    if proc.poll() is None:          # not a tool that has just finished
+                        expired.set()
+                        proc.kill()
                 timer = threading.Timer(timeout, expire)
                 timer.daemon = True
                 timer.start()

@@ -15,8 +15,9 @@ def _python_tool(code: str) -> Tool:
 
 
 def test_timeout_stops_a_silent_tool(tmp_path):
-    # one line, then silence: the time limit must hold without further output
-    tool = _python_tool("import time; print('placing', flush=True); time.sleep(60)")
+    # one line, then silence: the time limit must hold without further output (the line is built
+    # at run time: the command line, at the top of the log, must not contain it)
+    tool = _python_tool("import time; print('plac' + 'ing', flush=True); time.sleep(60)")
     log = tmp_path / "tool.log"
     start = time.monotonic()
     rc = _run(tool, [], tmp_path, log, None, None, timeout=1.0)
@@ -24,7 +25,7 @@ def test_timeout_stops_a_silent_tool(tmp_path):
     assert rc == -1
     assert elapsed < 30
     text = log.read_text()
-    assert "placing" in text
+    assert "\nplacing\n" in text
     assert "[stopped after 1 s]" in text
 
 
