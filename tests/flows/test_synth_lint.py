@@ -198,12 +198,18 @@ def test_pnr_placer_and_router(tmp_path):
     assert (p["placer"], p["router"]) == ("static", "router1")    # the ECP5 defaults
     command = _nextpnr_command(core, "ecp5")
     assert "--placer static" in command and "--router router1" in command
-    assert "Running Static placer" in (core / "synth" / "ecp5" / "pnr" / "nextpnr.log").read_text()
+    log = (core / "synth" / "ecp5" / "pnr" / "nextpnr.log").read_text()
+    assert "Running Static placer" in log
     assert 5 < p["fmax_mhz"] < 1000
+    # the clock comes in on the package's clock pin (router2 cannot reach the global clock
+    # network from every pin)
+    assert p["clock_pin"] == "G2" and "--lpf pins.lpf" in command
+    assert "pin 'clk$tr_io' constrained to Bel" in log
     p = synth(core, "ice40", pnr=True, device="up5k", clock_mhz=24, placer="heap", router="router2")["pnr"]
     assert (p["placer"], p["router"]) == ("heap", "router2")
     command = _nextpnr_command(core, "ice40")
     assert "--placer heap" in command and "--router router2" in command
+    assert p["clock_pin"] is None and "--pcf" not in command      # iCE40: the clock goes where nextpnr puts it
 
 
 @pytest.mark.long     # its first run on a machine prepares the WebAssembly Yosys (about a minute)

@@ -52,3 +52,28 @@ def test_log_follows_the_tool_and_progress_sees_steps(tmp_path):
     assert result["rc"] == 0
     assert "done" in log.read_text() and "[exit status 0" in log.read_text()
     assert len(seen) == 1 and "fake: Running placer" in seen[0]
+
+
+def test_nextpnr_status_lines_become_progress(tmp_path):
+    # lines as nextpnr-ecp5 0.11 prints them while placing (HeAP) and routing (router1, router2)
+    from rtlgen.flows.synth import _NEXTPNR_STATUS
+    lines = [
+        "Info:     at iteration #5, type ALL: wirelen solved = 158869, spread = 865862, legal = 898991; time = 7.25s",
+        "Info: Routing 119480 arcs.",
+        "Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|",
+        "Info:      76000 |    45150      30849 |  667   333 |    110959|      66.06    1416.95|",
+        "Info:     iter=3 wires=698969 overused=61780 overuse=75592 tmgfail=11008 archfail=NA",
+    ]
+    tool = _python_tool(f"print({chr(10).join(lines)!r})")
+    seen = []
+    assert _run(tool, [], tmp_path, tmp_path / "tool.log", seen.append, None, timeout=60.0,
+                status=_NEXTPNR_STATUS, status_every=0.0) == 0
+    said = [s.split(": ", 1)[1].rsplit(" [", 1)[0] for s in seen]
+    assert said == ["placing: HeAP iteration 5, wire length 898,991",
+                    "routing (router1): 76,000 iterations, 110,959 arcs to route",
+                    "routing (router2): pass 3, 61,780 wires overused"]
+    # at most one status line per status_every seconds
+    seen.clear()
+    assert _run(tool, [], tmp_path, tmp_path / "tool.log", seen.append, None, timeout=60.0,
+                status=_NEXTPNR_STATUS, status_every=3600.0) == 0
+    assert seen == []
