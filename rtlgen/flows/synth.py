@@ -98,11 +98,11 @@ DEVICES: dict[str, dict[str, tuple[str, str]]] = {
 DEFAULT_DEVICE = {"ice40": "up5k", "ecp5": "85k"}
 #: The pin of the wrapper's ``clk`` on each ECP5 device: G2, a clock input of every ECP5 in
 #: the CABGA381 (the ULX3S's oscillator pin).  Unconstrained, nextpnr may put the clock on any
-#: pin, and from a pin that is not a clock input router2 finds no route to the global clock
+#: pin, and from some pins that are not clock inputs router2 finds no route to the global clock
 #: network ("Failed to route arc 0.0 of net 'clk$TRELLIS_IO_IN'", measured on the jet MLP's
 #: second layer).  On iCE40 the clock stays unconstrained: nextpnr-ice40 promotes it to a
-#: global buffer from any pin, and Debian's nextpnr-ice40 0.4 with router2 did not finish a
-#: three-adder core in 28 minutes with the clock on the up5k's global-buffer pin 35.
+#: global buffer from any pin, and Debian's nextpnr-ice40 0.4 with router2 did not finish an
+#: eight-adder core in 28 minutes with the clock on the up5k's global-buffer pin 35.
 CLOCK_PINS: dict[str, dict[str, str]] = {"ecp5": {device: "G2" for device in DEVICES["ecp5"]}}
 #: Logic cells (LUT4s) and DSP/multiplier blocks of each device, to stop early
 #: when a core cannot fit.
