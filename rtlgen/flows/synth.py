@@ -67,7 +67,7 @@ from ..errors import RtlgenError, Terminated
 from ..kinds import load_build
 
 __all__ = ["TARGETS", "DEVICES", "synth", "load_synth_report", "synth_reports", "classify_cells",
-           "find_tool", "Tool", "pnr_wrapper", "pin_constraints", "CLOCK_PINS", "parse_stat_text", "pnr_results"]
+           "find_tool", "Tool", "pnr_wrapper", "clock_pin_lpf", "CLOCK_PINS", "parse_stat_text", "pnr_results"]
 
 TARGETS = ("generic", "ice40", "ecp5", "xilinx")
 TOOL_CHOICES = ("auto", "native", "yowasp")
@@ -480,15 +480,10 @@ endmodule
 """
 
 
-def pin_constraints(target: str, device: str) -> tuple[str, list[str]] | None:
-    """The wrapper's pin constraints for nextpnr and the options that read them, or None:
-    ``clk`` on the device's clock pin (:data:`CLOCK_PINS`), the other pins where nextpnr
-    puts them."""
-    pin = CLOCK_PINS.get(target, {}).get(device)
-    if pin is None:
-        return None
-    return (f'LOCATE COMP "clk" SITE "{pin}";\nIOBUF PORT "clk" IO_TYPE=LVCMOS33;\n',
-            ["--lpf", "pins.lpf", "--lpf-allow-unconstrained"])
+def clock_pin_lpf(pin: str) -> str:
+    """An ECP5 LPF that puts the wrapper's ``clk`` on ``pin`` (:data:`CLOCK_PINS`) and leaves
+    the other pins to nextpnr (``--lpf-allow-unconstrained``)."""
+    return f'LOCATE COMP "clk" SITE "{pin}";\nIOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'
 
 
 # --------------------------------------------------------------------------
@@ -771,11 +766,11 @@ def _pnr(run: _Run, manifest: dict, verilog: Path, target: str, yosys: Tool, nex
         raise _ToolFailure(str(fail), f"pnr/{fail.log_name}") from None
     flag, package = DEVICES[target][device]
     ptool = nextpnr.describe()
-    pins = pin_constraints(target, device)
+    clock_pin = CLOCK_PINS.get(target, {}).get(device)
     pin_args = []
-    if pins is not None:
-        pin_args = pins[1]
-        (pdir / pin_args[1]).write_text(pins[0])
+    if clock_pin is not None:
+        (pdir / "pins.lpf").write_text(clock_pin_lpf(clock_pin))
+        pin_args = ["--lpf", "pins.lpf", "--lpf-allow-unconstrained"]
     args = [flag, "--package", package, "--json", "netlist.json", "--freq", f"{clock_mhz:g}", *pin_args,
             "--report", "nextpnr_report.json", "--timing-allow-fail", "--seed", str(seed),
             "--placer", placer, "--router", router]
@@ -808,7 +803,7 @@ def _pnr(run: _Run, manifest: dict, verilog: Path, target: str, yosys: Tool, nex
         "runtime_s": round(elapsed, 2),
         "synth_runtime_s": round(ysec, 2),
         "seed": seed,
-        "clock_pin": CLOCK_PINS.get(target, {}).get(device),
+        "clock_pin": clock_pin,
         "placer": placer,
         "router": router,
         "wrapper": {"top": PNR_TOP, "extra_ffs": int(manifest["ports"]["in_data"]) + int(manifest["ports"]["out_data"])
