@@ -65,7 +65,8 @@ MODELS = {"jet": (MODEL, CONFIG),
 #: variants: name -> (model of MODELS, changes to the config's default types, the one dense layer kept)
 VARIANTS = {"jet6": ("jet", {"weight": "fixed<6,2,RND,SAT>"}, None),
             "jet_dense0": ("jet", {}, 0),
-            "jet_dense1": ("jet", {}, 1)}
+            "jet_dense1": ("jet", {}, 1),
+            "jet_dense1_g8": ("jet", {"share_columns": 8}, 1)}
 DEVICE = "85k"
 
 

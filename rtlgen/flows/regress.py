@@ -98,6 +98,8 @@ def _dense_options(rng, stored_ok: bool = True) -> dict:
     out.update(arithmetic=arithmetic, storage=storage)
     if arithmetic != "multipliers" and rng.random() < 0.3:
         out["adder_depth_slack"] = int(rng.integers(1, 3))
+    if arithmetic != "multipliers" and rng.random() < 0.3:
+        out["share_columns"] = int(rng.integers(1, 4))
     if arithmetic == "multipliers":
         out["reuse_factor"] = "full" if rng.random() < 0.15 else int(rng.integers(1, 5))
         if rng.random() < 0.2:
@@ -177,6 +179,7 @@ def random_case(seed: int, index: int) -> dict:
             overrides["conv"].update(io="stream", arithmetic="multipliers", storage="constant")
             overrides["conv"].pop("accum", None)
             overrides["conv"].pop("adder_depth_slack", None)
+            overrides["conv"].pop("share_columns", None)
         layers.append({"op": "activation", "name": "act0", **_activation(rng)})
         if rng.random() < 0.4:
             pool = str(rng.choice(["max", "avg"]))

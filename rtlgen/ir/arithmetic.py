@@ -95,7 +95,7 @@ def _cached(layer, weight_shift: int, constants: list[int]) -> AdderGraph:
     code."""
     w = np.asarray(layer.weights)
     contents = (_GRAPH_CODE, weight_shift, w.shape, [int(v) for v in w.reshape(-1)], constants,
-                layer.in_range, str(layer.weight_type), layer.adder_depth_slack)
+                layer.in_range, str(layer.weight_type), layer.adder_depth_slack, layer.share_columns)
     digest = hashlib.sha256(repr(contents).encode()).hexdigest()
     graph = _GRAPHS.get(digest)
     if graph is None:
@@ -103,7 +103,7 @@ def _cached(layer, weight_shift: int, constants: list[int]) -> AdderGraph:
         if not isinstance(graph, AdderGraph):
             graph = adder_graph(np.asarray(layer.weights), [layer.in_range] * layer.n_in,
                                 np.array(constants, dtype=object), weight_shift=weight_shift,
-                                depth_slack=layer.adder_depth_slack)
+                                depth_slack=layer.adder_depth_slack, share_columns=layer.share_columns)
             cache.store("adder-graphs", digest, graph)
         if len(_GRAPHS) > 32:
             _GRAPHS.clear()
@@ -159,6 +159,7 @@ def shift_add_figures(layer, plan: StagePlan | None = None) -> dict:
     graph = dense_graph(layer)
     plan = plan or dense_plan(layer)
     return {"adders": graph.adders, "adder_depth": graph.depth, "adder_depth_slack": layer.adder_depth_slack,
+            "share_columns": layer.share_columns,
             "register_ranks": plan.ranks,
             "pipeline_ffs": plan.registers(graph), "est_luts": graph.adder_bits()}
 

@@ -33,6 +33,11 @@ Per-layer keys:
     room for shared pairs, and outputs computed from another output plus a
     difference (:func:`rtlgen.numerics.adder_graph.adder_graph`).  It may
     cost register ranks, and so cycles of latency.
+``share_columns``
+    ``all`` (default) or N >= 1: a ``shift_add`` layer's outputs in groups
+    of N, each summed by a graph of its own that shares subexpressions only
+    within the group.  More adders, but a group's adders sit together on the
+    FPGA, and its delay model charges the route of the largest group only.
 ``arithmetic``
     ``auto`` (default), ``shift_add`` or ``multipliers``.  ``shift_add``
     builds the layer's constant matrix-vector product without multipliers,
@@ -108,7 +113,8 @@ from .model import TABLE_DEFAULTS, Activation, Dense, FloatModel, QActivation, Q
 from .merge import Merge, QMerge
 from .softmax import QArgmax, QSoftmax, index_type
 
-DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "adder_depth_slack", "io",
+DENSE_KEYS = {"weight", "bias", "result", "accum", "reuse_factor", "adder_levels", "adder_depth_slack",
+              "share_columns", "io",
               "storage", "tmr_bits", "arithmetic", "weight_rom"}
 ACTIVATION_KEYS = {"result", "io"}
 MERGE_KEYS = {"result"}                          # add, concat
@@ -184,6 +190,17 @@ def _levels_key(merged: dict, key: str, default: int, lo: int, hi: int | None, w
     if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
         bound = f">= {lo}" if hi is None else f"from {lo} to {hi}"
         raise RtlgenError(f"{where}: {key} must be an integer {bound} (adder levels), got {value!r}")
+    return value
+
+
+def _share_columns(merged: dict, where: str) -> int | None:
+    """``share_columns``: outputs per shift-and-add sharing group, or None (``all``, the default)."""
+    value = merged.get("share_columns", "all")
+    if value == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RtlgenError(f"{where}: share_columns must be an integer >= 1 (outputs per group of a "
+                          f"shift_add graph) or all, got {value!r}")
     return value
 
 
@@ -677,9 +694,11 @@ def apply_config(model: FloatModel, config=None) -> QModel:
                 result_type = _exact_result(in_type, weight_type, bias_type, w, b, accum_type)
             levels = _levels_key(merged, "adder_levels", 2, 1, None, where)
             slack = _levels_key(merged, "adder_depth_slack", 0, 0, MAX_ADDER_DEPTH_SLACK, where)
+            share = _share_columns(merged, where)
             common = dict(name=layer.name, in_type=in_type, weight_type=weight_type, bias_type=bias_type,
                           result_type=result_type, weights=w, bias=b, reuse_factor=reuse,
-                          accum_type=accum_type, adder_levels=levels, adder_depth_slack=slack)
+                          accum_type=accum_type, adder_levels=levels, adder_depth_slack=slack,
+                          share_columns=share)
             if storage != "constant":
                 common.update(storage=storage, tmr_bits=tmr_bits)
             if isinstance(layer, Conv):

@@ -210,6 +210,8 @@ class QDense:
     adder_levels: int = 2
     #: adder levels a ``shift_add`` graph may add above its plain trees to save adders
     adder_depth_slack: int = 0
+    #: outputs per ``shift_add`` sharing group (None: the whole layer is one graph)
+    share_columns: Optional[int] = None
     op: str = "dense"
     storage: str = "constant"
     tmr_bits: Optional[int] = None
@@ -316,6 +318,8 @@ class QDense:
             out["in_lo"] = self.in_lo
         if self.adder_depth_slack:
             out["adder_depth_slack"] = self.adder_depth_slack
+        if self.share_columns is not None:
+            out["share_columns"] = self.share_columns
         return out
 
     @property
@@ -592,6 +596,7 @@ def dense_fields(ld: dict) -> dict:
         weights=int_array(ld["weights"]), bias=int_array(ld["bias"]),
         reuse_factor=int(ld["reuse_factor"]), adder_levels=int(ld.get("adder_levels", 2)),
         adder_depth_slack=int(ld.get("adder_depth_slack", 0)),
+        share_columns=int(ld["share_columns"]) if ld.get("share_columns") is not None else None,
         arithmetic=str(ld.get("arithmetic", "multipliers")),
         weight_rom=str(ld.get("weight_rom", "lut")),
         clock_mhz=float(ld["clock_mhz"]) if ld.get("clock_mhz") is not None else None,

@@ -31,7 +31,7 @@ the golden model does not need it (the sums are exact).
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -124,10 +124,18 @@ class AdderGraph:
     outputs: list[tuple[int, int]]
     #: node number -> its coefficient on every input and its constant
     coefficients: list[dict] = field(repr=False, default_factory=list)
+    #: the adders of every sharing group (:func:`adder_graph`'s ``share_columns``); empty for one graph
+    group_adders: list[int] = field(default_factory=list)
 
     @property
     def adders(self) -> int:
         return sum(1 for n in self.nodes if n.kind == "add")
+
+    @property
+    def spread_adders(self) -> int:
+        """The adders of the largest group that shares subexpressions (all of them for one graph):
+        the size of the area its routes cross on the FPGA."""
+        return max(self.group_adders) if self.group_adders else self.adders
 
     @property
     def depth(self) -> int:
@@ -298,7 +306,7 @@ def tree_depth(n: int) -> int:
 
 
 def adder_graph(weights, ranges, bias=None, *, bias_shift: int = 0, weight_shift: int = 0,
-                share: bool = True, depth_slack: int = 0) -> AdderGraph:
+                share: bool = True, depth_slack: int = 0, share_columns: int | None = None) -> AdderGraph:
     """The shift-and-add graph of ``y_j = sum_i (x_i * w_ij << weight_shift) + (b_j << bias_shift)``.
 
     ``weights``: integer matrix [n_in, n_out]; ``ranges``: the (lo, hi) of
@@ -310,10 +318,21 @@ def adder_graph(weights, ranges, bias=None, *, bias_shift: int = 0, weight_shift
     depth to save adders.  They go to the sharing step (more room in every
     column) and to output chains (:func:`_chains`); of the graphs tried, the
     one of fewest adder bits within the depth is returned.
+
+    ``share_columns``: the outputs are cut into groups of this many (in
+    order), each summed by a graph of its own that shares subexpressions
+    only within the group (None: one graph for all).  A group's adders sit
+    together on an FPGA, so its nets are short and few cross the layer, at
+    the cost of the pairs the groups would have shared.
     """
     w = np.asarray(weights, dtype=object)
     b = [0] * w.shape[1] if bias is None else [int(v) << bias_shift
                                                for v in np.asarray(bias, dtype=object).reshape(-1)]
+    if share_columns is not None and share_columns < w.shape[1]:
+        parts = [adder_graph(w[:, j:j + share_columns], ranges, b[j:j + share_columns], share=share,
+                             weight_shift=weight_shift, depth_slack=depth_slack)
+                 for j in range(0, w.shape[1], share_columns)]
+        return _joined(parts, len(ranges))
     plain = _build(w, ranges, b, weight_shift, None, 0)
     if not share:
         return plain
@@ -328,6 +347,23 @@ def adder_graph(weights, ranges, bias=None, *, bias_shift: int = 0, weight_shift
     # graph without it (tried first, so it wins ties)
     return min([plain] + [g for g in shared if g.depth <= plain.depth + depth_slack],
                key=lambda g: (g.adder_bits(), g.depth, g is plain))
+
+
+def _joined(parts: list[AdderGraph], n_in: int) -> AdderGraph:
+    """One graph of the outputs of ``parts`` (graphs over the same ``n_in`` inputs), in order."""
+    nodes = [n for n in parts[0].nodes[:n_in]]
+    coefs = list(parts[0].coefficients[:n_in])
+    outputs = []
+    for part in parts:
+        where = list(range(n_in))            # the part's node number -> the joined graph's
+        for n, coef in zip(part.nodes[n_in:], part.coefficients[n_in:]):
+            if n.kind == "add":
+                n = replace(n, a=where[n.a], b=where[n.b])
+            where.append(len(nodes))
+            nodes.append(n)
+            coefs.append(coef)
+        outputs += [(where[k], s) for k, s in part.outputs]
+    return AdderGraph(n_in, nodes, outputs, coefs, [p.adders for p in parts])
 
 
 def _columns(w: np.ndarray, weight_shift: int) -> list[dict]:

@@ -18,7 +18,7 @@ from rtlgen.frontends.python_api import mlp
 from rtlgen.golden.network import predict_codes
 from rtlgen.hw.network import Network
 from rtlgen.hw.shift_add import FusedActivation, ShiftAddDense
-from rtlgen.ir.arithmetic import dense_graph, dense_plan
+from rtlgen.ir.arithmetic import dense_graph, dense_plan, shift_add_figures
 from rtlgen.ir.config import apply_config
 from rtlgen.ir.model import QModel
 from rtlgen.numerics.adder_graph import adder_graph
@@ -271,7 +271,8 @@ def shift_add_networks(draw):
     acts = [draw(st.sampled_from(["relu", "linear", None])) for _ in weights]
     default = {"weight": draw(type_specs(max_width=12, signed=True)), "bias": draw(type_specs(max_width=12, signed=True)),
                "result": draw(type_specs(min_width=2, max_width=18)), "arithmetic": "shift_add",
-               "adder_depth_slack": draw(st.integers(0, 2))}
+               "adder_depth_slack": draw(st.integers(0, 2)),
+               "share_columns": draw(st.sampled_from(["all", 1, 2, 5]))}
     cfg = {"input": draw(type_specs()), "default": default}
     timing = draw(st.sampled_from(["levels", "clock", "none"]))
     if timing == "levels":
@@ -285,7 +286,7 @@ def shift_add_networks(draw):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shift_add_networks())
 def test_random_shift_add_networks_match_golden(case):
-    """Any types, rounding and overflow modes, depth slacks and pipelining: the RTL equals the golden
+    """Any types, rounding and overflow modes, depth slacks, sharing groups and pipelining: the RTL equals the golden
     model, and out_data holds between results."""
     model, cfg, seed = case
     with warnings.catch_warnings():
@@ -352,6 +353,23 @@ def test_a_clock_target_without_shift_add_layers_is_refused():
 def test_bad_adder_depth_slack_is_refused(slack):
     with pytest.raises(RtlgenError, match="layer .dense_0.: adder_depth_slack must be an integer from 0 to 8"):
         apply_config(_model(), _cfg(adder_depth_slack=slack))
+
+
+@pytest.mark.parametrize("value", [0, -2, True, "4", 1.5, "some"])
+def test_bad_share_columns_is_refused(value):
+    with pytest.raises(RtlgenError, match="layer .dense_0.: share_columns must be an integer >= 1 .* or all"):
+        apply_config(_model(), _cfg(share_columns=value))
+
+
+def test_share_columns_groups_the_outputs_and_round_trips():
+    q = apply_config(_model(), {**_cfg(arithmetic="shift_add"), "layers": {"dense_0": {"share_columns": 2}}})
+    layer = q.layers[0]
+    assert layer.share_columns == 2 and apply_config(_model(), _cfg()).layers[0].share_columns is None
+    assert QModel.from_dict(q.to_dict()).layers[0].share_columns == 2
+    graph = dense_graph(layer)
+    assert len(graph.group_adders) == 2 and graph.spread_adders == max(graph.group_adders)
+    assert shift_add_figures(layer)["share_columns"] == 2
+    assert apply_config(_model(), _cfg(share_columns="all")).layers[0].share_columns is None
 
 
 def test_bad_arithmetic_name():

@@ -2,7 +2,7 @@
 
 The same generic cocotb bench as the multiplier cores (edge vectors, random
 ``in_valid`` gaps, exact latency), with Verilator's lint, over dense MLPs
-(clock targets, fused ReLU, unsigned and wrapping types, single-row and
+(clock targets, fused ReLU, sharing groups, unsigned and wrapping types, single-row and
 single-column layers) and convolutions both parallel (im2col) and streamed.
 """
 
@@ -41,7 +41,7 @@ DENSE = {"weight": "fixed<7,3,RND,SAT>", "bias": "fixed<7,3,RND,SAT>", "result":
 CASES = {
     "mlp_ecp5_150": lambda: apply_config(_mlp([10, 12, 6, 3], 1), {
         "input": "fixed<9,3,RND,SAT>", "clock_mhz": 150, "target": "ecp5", "default": DENSE,
-        "layers": {"relu_0": {"result": "ufixed<8,3,RND,SAT>"}}}),
+        "layers": {"relu_0": {"result": "ufixed<8,3,RND,SAT>"}, "dense_0": {"share_columns": 5}}}),
     "mlp_unsigned_wrap_levels1": lambda: apply_config(_mlp([7, 5, 4], 2), {
         "input": "ufixed<8,2,TRN,SAT>",
         "default": {**DENSE, "result": "fixed<7,2,RND_CONV,WRAP>", "adder_levels": 1,

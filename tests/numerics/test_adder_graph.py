@@ -217,3 +217,38 @@ def test_timing_plan_fits_the_period_with_the_fewest_ranks(m, target, mhz):
             start = max(early.arrival[u] if early.stage[u] == early.stage[k] - 1 else model.start(g.adders)
                         for u in (node.a, node.b))
             assert start + model.adder(node.width) + model.carry(node.width) > budget
+
+
+@settings(max_examples=60, deadline=None)
+@given(matrices, st.booleans(), st.integers(1, 4), st.integers(0, 1))
+def test_sharing_groups_compute_the_product_and_keep_to_their_columns(m, with_bias, size, slack):
+    n_in, n_out, vals = m
+    w = _matrix(vals, n_in, n_out)
+    ranges = [(-300, 200)] * n_in
+    bias = np.arange(n_out, dtype=np.int64) * 29 - 40 if with_bias else None
+    g = adder_graph(w, ranges, bias, weight_shift=1, bias_shift=2, depth_slack=slack, share_columns=size)
+    rng = np.random.default_rng(n_in * 5 + n_out)
+    x = np.vstack([rng.integers(-300, 201, size=(30, n_in)), np.full((1, n_in), -300), np.full((1, n_in), 200)])
+    expected = (x.astype(object) @ w.astype(object)) * 2
+    if bias is not None:
+        expected = expected + np.array([int(b) << 2 for b in bias], dtype=object)
+    assert (g.evaluate(x) == expected).all()
+    # each group is the graph of its own columns, and no adder of one group reads another's
+    parts = [adder_graph(w[:, j:j + size], ranges, None if bias is None else bias[j:j + size],
+                         weight_shift=1, bias_shift=2, depth_slack=slack) for j in range(0, n_out, size)]
+    if len(parts) == 1:
+        assert g.group_adders == [] and g.spread_adders == g.adders
+        return
+    assert g.group_adders == [p.adders for p in parts]
+    assert g.adders == sum(g.group_adders) and g.spread_adders == max(g.group_adders)
+    reached = []                      # the adders each group's outputs read
+    for p in range(len(parts)):
+        seen, todo = set(), [k for j, (k, _) in enumerate(g.outputs) if j // size == p]
+        while todo:
+            k = todo.pop()
+            if g.nodes[k].kind == "add" and k not in seen:
+                seen.add(k)
+                todo += [g.nodes[k].a, g.nodes[k].b]
+        reached.append(seen)
+    assert [len(r) for r in reached] == g.group_adders
+    assert len(set().union(*reached)) == g.adders        # no adder serves two groups
