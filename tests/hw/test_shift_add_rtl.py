@@ -56,7 +56,8 @@ CASES = {
     "cnn_stream_ecp5_200": lambda: apply_config(load_model(FIXTURES / "cnn2d_torchscript.onnx"), {
         "input": "fixed<6,2,RND,SAT>", "clock_mhz": 200,
         "default": {"weight": "fixed<6,2,RND,SAT>", "bias": "fixed<8,4,RND,SAT>",
-                    "result": "fixed<9,4,RND_CONV,SAT>", "io": "stream"}}),
+                    "result": "fixed<9,4,RND_CONV,SAT>", "io": "stream"},
+        "layers": {"/0/Conv": {"share_columns": 2}}}),
 }
 
 
