@@ -36,8 +36,7 @@ Per-layer keys:
 ``share_columns``
     ``all`` (default) or N >= 1: a ``shift_add`` layer's outputs in groups
     of N, each summed by a graph of its own that shares subexpressions only
-    within the group.  More adders, but a group's adders sit together on the
-    FPGA, and its delay model charges the route of the largest group only.
+    within the group: more adders, fewer nets that span the layer.
 ``arithmetic``
     ``auto`` (default), ``shift_add`` or ``multipliers``.  ``shift_add``
     builds the layer's constant matrix-vector product without multipliers,

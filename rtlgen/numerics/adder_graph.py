@@ -132,12 +132,6 @@ class AdderGraph:
         return sum(1 for n in self.nodes if n.kind == "add")
 
     @property
-    def spread_adders(self) -> int:
-        """The adders of the largest group that shares subexpressions (all of them for one graph):
-        the size of the area its routes cross on the FPGA."""
-        return max(self.group_adders) if self.group_adders else self.adders
-
-    @property
     def depth(self) -> int:
         return max([self.nodes[k].depth for k, _ in self.outputs] or [0])
 
@@ -321,9 +315,9 @@ def adder_graph(weights, ranges, bias=None, *, bias_shift: int = 0, weight_shift
 
     ``share_columns``: the outputs are cut into groups of this many (in
     order), each summed by a graph of its own that shares subexpressions
-    only within the group (None: one graph for all).  A group's adders sit
-    together on an FPGA, so its nets are short and few cross the layer, at
-    the cost of the pairs the groups would have shared.
+    only within the group (None: one graph for all).  No sum then feeds
+    outputs of two groups, so fewer nets span the layer, at the cost of the
+    pairs the groups would have shared.
     """
     w = np.asarray(weights, dtype=object)
     b = [0] * w.shape[1] if bias is None else [int(v) << bias_shift

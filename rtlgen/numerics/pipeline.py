@@ -3,7 +3,7 @@
 A :class:`DelayModel` estimates the delay of a register-to-register path
 through ripple-carry adders on one FPGA family::
 
-    t_fixed + t_spread * sqrt(adders in the layer, or in its largest sharing group)
+    t_fixed + t_spread * sqrt(adders in the layer)
             + sum over the adders on the path of (t_level + t_level_bit * width)
             + t_bit * width of the last (widest) adder
 
@@ -146,7 +146,7 @@ def longest_path(graph: AdderGraph, stage: list[int], ranks: int, model: DelayMo
     or, for an output computed in the output stage, after ``cast_delay``.
     """
     arrival, _ = _arrivals(graph, stage, model)
-    worst = model.start(graph.spread_adders) + cast_delay   # an output register fed by an earlier stage's rank
+    worst = model.start(graph.adders) + cast_delay   # an output register fed by an earlier stage's rank
     for k, n in enumerate(graph.nodes):
         if n.kind == "add":
             worst = max(worst, arrival[k] + model.carry(n.width))
@@ -158,7 +158,7 @@ def longest_path(graph: AdderGraph, stage: list[int], ranks: int, model: DelayMo
 
 def _arrivals(graph: AdderGraph, stage: list[int], model: DelayModel) -> tuple[list[float], list[float]]:
     """When each node's value is ready within its stage, and when its adder starts (ns)."""
-    t0 = model.start(graph.spread_adders)
+    t0 = model.start(graph.adders)
     arrival: list[float] = []
     start: list[float] = []
     for k, n in enumerate(graph.nodes):
@@ -173,7 +173,7 @@ def _arrivals(graph: AdderGraph, stage: list[int], model: DelayModel) -> tuple[l
 
 
 def _earliest(graph: AdderGraph, model: DelayModel, budget: float, cast_delay: float) -> StagePlan:
-    t0 = model.start(graph.spread_adders)
+    t0 = model.start(graph.adders)
     stage: list[int] = []
     arrival: list[float] = []
     for n in graph.nodes:
@@ -207,7 +207,7 @@ def _latest(graph: AdderGraph, model: DelayModel, budget: float, cast_delay: flo
             consumers[node.a].append(k)
             consumers[node.b].append(k)
     outputs = {k for k, _ in graph.outputs}
-    t0 = model.start(graph.spread_adders)
+    t0 = model.start(graph.adders)
     stage = [0] * n
     required = [0.0] * n          # when the node's value must be ready within its stage
     for k in range(n - 1, -1, -1):

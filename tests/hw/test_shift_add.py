@@ -367,7 +367,7 @@ def test_share_columns_groups_the_outputs_and_round_trips():
     assert layer.share_columns == 2 and apply_config(_model(), _cfg()).layers[0].share_columns is None
     assert QModel.from_dict(q.to_dict()).layers[0].share_columns == 2
     graph = dense_graph(layer)
-    assert len(graph.group_adders) == 2 and graph.spread_adders == max(graph.group_adders)
+    assert len(graph.group_adders) == 2 and graph.adders == sum(graph.group_adders)
     assert shift_add_figures(layer)["share_columns"] == 2
     assert apply_config(_model(), _cfg(share_columns="all")).layers[0].share_columns is None
 
