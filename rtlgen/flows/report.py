@@ -59,6 +59,7 @@ def _layer_row(entry: dict) -> dict:
         "arithmetic": entry.get("arithmetic"),
         "adders": entry.get("adders"),
         "adder_depth": entry.get("adder_depth"),
+        "share_columns": entry.get("share_columns"),
         "register_ranks": entry.get("register_ranks"),
         "est_luts": entry.get("est_luts"),
         "est_fmax_mhz": entry.get("est_fmax_mhz"),
@@ -154,6 +155,8 @@ def render_markdown(data: dict) -> str:
         n_in, n_out = layer["shape"]
         shape = f"{n_in} x {n_out}" if layer["op"] == "dense" else f"{n_out}"
         arith = layer.get("arithmetic") or (f"fused into {layer['fused_into']}" if layer.get("fused_into") else "")
+        if layer.get("share_columns"):
+            arith += f" (groups of {layer['share_columns']} outputs)"
         adders = (f"{layer['adders']} ({layer['adder_depth']}, {layer['register_ranks']})"
                   if layer.get("adders") is not None else "")
         lines.append(f"| {layer['name']} | {layer['op']} | {shape} | {_types_text(layer['types'])} | "

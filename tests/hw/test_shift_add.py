@@ -372,6 +372,17 @@ def test_share_columns_groups_the_outputs_and_round_trips():
     assert apply_config(_model(), _cfg(share_columns="all")).layers[0].share_columns is None
 
 
+def test_the_manifest_and_report_name_the_sharing_groups(tmp_path):
+    from rtlgen.flows.report import report
+    from rtlgen.kinds import save_build
+    q = apply_config(_model(), {**_cfg(arithmetic="shift_add"), "layers": {"dense_0": {"share_columns": 2}}})
+    manifest = save_build(q, tmp_path / "core")
+    assert manifest["layers"][0]["share_columns"] == 2
+    text, data = report(tmp_path / "core", png=False)
+    assert data["layers"][0]["share_columns"] == 2
+    assert "shift_add (groups of 2 outputs)" in text
+
+
 def test_bad_arithmetic_name():
     with pytest.raises(RtlgenError, match="arithmetic must be one of multipliers, shift_add, auto"):
         apply_config(_model(), _cfg(arithmetic="lut"))
