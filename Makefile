@@ -24,7 +24,7 @@ help:
 	@echo "make bench-boards  bitstreams of the shipped board models: utilization, Fmax, link and self-test rates (long; BOARDS=all adds the shift-and-add encoders, over an hour each)"
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
 	@echo "make bench-synth-econt  Yosys figures of the ECON-T encoder on xilinx, ecp5, ice40 (long)"
-	@echo "make bench-pnr  the jet's largest layer (whole, and in sharing groups of 8 outputs) and the 6-bit-weight jet built for and routed at 150 MHz on the ECP5-85k (long: hours)"
+	@echo "make bench-pnr  the jet's first layer (whole and in sharing groups of 16 outputs), its largest layer and the 6-bit-weight jet built for and routed at 150 MHz on the ECP5-85k (long: hours)"
 	@echo "make bench-tmr  register/TMR weight storage: Yosys overhead and fault campaign (TMR_MODEL=small|econt|jet)"
 	@echo "make clean      remove build and simulation outputs (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV)"
@@ -126,7 +126,7 @@ bench-synth-econt: setup
 		--json build/bench_synth_econt.json
 
 bench-pnr: setup
-	$(VPY) bench/synth.py --models jet_dense1,jet_dense1_g8,jet6 --reuse 1 --targets ecp5 --clock-mhz 150 --no-proxy \
+	$(VPY) bench/synth.py --models jet_dense0,jet_dense0_g16,jet_dense1,jet6 --reuse 1 --targets ecp5 --clock-mhz 150 --no-proxy \
 		--timeout 10800 --jobs $(JOBS) --json build/bench_pnr.json
 
 bench: setup

@@ -14,8 +14,9 @@ at reuse factors 1, 2 and 4, and for the ECON-T-style encoder
 Variants of the jet MLP are models of their own: ``jet6`` (6-bit weights,
 ``fixed<6,2,RND,SAT>``; otherwise the jet's precision), ``jet_dense0`` (the
 jet's first dense layer, 16x64, and its ReLU alone) and ``jet_dense1`` (its
-second, 64x32, and its ReLU: the largest layer); ``jet_dense1_g8`` is that
-layer with ``share_columns: 8`` (four graphs of 8 outputs).  ``--clock-mhz MHZ`` builds
+second, 64x32, and its ReLU: the largest layer); ``jet_dense0_g16`` and
+``jet_dense1_g8`` are those layers with ``share_columns: 16`` and ``8`` (four
+graphs each).  ``--clock-mhz MHZ`` builds
 every model with ``clock_mhz: MHZ`` and ``target: ecp5`` (shift-and-add
 layers pipelined by the ECP5 delay model) and places and routes at that
 clock.
@@ -25,7 +26,7 @@ at 2 and 4 they keep multipliers, more than the ECP5 has DSP blocks, so
 Fmax is also measured on a proxy: a 16-8-5 MLP with random weights and the
 same precisions (``--no-proxy`` skips it).
 
-Usage: ``python bench/synth.py [--jobs N] [--models jet,jet6,jet_dense0,jet_dense1,jet_dense1_g8,econt]
+Usage: ``python bench/synth.py [--jobs N] [--models jet,jet6,jet_dense0,jet_dense0_g16,jet_dense1,jet_dense1_g8,econt]
 [--reuse 1,2,4] [--econt-reuse 1] [--targets ecp5,xilinx] [--clock-mhz MHZ]
 [--no-pnr] [--no-proxy] [--timeout S] [--workdir DIR] [--json OUT.json]``.
 The full run takes tens of minutes with a native Yosys; with the WebAssembly
@@ -67,6 +68,7 @@ MODELS = {"jet": (MODEL, CONFIG),
 VARIANTS = {"jet6": ("jet", {"weight": "fixed<6,2,RND,SAT>"}, None),
             "jet_dense0": ("jet", {}, 0),
             "jet_dense1": ("jet", {}, 1),
+            "jet_dense0_g16": ("jet", {"share_columns": 16}, 0),
             "jet_dense1_g8": ("jet", {"share_columns": 8}, 1)}
 DEVICE = "85k"
 
