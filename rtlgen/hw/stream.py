@@ -169,7 +169,8 @@ def _window_layer(layer) -> object:
                   bias_type=layer.bias_type, result_type=layer.result_type,
                   weights=np.asarray(weights), bias=bias, reuse_factor=layer.reuse_factor,
                   accum_type=layer.accum_type, adder_levels=layer.adder_levels,
-                  adder_depth_slack=layer.adder_depth_slack, share_columns=layer.share_columns, arithmetic=layer.arithmetic,
+                  adder_depth_slack=layer.adder_depth_slack, share_columns=layer.share_columns,
+                  arithmetic=layer.arithmetic,
                   clock_mhz=layer.clock_mhz, timing_target=layer.timing_target, in_lo=layer.in_lo)
 
 

@@ -345,7 +345,7 @@ def adder_graph(weights, ranges, bias=None, *, bias_shift: int = 0, weight_shift
 
 def _joined(parts: list[AdderGraph], n_in: int) -> AdderGraph:
     """One graph of the outputs of ``parts`` (graphs over the same ``n_in`` inputs), in order."""
-    nodes = [n for n in parts[0].nodes[:n_in]]
+    nodes = list(parts[0].nodes[:n_in])
     coefs = list(parts[0].coefficients[:n_in])
     outputs = []
     for part in parts:
