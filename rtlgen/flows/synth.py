@@ -223,6 +223,8 @@ _STEP = {
 _NEXTPNR_STATUS = (
     (re.compile(r"^Info:\s+at iteration #(\d+), type ALL: .*legal = (\d+)"),
      lambda m: f"placing: HeAP iteration {m[1]}, wire length {int(m[2]):,}"),
+    (re.compile(r"^Info: overlap: COMB=([\d.]+)%"),
+     lambda m: f"placing (static): {m[1]} % of the logic cells still overlap"),
     (re.compile(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|"),
      lambda m: f"routing (router1): {int(m[1]):,} iterations, {int(m[2]):,} arcs to route"),
     (re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)"),

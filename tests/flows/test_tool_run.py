@@ -55,10 +55,11 @@ def test_log_follows_the_tool_and_progress_sees_steps(tmp_path):
 
 
 def test_nextpnr_status_lines_become_progress(tmp_path):
-    # lines as nextpnr-ecp5 0.11 prints them while placing (HeAP) and routing (router1, router2)
+    # lines as nextpnr-ecp5 0.11 prints them while placing (HeAP, static) and routing (router1, router2)
     from rtlgen.flows.synth import _NEXTPNR_STATUS
     lines = [
         "Info:     at iteration #5, type ALL: wirelen solved = 158869, spread = 865862, legal = 898991; time = 7.25s",
+        "Info: overlap: COMB=82.6%, FF=82.0%, RAM=0.0%, MUL=0.0%",
         "Info: Routing 119480 arcs.",
         "Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|",
         "Info:      76000 |    45150      30849 |  667   333 |    110959|      66.06    1416.95|",
@@ -70,6 +71,7 @@ def test_nextpnr_status_lines_become_progress(tmp_path):
                 status=_NEXTPNR_STATUS, status_every=0.0) == 0
     said = [s.split(": ", 1)[1].rsplit(" [", 1)[0] for s in seen]
     assert said == ["placing: HeAP iteration 5, wire length 898,991",
+                    "placing (static): 82.6 % of the logic cells still overlap",
                     "routing (router1): 76,000 iterations, 110,959 arcs to route",
                     "routing (router2): pass 3, 61,780 wires overused"]
     # at most one status line per status_every seconds
