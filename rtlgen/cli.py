@@ -120,7 +120,9 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one ``rtlgen: error:`` line (status 2), like the others."""
 
     def error(self, message):
-        self.exit(EXIT_USER_ERROR, f"rtlgen: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+        # "rtlgen build" names its command; the top parser is rtlgen itself, named once already
+        command = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        self.exit(EXIT_USER_ERROR, f"rtlgen: error: {command}{message} (see '{self.prog} --help')\n")
 
 
 def make_parser() -> argparse.ArgumentParser:

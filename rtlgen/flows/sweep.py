@@ -55,7 +55,7 @@ from ..emit.atomic import temp_file_for, write_text_atomic
 from ..errors import RtlgenError
 from ..frontends import load_model
 from ..ir.arithmetic import ARITHMETICS
-from ..ir.config import MAX_ADDER_DEPTH_SLACK, apply_config, load_config
+from ..ir.config import GRAPH_KEYS, MAX_ADDER_DEPTH_SLACK, apply_config, load_config
 from ..ir.model import QDense
 from ..kinds import kind_named
 from .cluster import dask_client, job, stop_jobs
@@ -211,18 +211,27 @@ def _layer_limit(layer) -> int:
 
 
 def _variant_config(cfg: dict, dense: dict[str, int], reuse, arithmetic: str | None = None,
-                    clock_mhz=None, slack: int | None = None) -> dict:
+                    clock_mhz=None, slack: int | None = None, graphs: frozenset = frozenset()) -> dict:
+    """The configuration of one variant; ``slack`` goes to the layers named in ``graphs`` (those
+    built with shift_add: on any other layer the key has no effect, which is refused)."""
     out = copy.deepcopy(cfg)
     layers = dict(out.get("layers") or {})
+    multiplied = 0   # layers this variant builds with multipliers, whatever the configuration says
     for name, nonzero in dense.items():
         own = dict(layers.get(name) or {})
         own["reuse_factor"] = "full" if reuse == "full" else min(int(reuse), nonzero)
         if arithmetic is not None:
             own["arithmetic"] = arithmetic
-        if slack is not None:
+        if arithmetic == "multipliers" or (nonzero > 1 and (reuse == "full" or int(reuse) > 1)):
+            multiplied += 1
+            for key in GRAPH_KEYS:   # the configuration's adder-graph keys do not apply here
+                own.pop(key, None)
+        if slack is not None and name in graphs:
             own["adder_depth_slack"] = slack
         layers[name] = own
     out["layers"] = layers
+    if dense and multiplied == len(dense) and isinstance(out.get("default"), dict):
+        out["default"] = {k: v for k, v in out["default"].items() if k not in GRAPH_KEYS}
     if clock_mhz is not None:
         out["clock_mhz"] = clock_mhz
     return out
@@ -276,9 +285,12 @@ def _variants(float_model, cfg: dict, dense: dict, reuses: list, arithmetics, cl
                     # (without a shift_add layer the clock target only drives place and route, and
                     # the slack changes nothing: such a variant is built once, without a slack)
                     if adders and (c is not None or slacks):
+                        graphs = frozenset(layer.name for layer in q.layers
+                                           if getattr(layer, "arithmetic", None) == "shift_add")
                         for s in slacks or [None]:
                             one = variant if s is None else {**variant, "adder_depth_slack": s}
-                            out.append((one, apply_config(float_model, _variant_config(cfg, dense, r, a, c, s))))
+                            out.append((one, apply_config(float_model,
+                                                          _variant_config(cfg, dense, r, a, c, s, graphs))))
                         continue
                     if slacks and len(slacks) > 1:
                         no_adders.append(variant_label(variant))

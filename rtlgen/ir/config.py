@@ -120,6 +120,7 @@ MERGE_KEYS = {"result"}                          # add, concat
 #: further keys of the activations that have parameters
 SLOPE_KEYS = {"weight"}                          # leaky_relu, prelu: the slope's type
 TABLE_KEYS = {"table_size", "table_range"}       # sigmoid, tanh
+GRAPH_KEYS = ("adder_depth_slack", "share_columns")   # the adder graph of a shift_add layer
 SOFTMAX_KEYS = TABLE_KEYS | {"exp", "inv", "inv_table_size", "argmax"}
 DEFAULT_KEYS = DENSE_KEYS | TABLE_KEYS
 MAX_ADDER_DEPTH_SLACK = 8    # adder_depth_slack: 0 to this many extra adder levels
@@ -643,7 +644,9 @@ def apply_config(model: FloatModel, config=None) -> QModel:
         elif is_dense:
             if layer.n_in != size:
                 raise RtlgenError(f"{where}: expects {layer.n_in} inputs but the previous layer gives {size}")
-            needed = ("weight",) if isinstance(layer, Pool) or "weight" in from_model else ("weight", "bias")
+            # a layer without a bias (all zeros: none in the model) needs no bias type; zero fits any
+            no_bias = isinstance(layer, Pool) or not np.any(layer.bias)
+            needed = ("weight",) if no_bias or "weight" in from_model else ("weight", "bias")
             if isinstance(layer, Pool) and "weight" not in merged:   # 1/n exact when it is short
                 factors = np.unique(pool_matrix(layer.in_shape, layer.kernel, layer.stride, layer.pads,
                                                 layer.count_include_pad))
@@ -713,6 +716,11 @@ def apply_config(model: FloatModel, config=None) -> QModel:
             q = replace(q, arithmetic=_arithmetic(q, merged, where), clock_mhz=clock_mhz, timing_target=target,
                         in_lo=_nonnegative_input(layers, sources))
             q = replace(q, weight_rom=_weight_rom(q, merged, where))
+            idle = [key for key in GRAPH_KEYS if key in own]
+            if idle and q.arithmetic != "shift_add":
+                raise RtlgenError(f"{where}: {key_list(idle)} shape the adder graph of a shift_add layer, and this "
+                                  f"layer is built with {q.arithmetic}: remove {'it' if len(idle) == 1 else 'them'}, "
+                                  "or set arithmetic: shift_add (constant weights, reuse factor 1)")
         elif isinstance(layer, Activation):
             q = _activation(layer, merged, own, size, in_type, result_type, where)
         else:  # pragma: no cover - front ends only produce the above
@@ -734,6 +742,18 @@ def apply_config(model: FloatModel, config=None) -> QModel:
     if default.get("tmr_bits") is not None and not any(getattr(q, "storage", None) == "tmr" for q in layers):
         raise RtlgenError("config 'default': tmr_bits applies only to layers with storage: tmr, and no layer "
                           "has it: set storage: tmr (in default or per layer) or remove tmr_bits")
+    idle = [key for key in GRAPH_KEYS if key in default]
+    if idle and not any(getattr(q, "arithmetic", None) == "shift_add" for q in layers):
+        raise RtlgenError(f"config 'default': {key_list(idle)} shape the adder graphs of shift_add layers, and "
+                          f"no layer of model {model.name!r} is built with shift_add: remove "
+                          f"{'it' if len(idle) == 1 else 'them'}, or set arithmetic: shift_add (or auto) where "
+                          "the layers allow it")
+    idle = [key for key in sorted(TABLE_KEYS) if key in default]
+    if idle and not any(isinstance(q, QSoftmax) or (isinstance(q, QActivation) and q.kind in TABLE_DEFAULTS)
+                        for q in layers):
+        raise RtlgenError(f"config 'default': {key_list(idle)} set the lookup tables of sigmoid, tanh and "
+                          f"softmax layers, and model {model.name!r} has none: remove "
+                          f"{'it' if len(idle) == 1 else 'them'}")
     if clock_mhz is not None and not any(getattr(q, "arithmetic", None) == "shift_add" for q in layers):
         raise RtlgenError("config: clock_mhz places the registers of shift_add layers, and no layer of "
                           f"model {model.name!r} is built with shift_add: remove clock_mhz, or set "

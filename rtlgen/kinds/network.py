@@ -96,7 +96,8 @@ class NetworkKind(KindBase):
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise RtlgenError(f"inputs must be numbers, got dtype {x.dtype}")
         if x.ndim != 2 or x.shape[1] != qmodel.n_in:
-            raise RtlgenError(f"inputs must have shape [N, {qmodel.n_in}] for model {qmodel.name!r}, "
+            also = f" or [N, {', '.join(map(str, shape))}]" if shape is not None else ""
+            raise RtlgenError(f"inputs must have shape [N, {qmodel.n_in}]{also} for model {qmodel.name!r}, "
                               f"got {list(x.shape)}")
         return quantize_inputs(qmodel, x)
 

@@ -311,6 +311,10 @@ def test_option_errors_are_one_line(argv, needle):
     line = one_error_line(res)
     assert needle in line and "--help" in line
     assert res.stderr.strip() == line          # no usage block
+    # the program is named once; a subcommand's error names the subcommand
+    assert not line.startswith("rtlgen: error: rtlgen")
+    if argv and argv[0] in ("tmr-analysis", "sim"):
+        assert line.startswith(f"rtlgen: error: {argv[0]}: ")
 
 
 def test_i2c_clock_that_is_not_finite_is_a_config_error(tmp_path):

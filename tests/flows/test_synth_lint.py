@@ -18,7 +18,7 @@ from rtlgen.flows.report import report
 from rtlgen.flows.sweep import pareto_front, parse_reuse_list, sweep, variant_label
 from rtlgen.flows.synth import classify_cells, parse_stat_text, pnr_wrapper, synth
 from rtlgen.ir.config import apply_config
-from rtlgen.ir.model import Activation, Dense, FloatModel
+from rtlgen.ir.model import Activation, Dense, FloatModel, QDense
 
 BASE = {"input": "fixed<6,2,RND,SAT>",
         "default": {"weight": "fixed<5,2,RND,SAT>", "bias": "fixed<6,3,RND,SAT>",
@@ -431,3 +431,22 @@ def test_does_not_fit_keeps_synthesis(tmp_path):
         synth(core, "ice40", pnr=True, device="up3k")
     rep = json.loads((core / "synth" / "ice40" / "report.json").read_text())
     assert rep["resources"]["luts"] > 0 and "does not fit" in rep["pnr"]["error"]
+
+
+def test_sweep_variants_drop_adder_graph_keys_where_a_variant_multiplies():
+    # the configuration shapes adder graphs (default and per layer); a variant that builds every
+    # layer with multipliers (R=3) must not carry those keys, which would have no effect there
+    from rtlgen.flows.sweep import _layer_limit, _variants
+    model = _model((4, 3, 2), seed=6)
+    cfg = _cfg(share_columns=2)
+    cfg["layers"] = {"d1": {"adder_depth_slack": 1}}
+    base = apply_config(model, cfg)
+    dense = {layer.name: _layer_limit(layer) for layer in base.layers if isinstance(layer, QDense)}
+    assert min(dense.values()) >= 3
+    got = {variant_label(v): q for v, q in _variants(model, cfg, dense, [1, 3], None, None, [0, 2], None)}
+    assert sorted(got) == ["R=1 slack 0", "R=1 slack 2", "R=3"]
+    layers = {k: [layer for layer in q.layers if isinstance(layer, QDense)] for k, q in got.items()}
+    assert {layer.arithmetic for layer in layers["R=3"]} == {"multipliers"}
+    for slack in (0, 2):
+        assert [(layer.arithmetic, layer.share_columns, layer.adder_depth_slack)
+                for layer in layers[f"R=1 slack {slack}"]] == [("shift_add", 2, slack)] * 2

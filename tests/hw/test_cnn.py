@@ -323,6 +323,17 @@ def test_model_json_round_trip_keeps_cnn_layers():
     assert np.array_equal(predict_codes(q, x), predict_codes(back, x))
 
 
+def test_inputs_of_a_wrong_shape_are_refused_naming_both_shapes():
+    from rtlgen.kinds import kind_of
+    q = apply_config(load_model(FIXTURES / "cnn2d_torchscript.onnx"), CFG)
+    kind = kind_of(q)
+    x = np.random.default_rng(0).normal(size=(3, 2, 6, 6))
+    flat = kind.input_codes(q, x.reshape(3, -1), raw=False)
+    assert np.array_equal(kind.input_codes(q, x, raw=False), flat)   # [N, C, H, W] is taken as it is
+    with pytest.raises(RtlgenError, match=r"shape \[N, 72\] or \[N, 2, 6, 6\] .*got \[3, 2, 5, 7\]"):
+        kind.input_codes(q, np.zeros((3, 2, 5, 7)), raw=False)
+
+
 # ---------------------------------------------------------------------------
 # bad input: exit code 2, the node named, nothing written
 # ---------------------------------------------------------------------------

@@ -226,3 +226,42 @@ def test_activation_only_model():
     assert isinstance(q.layers[0], QActivation) and q.layers[0].size == 3
     assert q.n_out == 3
     assert not any(isinstance(layer, QDense) for layer in q.layers)
+
+
+def test_a_layer_without_bias_needs_no_bias_type(small):
+    no_bias = {k: v for k, v in BASE["default"].items() if k != "bias"}
+    # small's second layer has no bias (all zeros): its bias type may be left out there ...
+    first, second = small.layers[0].name, small.layers[2].name
+    q = apply_config(small, cfg(default=no_bias, layers={first: {"bias": "fixed<8,3,RND,SAT>"}}))
+    assert not np.any(q.layers[2].bias)
+    # ... but the first layer's bias is not zero, so it needs one
+    with pytest.raises(RtlgenError, match=rf"no 'bias' type for layer '{first}'"):
+        apply_config(small, cfg(default=no_bias, layers={second: {"bias": "fixed<8,3,RND,SAT>"}}))
+
+
+def test_adder_graph_keys_need_a_shift_add_layer(small):
+    first = small.layers[0].name
+    mult = dict(BASE["default"], arithmetic="multipliers")
+    for key, value in (("adder_depth_slack", 2), ("share_columns", 4)):
+        with pytest.raises(RtlgenError, match=rf"'default': \['{key}'\] shape the adder graphs.*no layer"):
+            apply_config(small, cfg(default=dict(mult, **{key: value})))
+        with pytest.raises(RtlgenError, match=rf"layer '{first}': \['{key}'\] shape the adder graph.*"
+                                              "built with multipliers"):
+            apply_config(small, cfg(default=mult, layers={first: {key: value}}))
+        # in default they apply where a layer is shift_add, and the others are left alone
+        q = apply_config(small, cfg(default=dict(mult, **{key: value}),
+                                    layers={first: {"arithmetic": "shift_add"}}))
+        assert [getattr(layer, "arithmetic", None) for layer in q.layers][::2] == ["shift_add", "multipliers"]
+        assert getattr(q.layers[0], key) == value
+    # a layer that auto leaves with multipliers (reuse factor 2) takes no graph keys of its own
+    with pytest.raises(RtlgenError, match=rf"layer '{first}': \['share_columns'\].*built with multipliers"):
+        apply_config(small, cfg(layers={first: {"reuse_factor": 2, "share_columns": 2}}))
+
+
+def test_table_keys_need_a_table(small):
+    with pytest.raises(RtlgenError, match=r"'default': \['table_range', 'table_size'\] set the lookup tables"):
+        apply_config(small, cfg(default=dict(BASE["default"], table_size=256, table_range=4.0)))
+    sig = FloatModel(name="sig", n_in=3, layers=[Activation(name="s", kind="sigmoid")])
+    q = apply_config(sig, {"input": "fixed<8,3,RND,SAT>",
+                           "default": {"table_size": 256, "result": "ufixed<8,0,RND,SAT>"}})
+    assert q.layers[0].table_size == 256
