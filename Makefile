@@ -10,7 +10,7 @@ STAMP := $(VENV)/.rtlgen-setup-stamp
 # pytest-xdist workers (the CI machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: help setup tools test test-long demo bench bench-sim bench-arith bench-spread bench-boards bench-synth bench-synth-econt bench-pnr bench-tmr clean distclean
+.PHONY: help setup tools test test-long demo bench bench-sim bench-arith bench-spread bench-boards bench-synth bench-synth-econt bench-pnr bench-pnr-peer bench-tmr clean distclean
 
 help:
 	@echo "make setup      create $(VENV) with rtlgen and its pinned dependencies, install Icarus Verilog"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
 	@echo "make bench-synth-econt  Yosys figures of the ECON-T encoder on xilinx, ecp5, ice40 (long)"
 	@echo "make bench-pnr  the jet's first layer (whole and in sharing groups of 16 outputs), its largest layer and the 6-bit-weight jet built for and routed at 150 MHz on the ECP5-85k (long: hours)"
+	@echo "make bench-pnr-peer  the jet's largest layer (64x32) and da4ml's core for the same weights, both placed and routed by the same nextpnr-ecp5 (long: two hours)"
 	@echo "make bench-tmr  register/TMR weight storage: Yosys overhead and fault campaign (TMR_MODEL=small|econt|jet)"
 	@echo "make clean      remove build and simulation outputs (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV)"
@@ -128,6 +129,10 @@ bench-synth-econt: setup
 bench-pnr: setup
 	$(VPY) bench/synth.py --models jet_dense0,jet_dense0_g16,jet_dense1,jet6 --reuse 1 --targets ecp5 --clock-mhz 150 --no-proxy \
 		--timeout 10800 --jobs $(JOBS) --json build/bench_pnr.json
+
+bench-pnr-peer: setup
+	$(VPY) -m pip install --quiet -e '.[test,bench]'
+	$(VPY) bench/pnr_peer.py --timeout 3600 --jobs $(JOBS) --json build/bench_pnr_peer.json
 
 bench: setup
 	$(VPY) bench/run.py

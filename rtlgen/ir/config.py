@@ -717,7 +717,9 @@ def apply_config(model: FloatModel, config=None) -> QModel:
                         in_lo=_nonnegative_input(layers, sources))
             q = replace(q, weight_rom=_weight_rom(q, merged, where))
             idle = [key for key in GRAPH_KEYS if key in own]
-            if idle and q.arithmetic != "shift_add":
+            # (auto leaves a layer whose weights all quantize to zero with multipliers: it has its warning)
+            if idle and q.arithmetic != "shift_add" and (merged.get("arithmetic") == "multipliers"
+                                                         or shift_add_problem(q) is not None):
                 raise RtlgenError(f"{where}: {key_list(idle)} shape the adder graph of a shift_add layer, and this "
                                   f"layer is built with {q.arithmetic}: remove {'it' if len(idle) == 1 else 'them'}, "
                                   "or set arithmetic: shift_add (constant weights, reuse factor 1)")
