@@ -601,8 +601,10 @@ def check_codes(qmodel: QModel, x_codes) -> np.ndarray:
     x = np.asarray(x_codes)
     if x.ndim == 1:
         x = x.reshape(1, -1)
+    shape = getattr(qmodel, "input_shape", None)
+    also = f", or [N, {', '.join(map(str, shape))}]" if shape is not None else ""
     if x.ndim != 2:
-        raise RtlgenError(f"input codes must have shape [N, {qmodel.n_in}] (or [{qmodel.n_in}]), "
+        raise RtlgenError(f"input codes must have shape [N, {qmodel.n_in}] (or [{qmodel.n_in}]{also}), "
                           f"got {list(np.shape(x_codes))}")
     if x.shape[1] != qmodel.n_in:
         raise RtlgenError(f"model {qmodel.name!r} expects {qmodel.n_in} input features per vector, "

@@ -332,6 +332,8 @@ def test_inputs_of_a_wrong_shape_are_refused_naming_both_shapes():
     assert np.array_equal(kind.input_codes(q, x, raw=False), flat)   # [N, C, H, W] is taken as it is
     with pytest.raises(RtlgenError, match=r"shape \[N, 72\] or \[N, 2, 6, 6\] .*got \[3, 2, 5, 7\]"):
         kind.input_codes(q, np.zeros((3, 2, 5, 7)), raw=False)
+    with pytest.raises(RtlgenError, match=r"shape \[N, 72\] \(or \[72\], or \[N, 2, 6, 6\]\), got \[3, 2, 5, 7\]"):
+        kind.input_codes(q, np.zeros((3, 2, 5, 7), dtype=np.int64), raw=True)
 
 
 # ---------------------------------------------------------------------------
