@@ -1279,6 +1279,10 @@ class _Walker:
         dense.bias = dense.bias + bias
 
 
+#: the ops whose inputs after the first are weights or biases
+_PARAM_OPS = ("Gemm", "MatMul", "Conv", "BatchNormalization", "PRelu")
+
+
 def load_onnx(source, name=None) -> FloatModel:
     """Read an ONNX model (a path or an ``onnx.ModelProto``) into the float IR.
 
@@ -1293,8 +1297,15 @@ def load_onnx(source, name=None) -> FloatModel:
     inputs = [vi for vi in graph.input if vi.name not in g.initializers]
     if len(inputs) != 1:
         listed = ", ".join(repr(vi.name) for vi in inputs) or "none"
+        # weights left as graph inputs: the model was exported without them
+        params = [vi.name for vi in inputs
+                  if any(vi.name in node.input[1:] for node in graph.node if node.op_type in _PARAM_OPS)]
+        hint = ""
+        if params:
+            hint = (f"; {', '.join(map(repr, params))} feed the weights or biases of a layer: export the "
+                    "model with its parameters (torch.onnx.export(..., export_params=True), the default)")
         raise RtlgenError(f"{label}: expected exactly one graph input, found {len(inputs)} ({listed}); "
-                          "rtlgen supports models with one flat input vector")
+                          "rtlgen supports models with one flat input vector" + hint)
     if len(graph.output) != 1:
         listed = ", ".join(repr(vi.name) for vi in graph.output) or "none"
         raise RtlgenError(f"{label}: expected exactly one graph output, found {len(graph.output)} ({listed})")

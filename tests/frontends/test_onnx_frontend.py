@@ -708,3 +708,22 @@ def test_unfoldable_pad_rejected(case, proto, pattern):
 
 def test_pad_listed_as_supported():
     assert "Pad" in SUPPORTED_OPS
+
+
+def test_weights_exported_as_graph_inputs_name_export_params(tmp_path):
+    # torch.onnx.export(..., export_params=False) leaves the weights as graph inputs
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="/0/Gemm", transB=1)], "noparams",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, 4]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    path = tmp_path / "noparams.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(RtlgenError, match=r"one graph input, found 3 .*'w', 'b' feed the weights.*"
+                                          r"export_params=True"):
+        load_onnx(path)
+    # two data inputs are not taken for weights
+    with pytest.raises(RtlgenError, match="one graph input") as info:
+        load_onnx(FIX / "bad_two_inputs.onnx")
+    assert "feed the weights" not in str(info.value)
