@@ -25,7 +25,7 @@ help:
 	@echo "make bench-synth  Yosys/nextpnr figures of the jet MLP (long: tens of minutes)"
 	@echo "make bench-synth-econt  Yosys figures of the ECON-T encoder on xilinx, ecp5, ice40 (long)"
 	@echo "make bench-pnr  the jet's first layer (whole and in sharing groups of 16 outputs), its largest layer and the 6-bit-weight jet built for and routed at 150 MHz on the ECP5-85k (long: hours)"
-	@echo "make bench-pnr-peer  the jet's largest layer (64x32) and da4ml's core for the same weights, both placed and routed by the same nextpnr-ecp5 (long: two hours)"
+	@echo "make bench-pnr-peer  the jet's largest layer (64x32) and da4ml's core for the same weights, both placed and routed by the same nextpnr-ecp5 (long: about 70 minutes)"
 	@echo "make bench-tmr  register/TMR weight storage: Yosys overhead and fault campaign (TMR_MODEL=small|econt|jet)"
 	@echo "make clean      remove build and simulation outputs (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV)"

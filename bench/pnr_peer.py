@@ -19,7 +19,7 @@ does not route is hard for rtlgen's netlist or for the open flow.
 Usage: ``python bench/pnr_peer.py [--model jet_dense1] [--clock-mhz 150]
 [--da4ml-cutoff 2] [--sides rtlgen,da4ml] [--timeout S] [--jobs N]
 [--workdir DIR] [--json OUT.json]``.  ``make bench-pnr-peer`` runs the
-default with a one-hour limit per side (about two hours on two cores).
+default with a one-hour limit on each side's nextpnr (the two sides run side by side: about 70 minutes).
 """
 
 from __future__ import annotations
