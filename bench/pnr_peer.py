@@ -167,9 +167,8 @@ def table(rows: list[dict]) -> str:
                       f"{r['router_iterations']:,} router1 iterations")
         else:
             routed = f"not routed ({r.get('stopped', '?')}, before routing)"
-        out.append(f"| {r['side']} | {_fmt(r.get('adders'))} | {_fmt(r.get('latency'))} | {_fmt(r.get('luts'))} | {_fmt(r.get('carry'))} | "
-                   f"{_fmt(r.get('ffs'))} | {_fmt(r.get('dsp'))} | {_fmt(r.get('placed_mhz'))} | {routed} | "
-                   f"{_fmt(r.get('pnr_s'))} |")
+        cells = " | ".join(_fmt(r.get(k)) for k in ("adders", "latency", "luts", "carry", "ffs", "dsp", "placed_mhz"))
+        out.append(f"| {r['side']} | {cells} | {routed} | {_fmt(r.get('pnr_s'))} |")
     return "\n".join(out)
 
 
