@@ -38,12 +38,11 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
 
-from rtlgen.flows.synth import (CLOCK_PINS, DEVICES, PNR_TOP, classify_cells, clock_pin_lpf,  # noqa: E402
-                                find_tool, parse_stat_text, pnr_results, pnr_wrapper)
+from rtlgen.flows.synth import (PNR_TOP, ROUTER1_LINE, classify_cells, find_tool, nextpnr_args,  # noqa: E402
+                                parse_stat_text, pnr_results, pnr_wrapper)
 
 DEVICE = "85k"
 SIDES = ("rtlgen", "da4ml")
-_ROUTER1 = re.compile(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|\s+[\d.]+\s+([\d.]+)\|", re.M)
 _ARCS = re.compile(r"^Info: Routing (\d+) arcs\.", re.M)
 _FMAX = re.compile(r"^Info: Max frequency for clock '[^']*': ([\d.]+) MHz", re.M)
 
@@ -73,15 +72,11 @@ def _port_bits(verilog: str, port: str) -> int:
     return int(m[1]) + 1
 
 
-def prepare(side: str, model: str, clock_mhz: float, cutoff: float, work: Path) -> dict:
-    """Build one side's core and its wrapper; returns the Verilog files and the core's figures."""
-    from synth import _model
-    from rtlgen.kinds import save_build
+def prepare(side: str, model: str, cutoff: float, work: Path) -> dict:
+    """One side's core (rtlgen's: the build in ``work/rtlgen_build``; da4ml's: traced from its
+    ``model.json``) and its wrapper; returns the Verilog files and the core's figures."""
     build = work / "rtlgen_build"
-    if not (build / "manifest.json").is_file():
-        manifest = save_build(_model(model, 1, clock_mhz), build)
-    else:
-        manifest = json.loads((build / "manifest.json").read_text())
+    manifest = json.loads((build / "manifest.json").read_text())
     pdir = work / side
     pdir.mkdir(parents=True, exist_ok=True)
     if side == "rtlgen":
@@ -104,7 +99,7 @@ def run_side(side: str, model: str, clock_mhz: float, cutoff: float, work: str, 
     work_dir = Path(work)
     row = {"side": side, "model": model, "clock_mhz": clock_mhz}
     t0 = time.perf_counter()
-    prep = prepare(side, model, clock_mhz, cutoff, work_dir)
+    prep = prepare(side, model, cutoff, work_dir)
     row.update(prep["figures"])
     pdir = prep["dir"]
     yosys = find_tool("yosys")
@@ -117,11 +112,7 @@ def run_side(side: str, model: str, clock_mhz: float, cutoff: float, work: str, 
     cells = classify_cells("ecp5", parse_stat_text((pdir / "stat.txt").read_text()))
     row.update({k: cells[k] for k in ("luts", "carry", "ffs", "dsp")})
     nextpnr = find_tool("nextpnr-ecp5")
-    flag, package = DEVICES["ecp5"][DEVICE]
-    (pdir / "pins.lpf").write_text(clock_pin_lpf(CLOCK_PINS["ecp5"][DEVICE]))
-    args = [flag, "--package", package, "--json", "netlist.json", "--freq", f"{clock_mhz:g}",
-            "--lpf", "pins.lpf", "--lpf-allow-unconstrained", "--report", "nextpnr_report.json",
-            "--timing-allow-fail", "--seed", "1", "--placer", "static", "--router", "router1"]
+    args = nextpnr_args(pdir, "ecp5", DEVICE, clock_mhz, 1, "static", "router1")
     row["nextpnr"] = f"{nextpnr.describe()['version']} ({nextpnr.kind}), static placer, router1"
     t1 = time.perf_counter()
     with open(pdir / "nextpnr.log", "w") as log:
@@ -141,7 +132,7 @@ def run_side(side: str, model: str, clock_mhz: float, cutoff: float, work: str, 
     else:
         row["routed_mhz"] = None
         arcs = _ARCS.findall(text)
-        steps = _ROUTER1.findall(text)
+        steps = ROUTER1_LINE.findall(text)
         row["arcs"] = int(arcs[-1]) if arcs else None
         if steps:
             row["router_iterations"], row["arcs_left"], row["router_s"] = (
@@ -193,8 +184,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="rtlgen_pnr_peer_") as tmp:
         work = Path(a.workdir) if a.workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        # rtlgen's build first: da4ml's core is traced from its model.json
-        prepare("rtlgen", a.model, a.clock_mhz, a.da4ml_cutoff, work)
+        # rtlgen's build first, once: da4ml's core is traced from its model.json
+        from synth import _model
+        from rtlgen.kinds import save_build
+        save_build(_model(a.model, 1, a.clock_mhz), work / "rtlgen_build")
         print(f"{a.model}, clock {a.clock_mhz:g} MHz, ECP5-{DEVICE}, nextpnr limit {a.timeout:g} s per side",
               flush=True)
         with ProcessPoolExecutor(max_workers=max(1, min(a.jobs, len(sides)))) as ex:

@@ -222,7 +222,8 @@ def _variant_config(cfg: dict, dense: dict[str, int], reuse, arithmetic: str | N
         own["reuse_factor"] = "full" if reuse == "full" else min(int(reuse), nonzero)
         if arithmetic is not None:
             own["arithmetic"] = arithmetic
-        if arithmetic == "multipliers" or (nonzero > 1 and (reuse == "full" or int(reuse) > 1)):
+        # a reuse factor above 1 shares multipliers (``full``: as many phases as nonzero weights)
+        if arithmetic == "multipliers" or (nonzero if reuse == "full" else own["reuse_factor"]) > 1:
             multiplied += 1
             for key in GRAPH_KEYS:   # the configuration's adder-graph keys do not apply here
                 own.pop(key, None)

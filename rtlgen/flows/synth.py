@@ -218,6 +218,8 @@ _STEP = {
     "nextpnr": re.compile(r"^Info: (Packing design|Running placer|Running router|"
                           r"Max frequency for clock .*|Program finished normally\.?)"),
 }
+#: router1's progress line: iterations, arcs still queued, seconds of routing so far
+ROUTER1_LINE = re.compile(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|\s+[\d.]+\s+([\d.]+)\|", re.M)
 #: nextpnr's own progress lines, read into a short status: placing and routing a large core
 #: takes hours, and these say whether it is still getting anywhere
 _NEXTPNR_STATUS = (
@@ -225,7 +227,7 @@ _NEXTPNR_STATUS = (
      lambda m: f"placing: HeAP iteration {m[1]}, wire length {int(m[2]):,}"),
     (re.compile(r"^Info: overlap: COMB=([\d.]+)%"),
      lambda m: f"placing (static): {m[1]} % of the logic cells still overlap"),
-    (re.compile(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|"),
+    (ROUTER1_LINE,
      lambda m: f"routing (router1): {int(m[1]):,} iterations, {int(m[2]):,} arcs to route"),
     (re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)"),
      lambda m: f"routing (router2): pass {m[1]}, {int(m[2]):,} wires overused"),
@@ -750,6 +752,22 @@ def _summary(res: dict) -> str:
     return ", ".join(parts) + f" ({res['cells']} cells)"
 
 
+def nextpnr_args(pdir: Path, target: str, device: str, clock_mhz: float, seed: int, placer: str,
+                 router: str) -> list[str]:
+    """nextpnr's options for the wrapper's ``netlist.json`` in ``pdir`` (results in
+    ``nextpnr_report.json``); where the device has a clock pin (:data:`CLOCK_PINS`) it writes
+    ``pdir/pins.lpf`` that puts ``clk`` there."""
+    flag, package = DEVICES[target][device]
+    clock_pin = CLOCK_PINS.get(target, {}).get(device)
+    pin_args = []
+    if clock_pin is not None:
+        (pdir / "pins.lpf").write_text(clock_pin_lpf(clock_pin))
+        pin_args = ["--lpf", "pins.lpf", "--lpf-allow-unconstrained"]
+    return [flag, "--package", package, "--json", "netlist.json", "--freq", f"{clock_mhz:g}", *pin_args,
+            "--report", "nextpnr_report.json", "--timing-allow-fail", "--seed", str(seed),
+            "--placer", placer, "--router", router]
+
+
 def _pnr(run: _Run, manifest: dict, verilog: Path, target: str, yosys: Tool, nextpnr: Tool,
          device: str, clock_mhz: float, dsp: bool, seed: int, placer: str, router: str) -> dict:
     pdir = run.work / "pnr"
@@ -769,13 +787,7 @@ def _pnr(run: _Run, manifest: dict, verilog: Path, target: str, yosys: Tool, nex
     flag, package = DEVICES[target][device]
     ptool = nextpnr.describe()
     clock_pin = CLOCK_PINS.get(target, {}).get(device)
-    pin_args = []
-    if clock_pin is not None:
-        (pdir / "pins.lpf").write_text(clock_pin_lpf(clock_pin))
-        pin_args = ["--lpf", "pins.lpf", "--lpf-allow-unconstrained"]
-    args = [flag, "--package", package, "--json", "netlist.json", "--freq", f"{clock_mhz:g}", *pin_args,
-            "--report", "nextpnr_report.json", "--timing-allow-fail", "--seed", str(seed),
-            "--placer", placer, "--router", router]
+    args = nextpnr_args(pdir, target, device, clock_mhz, seed, placer, router)
     _note(run.progress, f"pnr {target}: {nextpnr.name} {flag} --package {package} at {clock_mhz:g} MHz, "
                         f"{placer} placer, {router} ({ptool['version']}, {nextpnr.kind})")
     start = time.monotonic()

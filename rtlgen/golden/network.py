@@ -596,13 +596,19 @@ def _run(program: _Program, x: np.ndarray, trace: Optional[list] = None) -> np.n
     return x
 
 
+def image_shape_text(qmodel) -> str | None:
+    """``[N, C, H, W]`` (or ``[N, C, L]``) of a convolutional model's inputs, for messages; None otherwise."""
+    shape = getattr(qmodel, "input_shape", None)
+    return None if shape is None else f"[N, {', '.join(map(str, shape))}]"
+
+
 def check_codes(qmodel: QModel, x_codes) -> np.ndarray:
     """Validate input codes; return them as a 2-D int64 (or object) array."""
     x = np.asarray(x_codes)
     if x.ndim == 1:
         x = x.reshape(1, -1)
-    shape = getattr(qmodel, "input_shape", None)
-    also = f", or [N, {', '.join(map(str, shape))}]" if shape is not None else ""
+    image = image_shape_text(qmodel)
+    also = f", or {image}" if image else ""
     if x.ndim != 2:
         raise RtlgenError(f"input codes must have shape [N, {qmodel.n_in}] (or [{qmodel.n_in}]{also}), "
                           f"got {list(np.shape(x_codes))}")

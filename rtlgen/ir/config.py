@@ -744,8 +744,9 @@ def apply_config(model: FloatModel, config=None) -> QModel:
     if default.get("tmr_bits") is not None and not any(getattr(q, "storage", None) == "tmr" for q in layers):
         raise RtlgenError("config 'default': tmr_bits applies only to layers with storage: tmr, and no layer "
                           "has it: set storage: tmr (in default or per layer) or remove tmr_bits")
+    graphs = any(getattr(q, "arithmetic", None) == "shift_add" for q in layers)
     idle = [key for key in GRAPH_KEYS if key in default]
-    if idle and not any(getattr(q, "arithmetic", None) == "shift_add" for q in layers):
+    if idle and not graphs:
         raise RtlgenError(f"config 'default': {key_list(idle)} shape the adder graphs of shift_add layers, and "
                           f"no layer of model {model.name!r} is built with shift_add: remove "
                           f"{'it' if len(idle) == 1 else 'them'}, or set arithmetic: shift_add (or auto) where "
@@ -756,7 +757,7 @@ def apply_config(model: FloatModel, config=None) -> QModel:
         raise RtlgenError(f"config 'default': {key_list(idle)} set the lookup tables of sigmoid, tanh and "
                           f"softmax layers, and model {model.name!r} has none: remove "
                           f"{'it' if len(idle) == 1 else 'them'}")
-    if clock_mhz is not None and not any(getattr(q, "arithmetic", None) == "shift_add" for q in layers):
+    if clock_mhz is not None and not graphs:
         raise RtlgenError("config: clock_mhz places the registers of shift_add layers, and no layer of "
                           f"model {model.name!r} is built with shift_add: remove clock_mhz, or set "
                           "arithmetic: shift_add (or auto) where the layers allow it")

@@ -9,7 +9,7 @@ from ..emit.build import ELEMENT_LAYOUT, ManifestSection
 from ..emit.regmap import regmap_for
 from ..errors import RtlgenError
 from ..frontends import SUPPORTED_FORMATS, load_model
-from ..golden.network import check_codes, predict_codes, quantize_inputs
+from ..golden.network import check_codes, image_shape_text, predict_codes, quantize_inputs
 from ..hw.core import make_core
 from ..hw.network import Network
 from ..hw.size import check_fits
@@ -96,7 +96,7 @@ class NetworkKind(KindBase):
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise RtlgenError(f"inputs must be numbers, got dtype {x.dtype}")
         if x.ndim != 2 or x.shape[1] != qmodel.n_in:
-            also = f" or [N, {', '.join(map(str, shape))}]" if shape is not None else ""
+            also = f" or {image_shape_text(qmodel)}" if shape is not None else ""
             raise RtlgenError(f"inputs must have shape [N, {qmodel.n_in}]{also} for model {qmodel.name!r}, "
                               f"got {list(x.shape)}")
         return quantize_inputs(qmodel, x)
